@@ -1,0 +1,127 @@
+"""Compile untrusted wasm in a helper process with a wall-time and address-space cap.
+
+Wasmtime treats compile-time blow-ups (a million functions, pathological control flow) as
+the embedder's problem. A long-lived helper (``sandboxes.compile_child``) compiles and
+returns the serialized artifact; at the deadline it is killed (and restarted on the next
+compile), and RLIMIT_AS turns a memory blow-up into a clean failure instead of an OOM kill
+of the worker. The parent only deserializes what its own helper produced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import resource
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from sandboxes.engine import EngineSpec
+from sandboxes.errors import SandboxError
+from sandboxes.modules import ModuleBytes
+from sandboxes.schema import RunStatus
+
+_PR_SET_PDEATHSIG = 1
+
+
+class CompilerProcess:
+    """One helper process; compiles are serialised through it."""
+
+    def __init__(self, timeout_s: float, memory_cap: int) -> None:
+        self._timeout_s = timeout_s
+        self._memory_cap = memory_cap
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        cap = self._memory_cap
+
+        def limit() -> None:  # runs in the child before exec
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+        return subprocess.Popen(
+            [sys.executable, "-m", "sandboxes.compile_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=limit,  # noqa: PLW1509 - needed for rlimits; we hold no locks here
+            env={"PYTHONPATH": ":".join(p for p in sys.path if p)},
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill()
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
+            self._proc = None
+
+    def compile(self, module: ModuleBytes, spec: EngineSpec) -> bytes:
+        """Serialized code for ``module`` under ``spec``, or SandboxError(invalid_module)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._kill()
+                self._proc = self._start()
+            proc = self._proc
+            assert proc.stdin is not None and proc.stdout is not None
+            header = json.dumps(
+                {"kind": module.kind.value, "stack_bytes": spec.stack_bytes,
+                 "size": len(module.wasm)}
+            ).encode()
+            deadline = time.monotonic() + self._timeout_s
+            try:
+                proc.stdin.write(struct.pack("<I", len(header)) + header + module.wasm)
+                proc.stdin.flush()
+                status, length = struct.unpack("<BQ", self._read(proc, 9, deadline))
+                payload = self._read(proc, length, deadline)
+            except TimeoutError:
+                self._kill()
+                raise SandboxError(
+                    RunStatus.INVALID_MODULE,
+                    f"compiling the module took longer than {self._timeout_s:g}s "
+                    "(compile time limit)",
+                ) from None
+            except (EOFError, OSError):
+                self._kill()
+                raise SandboxError(
+                    RunStatus.INVALID_MODULE,
+                    "the compiler ran out of memory or died compiling this module "
+                    "(module too large or complex)",
+                ) from None
+        if status != 1:
+            raise SandboxError(
+                RunStatus.INVALID_MODULE, f"invalid module: {payload.decode(errors='replace')}"
+            )
+        return payload
+
+    @staticmethod
+    def _read(proc: subprocess.Popen[bytes], n: int, deadline: float) -> bytes:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        chunks: list[bytes] = []
+        while n > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise TimeoutError
+            chunk = proc.stdout.read1(min(n, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)

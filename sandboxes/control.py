@@ -1,0 +1,93 @@
+"""Per-run stop control: wall deadline, cancellation, output and scratch caps.
+
+The epoch callback asks ``RunControl.check()`` every tick while wasm runs; host calls that
+block (sleeps) wait on ``RunControl.wake`` so a stop ends them too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from sandboxes.output import CappedSink
+from sandboxes.schema import RunStatus
+
+
+class StopReason(Enum):
+    WALL_TIMEOUT = RunStatus.WALL_TIMEOUT
+    CANCELLED = RunStatus.CANCELLED
+    OUTPUT_LIMIT = RunStatus.OUTPUT_LIMIT
+    SCRATCH_LIMIT = RunStatus.SCRATCH_LIMIT
+
+
+class CancelToken:
+    """Handed to ``Sandbox.run``; ``cancel()`` from any thread stops the run within a tick."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._event.set()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+            fire = self._event.is_set()
+        if fire:
+            listener()
+
+
+class RunControl:
+    """The state one run's watchdog checks; the first stop reason wins."""
+
+    def __init__(self, wall_time_s: float, cancel: CancelToken | None = None) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + wall_time_s
+        self.wake = threading.Event()
+        self.reason: StopReason | None = None
+        self.stdout: CappedSink | None = None
+        self.stderr: CappedSink | None = None
+        self._periodic: list[tuple[float, float, Callable[[], StopReason | None]]] = []
+        if cancel is not None:
+            cancel.subscribe(lambda: self.stop(StopReason.CANCELLED))
+
+    def stop(self, reason: StopReason) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.wake.set()
+
+    def add_periodic_check(self, every_s: float, check: Callable[[], StopReason | None]) -> None:
+        """Run ``check`` at most every ``every_s`` (e.g. a scratch-dir size scan)."""
+        self._periodic.append((every_s, 0.0, check))
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self) -> str | None:
+        """Epoch-tick hook: None to go on, else the trap message."""
+        now = time.monotonic()
+        if self.reason is None and now >= self.deadline:
+            self.stop(StopReason.WALL_TIMEOUT)
+        if self.reason is None and self._periodic:
+            for i, (every, last, fn) in enumerate(self._periodic):
+                if now - last >= every:
+                    self._periodic[i] = (every, now, fn)
+                    found = fn()
+                    if found is not None:
+                        self.stop(found)
+                        break
+        if self.reason is None:
+            return None
+        return f"warden: run stopped ({self.reason.value.value})"

@@ -1,0 +1,102 @@
+"""Engines: one wasmtime configuration, its fingerprint, and the epoch ticker that drives it.
+
+Deny-by-default engine: fuel and epochs on; threads, memory64, GC, multi-memory off. The
+wasm stack limit is an engine setting, so there is one engine per (power-of-two) stack size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import wasmtime
+
+WASMTIME_VERSION = version("wasmtime")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What an engine is built from; equal specs give interchangeable compiled artifacts."""
+
+    stack_bytes: int
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "wasmtime": WASMTIME_VERSION,
+            "strategy": "cranelift",
+            "opt_level": "speed",
+            "consume_fuel": True,
+            "epoch_interruption": True,
+            "max_wasm_stack": self.stack_bytes,
+            "threads": False,
+            "memory64": False,
+            "multi_memory": False,
+            "gc": False,
+            "component_model": True,
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """Cache key part: serialized code is only valid for this exact version and config."""
+        blob = json.dumps(self.settings(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def build(self) -> wasmtime.Engine:
+        cfg = wasmtime.Config()
+        cfg.strategy = "cranelift"
+        cfg.cranelift_opt_level = "speed"
+        cfg.consume_fuel = True
+        cfg.epoch_interruption = True
+        cfg.max_wasm_stack = self.stack_bytes
+        cfg.wasm_threads = False
+        cfg.wasm_memory64 = False
+        cfg.wasm_multi_memory = False
+        cfg.wasm_gc = False
+        cfg.wasm_component_model = True
+        return wasmtime.Engine(cfg)
+
+
+def stack_class(stack_bytes: int) -> int:
+    """Round up to a power of two so few engines exist (each holds its own compiled code)."""
+    size = 64 * 1024
+    while size < stack_bytes:
+        size *= 2
+    return size
+
+
+class EpochTicker:
+    """Increments an engine's epoch every ``tick_s`` while at least one run is active.
+
+    Each run's deadline callback is consulted once per tick, so the tick bounds how late a
+    timeout, cancel or output-cap stop can land. Idle engines do not tick.
+    """
+
+    def __init__(self, engine: wasmtime.Engine, tick_s: float) -> None:
+        self._engine = engine
+        self._tick_s = tick_s
+        self._active = 0
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="warden-epoch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._active == 0:
+                    self._cond.wait()
+            time.sleep(self._tick_s)
+            self._engine.increment_epoch()
+
+    def __enter__(self) -> EpochTicker:
+        with self._cond:
+            self._active += 1
+            self._cond.notify_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._active -= 1

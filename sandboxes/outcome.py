@@ -1,0 +1,75 @@
+"""Turn how a wasm call ended into a status: one place that reads wasmtime's errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import wasmtime
+
+from sandboxes.control import RunControl
+from sandboxes.schema import RunStatus, TrapKind
+
+_TRAP_KINDS: dict[wasmtime.TrapCode, TrapKind] = {
+    wasmtime.TrapCode.UNREACHABLE: TrapKind.UNREACHABLE,
+    wasmtime.TrapCode.STACK_OVERFLOW: TrapKind.STACK_OVERFLOW,
+    wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS: TrapKind.MEMORY_OUT_OF_BOUNDS,
+    wasmtime.TrapCode.TABLE_OUT_OF_BOUNDS: TrapKind.TABLE_OUT_OF_BOUNDS,
+    wasmtime.TrapCode.INDIRECT_CALL_TO_NULL: TrapKind.INDIRECT_CALL_TO_NULL,
+    wasmtime.TrapCode.BAD_SIGNATURE: TrapKind.BAD_SIGNATURE,
+    wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO: TrapKind.INTEGER_DIVISION_BY_ZERO,
+    wasmtime.TrapCode.INTEGER_OVERFLOW: TrapKind.INTEGER_OVERFLOW,
+    wasmtime.TrapCode.BAD_CONVERSION_TO_INTEGER: TrapKind.BAD_CONVERSION_TO_INTEGER,
+}
+_INVALID_EXIT = "exit with invalid exit status"
+_MAX_MESSAGE = 2000
+
+
+@dataclass
+class Outcome:
+    status: RunStatus
+    exit_code: int | None = None
+    trap_kind: TrapKind | None = None
+    message: str | None = None
+
+
+def classify(error: BaseException | None, control: RunControl) -> Outcome:
+    """Status of a finished call. A stop the controller asked for wins over the trap it made."""
+    if control.reason is not None:
+        return Outcome(control.reason.value, message=_limit_message(control))
+    if error is None:
+        return Outcome(RunStatus.OK, exit_code=0)
+    if isinstance(error, wasmtime.ExitTrap):
+        code = error.code
+        return Outcome(RunStatus.OK if code == 0 else RunStatus.NONZERO_EXIT, exit_code=code)
+    if isinstance(error, wasmtime.Trap):
+        code = error.trap_code
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return Outcome(RunStatus.FUEL_EXHAUSTED, message="fuel exhausted")
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return Outcome(RunStatus.WALL_TIMEOUT, message="interrupted")
+        kind = _TRAP_KINDS.get(code, TrapKind.OTHER) if code is not None else TrapKind.OTHER
+        return Outcome(RunStatus.TRAP, trap_kind=kind, message=_short(error.message))
+    if isinstance(error, wasmtime.WasmtimeError):
+        text = str(error)
+        if _INVALID_EXIT in text:
+            return Outcome(
+                RunStatus.TRAP,
+                trap_kind=TrapKind.INVALID_EXIT_STATUS,
+                message="proc_exit status outside [0, 126) is refused by the runtime",
+            )
+        return Outcome(RunStatus.TRAP, trap_kind=TrapKind.OTHER, message=_short(text))
+    return Outcome(RunStatus.INTERNAL_ERROR, message=f"internal error: {type(error).__name__}")
+
+
+def _limit_message(control: RunControl) -> str:
+    assert control.reason is not None
+    return {
+        RunStatus.WALL_TIMEOUT: "wall-clock time limit exceeded",
+        RunStatus.CANCELLED: "cancelled",
+        RunStatus.OUTPUT_LIMIT: "output limit exceeded (output truncated)",
+        RunStatus.SCRATCH_LIMIT: "scratch directory quota exceeded",
+    }[control.reason.value]
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"

@@ -1,0 +1,298 @@
+"""``Sandbox.run``: one module, its limits and grants in; a RunResult out. Never raises.
+
+A Sandbox owns the engines (one per stack class), their epoch tickers and linkers, and the
+artifact cache. It is thread-safe: wasmtime releases the GIL while wasm runs, so several
+runs can share one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+import wasmtime.component
+
+from sandboxes.artifacts import ArtifactCache
+from sandboxes.compiler import CompilerProcess
+from sandboxes.control import CancelToken, RunControl, StopReason
+from sandboxes.engine import EngineSpec, EpochTicker, stack_class
+from sandboxes.errors import SandboxError
+from sandboxes.modules import ModuleBytes, ModuleKind, decode_module
+from sandboxes.outcome import Outcome, classify
+from sandboxes.output import CappedSink
+from sandboxes.schema import Grants, Limits, RunResult, RunStatus
+from sandboxes.settings import Settings, get_settings
+from sandboxes.wasi_p1 import WASI_P1, bind_control, build_linker
+from sandboxes.wasmtime_ext import set_deadline_check, set_stdin_bytes
+from sandboxes.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+# Peak memory this close to the limit on an abnormal end means an allocation was refused.
+_MEMORY_SLACK_FRACTION = 8
+_SCRATCH_SCAN_S = 0.01
+
+
+@dataclass
+class EngineContext:
+    spec: EngineSpec
+    engine: wasmtime.Engine
+    ticker: EpochTicker
+    linker: wasmtime.Linker
+    component_linker: wasmtime.component.Linker
+
+
+@dataclass
+class Prepared:
+    """A module compiled and linked for one engine, ready to instantiate many times."""
+
+    module: ModuleBytes
+    ctx: EngineContext
+    pre: wasmtime.InstancePre | None = None
+    component: wasmtime.component.Component | None = None
+
+
+class Sandbox:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._engines: dict[int, EngineContext] = {}
+        self._lock = threading.Lock()
+        self.compiler = CompilerProcess(
+            self.settings.compile_timeout_s, self.settings.compile_memory_bytes
+        )
+        cache_dir = self.settings.cache_dir if self.settings.disk_cache_bytes > 0 else None
+        self.cache: ArtifactCache[Prepared | SandboxError] = ArtifactCache(
+            cache_dir, self.settings.memory_cache_entries, self.settings.disk_cache_bytes
+        )
+
+    # -- engines -------------------------------------------------------------------------
+    def engine_context(self, stack_bytes: int) -> EngineContext:
+        size = stack_class(stack_bytes)
+        with self._lock:
+            ctx = self._engines.get(size)
+            if ctx is None:
+                spec = EngineSpec(size)
+                engine = spec.build()
+                ctx = EngineContext(
+                    spec,
+                    engine,
+                    EpochTicker(engine, self.settings.epoch_tick_s),
+                    build_linker(engine),
+                    _component_linker(engine),
+                )
+                self._engines[size] = ctx
+            return ctx
+
+    # -- compile -------------------------------------------------------------------------
+    def prepare(self, source: bytes | str, limits: Limits) -> Prepared:
+        """Decode, compile (bounded, cached) and link; SandboxError if the module can't run."""
+        module = decode_module(source, limits.module_bytes)
+        ctx = self.engine_context(limits.stack_bytes)
+        key = f"{module.kind.value}-{module.sha256}-{ctx.spec.fingerprint}"
+
+        def compile_() -> bytes:
+            return self.compiler.compile(module, ctx.spec)
+
+        def load(blob: bytes) -> Prepared | SandboxError:
+            return _link(module, ctx, blob)
+
+        try:
+            prepared = self.cache.get(key, compile_, load)
+        except SandboxError:
+            raise
+        if isinstance(prepared, SandboxError):
+            raise prepared
+        return prepared
+
+    # -- run -----------------------------------------------------------------------------
+    def run(
+        self,
+        source: bytes | str,
+        limits: Limits | None = None,
+        grants: Grants | None = None,
+        cancel: CancelToken | None = None,
+    ) -> RunResult:
+        """Run a WASI command under ``limits`` with only ``grants``. Never raises."""
+        limits = limits or Limits()
+        grants = grants or Grants()
+        started = time.perf_counter()
+        try:
+            prepared = self.prepare(source, limits)
+            return self.run_prepared(prepared, limits, grants, cancel)
+        except SandboxError as err:
+            return RunResult(
+                status=err.status,
+                message=err.message,
+                wall_time_s=time.perf_counter() - started,
+            )
+        except Exception:
+            log.exception("internal error in sandbox run")
+            return RunResult(
+                status=RunStatus.INTERNAL_ERROR,
+                message="internal error (logged on the worker)",
+                wall_time_s=time.perf_counter() - started,
+            )
+
+    def run_prepared(
+        self,
+        prepared: Prepared,
+        limits: Limits,
+        grants: Grants,
+        cancel: CancelToken | None = None,
+        argv0: str = "main.wasm",
+    ) -> RunResult:
+        control = RunControl(limits.wall_time_s, cancel)
+        stdout = CappedSink(limits.stdout_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
+        stderr = CappedSink(limits.stderr_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
+        store = wasmtime.Store(prepared.ctx.engine)
+        is_component = prepared.module.kind is ModuleKind.COMPONENT
+        store.set_limits(
+            memory_size=limits.memory_bytes,
+            table_elements=limits.table_elements,
+            instances=64 if is_component else 1,
+            tables=64 if is_component else 4,
+            memories=16 if is_component else 1,
+        )
+        store.set_fuel(limits.fuel)
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = [argv0, *grants.args]
+        wasi.env = list(grants.env.items())
+        set_stdin_bytes(wasi, grants.stdin)
+        if is_component:
+            wasi.stdout_custom = stdout
+            wasi.stderr_custom = stderr
+        else:  # preview1 stdio goes through wasi_p1's fd_write, straight into the sinks
+            control.stdout, control.stderr = stdout, stderr
+        with Workspace(self.settings.scratch_root, grants) as workspace:
+            workspace.configure(wasi)
+            if workspace.scratch is not None:
+                control.add_periodic_check(_SCRATCH_SCAN_S, workspace.scratch_check)
+            store.set_wasi(wasi)
+            set_deadline_check(store, control.check)
+            bind_control(control)
+            error: BaseException | None = None
+            memory_peak = 0
+            t0 = time.perf_counter()
+            try:
+                with prepared.ctx.ticker:
+                    if is_component:
+                        error, memory_peak = _call_component(store, prepared)
+                    else:
+                        error, memory_peak = _call_core(store, prepared)
+            finally:
+                bind_control(None)
+                elapsed = time.perf_counter() - t0
+        outcome = classify(error, control)
+        if outcome.status in (RunStatus.TRAP, RunStatus.NONZERO_EXIT) and (
+            memory_peak + limits.memory_bytes // _MEMORY_SLACK_FRACTION >= limits.memory_bytes
+        ):
+            outcome = Outcome(
+                RunStatus.MEMORY_LIMIT,
+                exit_code=outcome.exit_code,
+                trap_kind=outcome.trap_kind,
+                message=f"memory limit reached ({outcome.message or 'guest failed'})",
+            )
+        if isinstance(error, _InstantiateError):
+            outcome = error.outcome
+        return RunResult(
+            status=outcome.status,
+            trap_kind=outcome.trap_kind,
+            exit_code=outcome.exit_code,
+            stdout=stdout.value(),
+            stderr=stderr.value(),
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            fuel_used=limits.fuel - store.get_fuel(),
+            wall_time_s=elapsed,
+            memory_peak_bytes=memory_peak,
+            message=outcome.message,
+        )
+
+
+class _InstantiateError(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def _instantiate_outcome(exc: wasmtime.WasmtimeError) -> Outcome:
+    text = str(exc)
+    lowered = text.lower()
+    if "memory" in lowered and ("limit" in lowered or "exceed" in lowered):
+        return Outcome(RunStatus.MEMORY_LIMIT, message=f"module needs more memory: {text}")
+    if "table" in lowered and ("limit" in lowered or "exceed" in lowered):
+        return Outcome(RunStatus.MEMORY_LIMIT, message=f"module needs a larger table: {text}")
+    if isinstance(exc, wasmtime.Trap):
+        return Outcome(RunStatus.TRAP, message=text)
+    return Outcome(RunStatus.LINK_ERROR, message=text)
+
+
+def _call_core(store: wasmtime.Store, prepared: Prepared) -> tuple[BaseException | None, int]:
+    assert prepared.pre is not None
+    try:
+        instance = prepared.pre.instantiate(store)
+    except wasmtime.WasmtimeError as exc:
+        return _InstantiateError(_instantiate_outcome(exc)), 0
+    exports = instance.exports(store)
+    error: BaseException | None = None
+    try:
+        start = exports["_start"]
+        assert isinstance(start, wasmtime.Func)
+        start(store)
+    except Exception as exc:
+        error = exc
+    memory = exports.get("memory")
+    peak = memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
+    return error, peak
+
+
+def _call_component(
+    store: wasmtime.Store, prepared: Prepared
+) -> tuple[BaseException | None, int]:
+    raise SandboxError(RunStatus.UNSUPPORTED, "components are not supported yet")
+
+
+def _component_linker(engine: wasmtime.Engine) -> wasmtime.component.Linker:
+    linker = wasmtime.component.Linker(engine)
+    linker.add_wasip2()
+    return linker
+
+
+def _link(module: ModuleBytes, ctx: EngineContext, blob: bytes) -> Prepared | SandboxError:
+    """Deserialize and pre-link; link failures are cached as the SandboxError they are."""
+    if module.kind is ModuleKind.COMPONENT:
+        component = wasmtime.component.Component.deserialize(ctx.engine, blob)
+        return Prepared(module, ctx, component=component)
+    compiled = wasmtime.Module.deserialize(ctx.engine, blob)
+    problem = _check_imports_exports(compiled)
+    if problem is not None:
+        return problem
+    try:
+        pre = ctx.linker.instantiate_pre(compiled)
+    except wasmtime.WasmtimeError as exc:
+        return SandboxError(RunStatus.LINK_ERROR, f"cannot link module: {exc}")
+    return Prepared(module, ctx, pre=pre)
+
+
+def _check_imports_exports(compiled: wasmtime.Module) -> SandboxError | None:
+    foreign = [
+        f"{imp.module}.{imp.name}" for imp in compiled.imports if imp.module != WASI_P1
+    ]
+    if foreign:
+        shown = ", ".join(foreign[:10]) + (" …" if len(foreign) > 10 else "")
+        return SandboxError(
+            RunStatus.LINK_ERROR,
+            f"module imports {shown}, which Warden does not provide "
+            f"(only {WASI_P1} functions are available)",
+        )
+    exports: dict[str, Any] = {e.name: e.type for e in compiled.exports}
+    if "_start" not in exports or not isinstance(exports["_start"], wasmtime.FuncType):
+        return SandboxError(
+            RunStatus.INVALID_MODULE,
+            "module exports no _start function: only WASI command modules can run",
+        )
+    return None

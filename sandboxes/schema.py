@@ -1,0 +1,220 @@
+"""The one schema for what a run may use (Limits), may touch (Grants) and what it did (RunResult).
+
+The service, the workers and the CLI import these models; nothing redefines them.
+Every limit has a safe default and a hard maximum (LIMIT_BOUNDS); tenant maximums sit below
+the hard maximum and are applied by the service.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from sandboxes.units import parse_duration, parse_size
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+GiB: Final = 1024 * MiB
+
+
+class RunStatus(StrEnum):
+    """How a run ended. Closed set: clients may switch on it."""
+
+    OK = "ok"
+    NONZERO_EXIT = "nonzero_exit"
+    TRAP = "trap"
+    FUEL_EXHAUSTED = "fuel_exhausted"
+    WALL_TIMEOUT = "wall_timeout"
+    MEMORY_LIMIT = "memory_limit"
+    OUTPUT_LIMIT = "output_limit"
+    SCRATCH_LIMIT = "scratch_limit"
+    CANCELLED = "cancelled"
+    INVALID_MODULE = "invalid_module"
+    LINK_ERROR = "link_error"
+    UNSUPPORTED = "unsupported"
+    COMPILE_ERROR = "compile_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class TrapKind(StrEnum):
+    """Why the guest trapped, when status is ``trap``."""
+
+    UNREACHABLE = "unreachable"
+    STACK_OVERFLOW = "stack_overflow"
+    MEMORY_OUT_OF_BOUNDS = "memory_out_of_bounds"
+    TABLE_OUT_OF_BOUNDS = "table_out_of_bounds"
+    INDIRECT_CALL_TO_NULL = "indirect_call_to_null"
+    BAD_SIGNATURE = "bad_signature"
+    INTEGER_DIVISION_BY_ZERO = "integer_division_by_zero"
+    INTEGER_OVERFLOW = "integer_overflow"
+    BAD_CONVERSION_TO_INTEGER = "bad_conversion_to_integer"
+    INVALID_EXIT_STATUS = "invalid_exit_status"
+    OTHER = "other"
+
+
+class Bound:
+    """Default and hard maximum of one limit; the only place either number is written."""
+
+    def __init__(self, default: float, maximum: float, minimum: float) -> None:
+        self.default = default
+        self.maximum = maximum
+        self.minimum = minimum
+
+
+LIMIT_BOUNDS: Final[dict[str, Bound]] = {
+    # ~1 fuel per wasm instruction: 10^10 is a few seconds of compute.
+    "fuel": Bound(10_000_000_000, 1_000_000_000_000, 1_000),
+    "wall_time_s": Bound(10.0, 300.0, 0.001),
+    "memory_bytes": Bound(256 * MiB, 4 * GiB, 64 * KiB),
+    # Rounded up to a power of two (one engine per distinct value).
+    "stack_bytes": Bound(1 * MiB, 4 * MiB, 64 * KiB),
+    "stdout_bytes": Bound(1 * MiB, 64 * MiB, 0),
+    "stderr_bytes": Bound(256 * KiB, 64 * MiB, 0),
+    "table_elements": Bound(100_000, 10_000_000, 0),
+    "module_bytes": Bound(16 * MiB, 64 * MiB, 8),
+}
+
+
+def _size(value: Any) -> Any:
+    return parse_size(value) if isinstance(value, str) else value
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Bytes = Annotated[int, BeforeValidator(_size)]
+Seconds = Annotated[float, BeforeValidator(_duration)]
+
+
+def _limit(name: str) -> Any:
+    bound = LIMIT_BOUNDS[name]
+    return Field(default=bound.default, ge=bound.minimum, le=bound.maximum)
+
+
+class Limits(BaseModel):
+    """Resource limits of one run. Sizes accept ``"64MiB"``-style strings, times ``"2s"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fuel: int = _limit("fuel")
+    wall_time_s: Seconds = _limit("wall_time_s")
+    memory_bytes: Bytes = _limit("memory_bytes")
+    stack_bytes: Bytes = _limit("stack_bytes")
+    stdout_bytes: Bytes = _limit("stdout_bytes")
+    stderr_bytes: Bytes = _limit("stderr_bytes")
+    table_elements: int = _limit("table_elements")
+    module_bytes: Bytes = _limit("module_bytes")
+
+
+MAX_ARGS: Final = 256
+MAX_ARG_BYTES: Final = 4096
+MAX_ENV: Final = 128
+MAX_STDIN_BYTES: Final = 64 * MiB
+MAX_FILES: Final = 256
+MAX_FILES_TOTAL_BYTES: Final = 128 * MiB
+MAX_SCRATCH_BYTES: Final = 1 * GiB
+DEFAULT_SCRATCH_BYTES: Final = 16 * MiB
+
+SCRATCH_GUEST_DIR: Final = "/tmp"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
+
+
+def check_file_name(name: str) -> str:
+    """A granted file's relative name: plain components only, no ``..``, no absolute path."""
+    parts = name.split("/")
+    if len(parts) > 8 or not all(_PATH_PART.fullmatch(p) for p in parts):
+        raise ValueError(
+            f"file name {name!r} must be a relative path of up to 8 parts made of "
+            "letters, digits, '_', '.', '+', '-' (no leading dot, no '..', no absolute path)"
+        )
+    return name
+
+
+class ScratchGrant(BaseModel):
+    """A private writable directory at /tmp, empty at start, discarded after the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quota_bytes: int = Field(
+        default=DEFAULT_SCRATCH_BYTES, ge=0, le=MAX_SCRATCH_BYTES,
+        description="Total bytes the guest may keep in the scratch dir",
+    )
+
+
+class Grants(BaseModel):
+    """Everything a run may see. Anything not listed here does not exist for the guest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    args: list[Annotated[str, Field(max_length=MAX_ARG_BYTES)]] = Field(
+        default_factory=list, max_length=MAX_ARGS,
+        description="Arguments after argv[0] (argv[0] is the program name)",
+    )
+    env: dict[str, Annotated[str, Field(max_length=MAX_ARG_BYTES)]] = Field(
+        default_factory=dict, max_length=MAX_ENV
+    )
+    stdin: bytes = Field(default=b"", max_length=MAX_STDIN_BYTES)
+    files: dict[str, bytes] = Field(
+        default_factory=dict, max_length=MAX_FILES,
+        description="Read-only files, visible at /<name> (relative names open too)",
+    )
+    scratch: ScratchGrant | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"env name {name!r} is not a valid variable name")
+            if "\0" in value:
+                raise ValueError(f"env value of {name!r} contains a NUL byte")
+        return env
+
+    @field_validator("args")
+    @classmethod
+    def _args_no_nul(cls, args: list[str]) -> list[str]:
+        if any("\0" in a for a in args):
+            raise ValueError("arguments may not contain NUL bytes")
+        return args
+
+    @field_validator("files")
+    @classmethod
+    def _file_names(cls, files: dict[str, bytes]) -> dict[str, bytes]:
+        for name in files:
+            check_file_name(name)
+        if sum(len(v) for v in files.values()) > MAX_FILES_TOTAL_BYTES:
+            raise ValueError(f"files exceed {MAX_FILES_TOTAL_BYTES} bytes in total")
+        names = set(files)
+        for name in names:
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) in names:
+                    raise ValueError(f"file {name!r} is inside file {'/'.join(parts[:i])!r}")
+        return files
+
+
+class RunResult(BaseModel):
+    """What one run did. Bytes are base64 in JSON."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    status: RunStatus
+    trap_kind: TrapKind | None = None
+    exit_code: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    fuel_used: int = 0
+    wall_time_s: float = 0.0
+    memory_peak_bytes: int = 0
+    message: str | None = Field(default=None, description="Trap, link or validation message")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is RunStatus.OK

@@ -1,0 +1,57 @@
+"""Every WARDEN_* environment setting, read in this one place (pydantic-settings).
+
+Each setting has a safe default; the service, workers and CLI all read ``get_settings()``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "warden"
+
+
+class Settings(BaseSettings):
+    """Warden's configuration. Environment: ``WARDEN_<NAME>`` (e.g. ``WARDEN_DATA_DIR``)."""
+
+    model_config = SettingsConfigDict(env_prefix="WARDEN_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Artifact cache, scratch dirs and the embedded Redis's data live here",
+    )
+    compile_timeout_s: float = Field(
+        default=20.0, gt=0, le=600, description="Wall-time cap on compiling one module"
+    )
+    compile_memory_bytes: int = Field(
+        default=4 * 1024**3, ge=256 * 1024**2, description="Address-space cap of the compiler"
+    )
+    memory_cache_entries: int = Field(
+        default=256, ge=1, description="Compiled modules kept in memory (LRU)"
+    )
+    disk_cache_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Serialized artifacts kept on disk (0: none)"
+    )
+    epoch_tick_s: float = Field(
+        default=0.002, gt=0, le=0.1, description="Interrupt-check period: bounds cancel latency"
+    )
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def scratch_root(self) -> Path:
+        return self.data_dir / "scratch"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

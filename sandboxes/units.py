@@ -1,0 +1,50 @@
+"""Human-friendly sizes and durations ("64MiB", "2s") shared by the schema and the CLI."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "m": 60.0, "min": 60.0}
+_NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from an int or a string such as ``64MiB``, ``1.5GB`` or ``4096``."""
+    if isinstance(value, int):
+        return value
+    match = _NUMBER.match(value)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {value!r} (examples: 4096, 64KiB, 256MiB, 1GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds from a number or a string such as ``2s``, ``500ms`` or ``1.5``."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _NUMBER.match(value)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _DURATION_UNITS:
+        raise ValueError(f"not a duration: {value!r} (examples: 2, 2s, 500ms)")
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
+def format_size(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n}B"

@@ -1,0 +1,178 @@
+"""The WASI preview1 linker: wasmtime's own WASI, with ``poll_oneoff`` and ``fd_write`` replaced.
+
+Epoch interruption cannot end a guest blocked inside a host call, and ``poll_oneoff`` is the
+one preview1 call that blocks for as long as the guest asks (stdin is in memory, files are
+regular files). Our ``poll_oneoff`` sleeps on the run's wake event, never past the run's
+deadline, so timeouts and cancels end sleeping guests too.
+
+``fd_write`` to fds 1 and 2 goes straight into the run's capped sinks (wasmtime's
+``stdout_custom`` bridge costs ~100 µs per run and ~65 µs at store teardown; this costs a few
+µs); writes to other fds (files in the scratch dir) go to wasmtime's own ``fd_write``.
+
+Host functions here never raise: an exception would go through wasmtime-py's process-global
+``LAST_EXCEPTION`` and could surface in another thread's run. Errors become WASI errnos.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+import wasmtime
+
+from sandboxes.control import RunControl, StopReason
+
+_ERRNO_SUCCESS = 0
+_ERRNO_BADF = 8
+_ERRNO_FAULT = 21
+_ERRNO_IO = 29
+_ERRNO_INVAL = 28
+_ERRNO_NOSYS = 52
+_EVENTTYPE_CLOCK = 0
+_SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH6x")  # 48 bytes
+_EVENT = struct.Struct("<QHBxxxxxQH6x")  # 32 bytes
+_MAX_SUBSCRIPTIONS = 4096
+_MAX_IOVS = 1024
+_IOVEC = struct.Struct("<II")
+_CLOCK_REALTIME = 0
+_ABSTIME = 1
+
+WASI_P1 = "wasi_snapshot_preview1"
+
+_current = threading.local()
+
+
+def bind_control(control: RunControl | None) -> None:
+    """Tell this thread's host functions which run they serve."""
+    _current.control = control
+
+
+def _control() -> RunControl | None:
+    return getattr(_current, "control", None)
+
+
+def _poll_oneoff(
+    caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubs: int, nevents_ptr: int
+) -> int:
+    try:
+        memory = caller.get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return _ERRNO_NOSYS
+        if nsubs <= 0 or nsubs > _MAX_SUBSCRIPTIONS:
+            return _ERRNO_INVAL
+        size = memory.data_len(caller)
+        if in_ptr < 0 or in_ptr + nsubs * 48 > size or out_ptr < 0 or out_ptr + nsubs * 32 > size:
+            return _ERRNO_FAULT
+        if nevents_ptr < 0 or nevents_ptr + 4 > size:
+            return _ERRNO_FAULT
+        raw = memory.read(caller, in_ptr, in_ptr + nsubs * 48)
+        events = _wait(_control(), [_SUBSCRIPTION.unpack_from(raw, i * 48) for i in range(nsubs)])
+        out = b"".join(events)
+        memory.write(caller, out, out_ptr)
+        memory.write(caller, struct.pack("<I", len(events)), nevents_ptr)
+        return _ERRNO_SUCCESS
+    except Exception:
+        return _ERRNO_FAULT
+
+
+def _wait(
+    control: RunControl | None, subs: list[tuple[int, int, int, int, int, int]]
+) -> list[bytes]:
+    """Block until the first clock fires, an fd is ready (always: stdio is in memory), or stop."""
+    ready: list[bytes] = []
+    clocks: list[tuple[float, int]] = []
+    now = time.monotonic()
+    for userdata, tag, clock_id, timeout_ns, _precision, flags in subs:
+        if tag != _EVENTTYPE_CLOCK:
+            ready.append(_EVENT.pack(userdata, _ERRNO_SUCCESS, tag, 0, 0))
+            continue
+        if flags & _ABSTIME:
+            if clock_id == _CLOCK_REALTIME:
+                wake = now + (timeout_ns / 1e9 - time.time())
+            else:  # guest monotonic time starts near zero when the run starts
+                start = control.started if control is not None else now
+                wake = start + timeout_ns / 1e9
+        else:
+            wake = now + timeout_ns / 1e9
+        clocks.append((wake, userdata))
+    if ready or not clocks:
+        return ready
+    first = min(w for w, _ in clocks)
+    if control is None:  # never sleep unbounded outside a controlled run
+        first = min(first, now)
+    else:
+        first = min(first, control.deadline)
+        delay = first - time.monotonic()
+        if delay > 0:
+            control.wake.wait(delay)
+        if time.monotonic() >= control.deadline:
+            control.stop(StopReason.WALL_TIMEOUT)
+    fired_at = max(time.monotonic(), first)
+    return [
+        _EVENT.pack(userdata, _ERRNO_SUCCESS, _EVENTTYPE_CLOCK, 0, 0)
+        for wake, userdata in clocks
+        if wake <= fired_at
+    ] or [_EVENT.pack(clocks[0][1], _ERRNO_SUCCESS, _EVENTTYPE_CLOCK, 0, 0)]
+
+
+def _make_fd_write(plain: wasmtime.Linker) -> Callable[..., int]:
+    def fd_write(
+        caller: wasmtime.Caller, fd: int, iovs_ptr: int, iovs_len: int, nwritten_ptr: int
+    ) -> int:
+        try:
+            control = _control()
+            if fd not in (1, 2) or control is None:
+                original = plain.get(caller, WASI_P1, "fd_write")
+                assert isinstance(original, wasmtime.Func)
+                result = original(caller, fd, iovs_ptr, iovs_len, nwritten_ptr)
+                return int(result) if isinstance(result, int) else _ERRNO_IO
+            sink = control.stdout if fd == 1 else control.stderr
+            if sink is None:
+                return _ERRNO_BADF
+            memory = caller.get("memory")
+            if not isinstance(memory, wasmtime.Memory):
+                return _ERRNO_NOSYS
+            if iovs_len < 0 or iovs_len > _MAX_IOVS:
+                return _ERRNO_INVAL
+            size = memory.data_len(caller)
+            if iovs_ptr < 0 or iovs_ptr + 8 * iovs_len > size or not 0 <= nwritten_ptr <= size - 4:
+                return _ERRNO_FAULT
+            base = ctypes.addressof(memory.data_ptr(caller).contents)
+            raw = ctypes.string_at(base + iovs_ptr, 8 * iovs_len)
+            total = 0
+            for i in range(iovs_len):
+                ptr, length = _IOVEC.unpack_from(raw, 8 * i)
+                if ptr + length > size:
+                    return _ERRNO_FAULT
+                room = sink.room()
+                sink.write(ctypes.string_at(base + ptr, min(length, room)) if room else b"",
+                           length)
+                total += length
+            ctypes.c_uint32.from_address(base + nwritten_ptr).value = total & 0xFFFFFFFF
+            return _ERRNO_SUCCESS
+        except Exception:
+            return _ERRNO_IO
+
+    return fd_write
+
+
+_I32 = wasmtime.ValType.i32()
+_FOUR_I32_TO_I32 = wasmtime.FuncType([_I32, _I32, _I32, _I32], [_I32])
+
+
+def build_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
+    """A linker with WASI preview1 only; shared by every run on ``engine``."""
+    plain = wasmtime.Linker(engine)
+    plain.define_wasi()
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    linker.allow_shadowing = True
+    linker.define_func(WASI_P1, "poll_oneoff", _FOUR_I32_TO_I32, _poll_oneoff, access_caller=True)
+    linker.define_func(
+        WASI_P1, "fd_write", _FOUR_I32_TO_I32, _make_fd_write(plain), access_caller=True
+    )
+    linker.allow_shadowing = False
+    return linker
