@@ -42,7 +42,8 @@ class EngineContext:
     spec: EngineSpec
     engine: wasmtime.Engine
     ticker: EpochTicker
-    linker: wasmtime.Linker
+    linker: wasmtime.Linker  # fast stdio; runs without a scratch dir
+    scratch_linker: wasmtime.Linker  # wasmtime's fd_write; runs with a scratch dir
     component_linker: wasmtime.component.Linker
 
 
@@ -53,7 +54,15 @@ class Prepared:
     module: ModuleBytes
     ctx: EngineContext
     pre: wasmtime.InstancePre | None = None
+    compiled: wasmtime.Module | None = None
     component: wasmtime.component.Component | None = None
+    _scratch_pre: wasmtime.InstancePre | None = None
+
+    def scratch_pre(self) -> wasmtime.InstancePre:
+        if self._scratch_pre is None:
+            assert self.compiled is not None
+            self._scratch_pre = self.ctx.scratch_linker.instantiate_pre(self.compiled)
+        return self._scratch_pre
 
 
 class Sandbox:
@@ -81,7 +90,8 @@ class Sandbox:
                     spec,
                     engine,
                     EpochTicker(engine, self.settings.epoch_tick_s),
-                    build_linker(engine),
+                    build_linker(engine, stdio_fast_path=True),
+                    build_linker(engine, stdio_fast_path=False),
                     _component_linker(engine),
                 )
                 self._engines[size] = ctx
@@ -162,11 +172,12 @@ class Sandbox:
         wasi.argv = [argv0, *grants.args]
         wasi.env = list(grants.env.items())
         set_stdin_bytes(wasi, grants.stdin)
-        if is_component:
+        fast_stdio = not is_component and grants.scratch is None
+        if fast_stdio:  # preview1 stdio goes through wasi_p1's fd_write, straight to the sinks
+            control.stdout, control.stderr = stdout, stderr
+        else:
             wasi.stdout_custom = stdout
             wasi.stderr_custom = stderr
-        else:  # preview1 stdio goes through wasi_p1's fd_write, straight into the sinks
-            control.stdout, control.stderr = stdout, stderr
         with Workspace(self.settings.scratch_root, grants) as workspace:
             workspace.configure(wasi)
             if workspace.scratch is not None:
@@ -182,7 +193,8 @@ class Sandbox:
                     if is_component:
                         error, memory_peak = _call_component(store, prepared)
                     else:
-                        error, memory_peak = _call_core(store, prepared)
+                        pre = prepared.pre if fast_stdio else prepared.scratch_pre()
+                        error, memory_peak = _call_core(store, pre)
             finally:
                 bind_control(None)
                 elapsed = time.perf_counter() - t0
@@ -231,10 +243,12 @@ def _instantiate_outcome(exc: wasmtime.WasmtimeError) -> Outcome:
     return Outcome(RunStatus.LINK_ERROR, message=text)
 
 
-def _call_core(store: wasmtime.Store, prepared: Prepared) -> tuple[BaseException | None, int]:
-    assert prepared.pre is not None
+def _call_core(
+    store: wasmtime.Store, pre: wasmtime.InstancePre | None
+) -> tuple[BaseException | None, int]:
+    assert pre is not None
     try:
-        instance = prepared.pre.instantiate(store)
+        instance = pre.instantiate(store)
     except wasmtime.WasmtimeError as exc:
         return _InstantiateError(_instantiate_outcome(exc)), 0
     exports = instance.exports(store)
@@ -275,7 +289,7 @@ def _link(module: ModuleBytes, ctx: EngineContext, blob: bytes) -> Prepared | Sa
         pre = ctx.linker.instantiate_pre(compiled)
     except wasmtime.WasmtimeError as exc:
         return SandboxError(RunStatus.LINK_ERROR, f"cannot link module: {exc}")
-    return Prepared(module, ctx, pre=pre)
+    return Prepared(module, ctx, pre=pre, compiled=compiled)
 
 
 def _check_imports_exports(compiled: wasmtime.Module) -> SandboxError | None:

@@ -140,7 +140,7 @@ class ScratchGrant(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    quota_bytes: int = Field(
+    quota_bytes: Bytes = Field(
         default=DEFAULT_SCRATCH_BYTES, ge=0, le=MAX_SCRATCH_BYTES,
         description="Total bytes the guest may keep in the scratch dir",
     )

@@ -7,7 +7,7 @@ deadline, so timeouts and cancels end sleeping guests too.
 
 ``fd_write`` to fds 1 and 2 goes straight into the run's capped sinks (wasmtime's
 ``stdout_custom`` bridge costs ~100 µs per run and ~65 µs at store teardown; this costs a few
-µs); writes to other fds (files in the scratch dir) go to wasmtime's own ``fd_write``.
+µs). See ``build_linker`` for when that fast path applies.
 
 Host functions here never raise: an exception would go through wasmtime-py's process-global
 ``LAST_EXCEPTION`` and could surface in another thread's run. Errors become WASI errnos.
@@ -19,7 +19,6 @@ import ctypes
 import struct
 import threading
 import time
-from collections.abc import Callable
 
 import wasmtime
 
@@ -118,61 +117,53 @@ def _wait(
     ] or [_EVENT.pack(clocks[0][1], _ERRNO_SUCCESS, _EVENTTYPE_CLOCK, 0, 0)]
 
 
-def _make_fd_write(plain: wasmtime.Linker) -> Callable[..., int]:
-    def fd_write(
-        caller: wasmtime.Caller, fd: int, iovs_ptr: int, iovs_len: int, nwritten_ptr: int
-    ) -> int:
-        try:
-            control = _control()
-            if fd not in (1, 2) or control is None:
-                original = plain.get(caller, WASI_P1, "fd_write")
-                assert isinstance(original, wasmtime.Func)
-                result = original(caller, fd, iovs_ptr, iovs_len, nwritten_ptr)
-                return int(result) if isinstance(result, int) else _ERRNO_IO
-            sink = control.stdout if fd == 1 else control.stderr
-            if sink is None:
-                return _ERRNO_BADF
-            memory = caller.get("memory")
-            if not isinstance(memory, wasmtime.Memory):
-                return _ERRNO_NOSYS
-            if iovs_len < 0 or iovs_len > _MAX_IOVS:
-                return _ERRNO_INVAL
-            size = memory.data_len(caller)
-            if iovs_ptr < 0 or iovs_ptr + 8 * iovs_len > size or not 0 <= nwritten_ptr <= size - 4:
+def _fd_write(
+    caller: wasmtime.Caller, fd: int, iovs_ptr: int, iovs_len: int, nwritten_ptr: int
+) -> int:
+    try:
+        control = _control()
+        if control is None or fd not in (1, 2):
+            return _ERRNO_BADF  # this linker is only used when no other fd is writable
+        sink = control.stdout if fd == 1 else control.stderr
+        memory = caller.get("memory")
+        if sink is None or not isinstance(memory, wasmtime.Memory):
+            return _ERRNO_BADF
+        if iovs_len < 0 or iovs_len > _MAX_IOVS:
+            return _ERRNO_INVAL
+        size = memory.data_len(caller)
+        if iovs_ptr < 0 or iovs_ptr + 8 * iovs_len > size or not 0 <= nwritten_ptr <= size - 4:
+            return _ERRNO_FAULT
+        base = ctypes.addressof(memory.data_ptr(caller).contents)
+        raw = ctypes.string_at(base + iovs_ptr, 8 * iovs_len)
+        total = 0
+        for i in range(iovs_len):
+            ptr, length = _IOVEC.unpack_from(raw, 8 * i)
+            if ptr + length > size:
                 return _ERRNO_FAULT
-            base = ctypes.addressof(memory.data_ptr(caller).contents)
-            raw = ctypes.string_at(base + iovs_ptr, 8 * iovs_len)
-            total = 0
-            for i in range(iovs_len):
-                ptr, length = _IOVEC.unpack_from(raw, 8 * i)
-                if ptr + length > size:
-                    return _ERRNO_FAULT
-                room = sink.room()
-                sink.write(ctypes.string_at(base + ptr, min(length, room)) if room else b"",
-                           length)
-                total += length
-            ctypes.c_uint32.from_address(base + nwritten_ptr).value = total & 0xFFFFFFFF
-            return _ERRNO_SUCCESS
-        except Exception:
-            return _ERRNO_IO
-
-    return fd_write
+            room = sink.room()
+            sink.write(ctypes.string_at(base + ptr, min(length, room)) if room else b"", length)
+            total += length
+        ctypes.c_uint32.from_address(base + nwritten_ptr).value = total & 0xFFFFFFFF
+        return _ERRNO_SUCCESS
+    except Exception:
+        return _ERRNO_IO
 
 
-_I32 = wasmtime.ValType.i32()
-_FOUR_I32_TO_I32 = wasmtime.FuncType([_I32, _I32, _I32, _I32], [_I32])
+def build_linker(engine: wasmtime.Engine, *, stdio_fast_path: bool) -> wasmtime.Linker:
+    """A linker with WASI preview1 only; shared by every run on ``engine``.
 
-
-def build_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
-    """A linker with WASI preview1 only; shared by every run on ``engine``."""
-    plain = wasmtime.Linker(engine)
-    plain.define_wasi()
+    ``stdio_fast_path`` replaces ``fd_write`` with the in-process stdio writer; it is only
+    valid for runs with no writable fd besides 1 and 2 (no scratch dir granted). wasmtime's
+    own ``fd_write`` cannot be called from a host function (it needs the caller's memory),
+    so runs with a scratch dir use wasmtime's and ``stdout_custom`` sinks instead.
+    """
+    i32 = wasmtime.ValType.i32()
+    four_i32_to_i32 = wasmtime.FuncType([i32, i32, i32, i32], [i32])  # types are per engine
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     linker.allow_shadowing = True
-    linker.define_func(WASI_P1, "poll_oneoff", _FOUR_I32_TO_I32, _poll_oneoff, access_caller=True)
-    linker.define_func(
-        WASI_P1, "fd_write", _FOUR_I32_TO_I32, _make_fd_write(plain), access_caller=True
-    )
+    linker.define_func(WASI_P1, "poll_oneoff", four_i32_to_i32, _poll_oneoff, access_caller=True)
+    if stdio_fast_path:
+        linker.define_func(WASI_P1, "fd_write", four_i32_to_i32, _fd_write, access_caller=True)
     linker.allow_shadowing = False
     return linker

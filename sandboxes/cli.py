@@ -1,0 +1,143 @@
+"""The ``warden`` command line. Subcommands of later parts (up, api, worker, submit,
+languages) register on the same Typer app."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant
+from sandboxes.units import format_size
+
+app = typer.Typer(
+    help="Warden: run untrusted code safely on WebAssembly.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Warden: run untrusted code safely on WebAssembly."""
+
+
+# Exit codes of `warden run` beyond the guest's own exit code.
+EXIT_LIMIT = 124  # a limit or trap ended the guest
+EXIT_INVALID = 125  # the module or the options were rejected
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"warden: {message}", err=True)
+    return typer.Exit(EXIT_INVALID)
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"{what} {item!r} must look like NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+
+
+@app.command()
+def run(
+    module: Annotated[Path, typer.Argument(help="A .wasm binary, .wat text or WASI P2 component")],
+    stdin: Annotated[Path | None, typer.Option(help="File whose bytes are the guest's stdin")] = None,
+    arg: Annotated[list[str] | None, typer.Option(help="Guest argument (repeatable)")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Guest env var NAME=VALUE (repeatable)")] = None,
+    file: Annotated[
+        list[str] | None, typer.Option(help="Read-only file NAME=PATH, visible at /NAME")
+    ] = None,
+    scratch: Annotated[
+        str | None, typer.Option(help="Grant a writable /tmp with this quota, e.g. 16MiB")
+    ] = None,
+    fuel: Annotated[int | None, typer.Option(help="Fuel budget (~ wasm instructions)")] = None,
+    memory: Annotated[str | None, typer.Option(help="Linear memory limit, e.g. 64MiB")] = None,
+    timeout: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 2s or 500ms")] = None,
+    stack: Annotated[str | None, typer.Option(help="Wasm stack limit, e.g. 1MiB")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """Run a WebAssembly command module under limits, with only the listed grants."""
+    source = _read(module, "module")
+    overrides: dict[str, object] = {
+        k: v
+        for k, v in {
+            "fuel": fuel, "memory_bytes": memory, "wall_time_s": timeout, "stack_bytes": stack
+        }.items()
+        if v is not None
+    }
+    try:
+        limits = Limits.model_validate(overrides)
+        grants = Grants(
+            args=arg or [],
+            env=_pairs(env or [], "--env"),
+            stdin=_read(stdin, "stdin") if stdin else b"",
+            files={
+                name: _read(Path(path), "file") for name, path in _pairs(file or [], "--file").items()
+            },
+            scratch=ScratchGrant(quota_bytes=scratch) if scratch else None,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        raise _fail(_validation_text(exc)) from None
+    from sandboxes.sandbox import Sandbox  # deferred: wasmtime import is not free
+
+    result = Sandbox().run(source, limits, grants)
+    if json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        sys.stdout.buffer.write(result.stdout)
+        sys.stderr.buffer.write(result.stderr)
+        sys.stdout.flush()
+        typer.echo(_summary(result), err=True)
+    raise typer.Exit(_exit_code(result))
+
+
+def _validation_text(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def _summary(result: RunResult) -> str:
+    parts = [f"status={result.status.value}"]
+    if result.trap_kind:
+        parts.append(f"trap={result.trap_kind.value}")
+    if result.exit_code is not None:
+        parts.append(f"exit={result.exit_code}")
+    parts.append(f"time={result.wall_time_s * 1000:.2f}ms")
+    parts.append(f"fuel={result.fuel_used}")
+    parts.append(f"memory={format_size(result.memory_peak_bytes)}")
+    if result.stdout_truncated or result.stderr_truncated:
+        parts.append("output=truncated")
+    line = "[warden] " + " ".join(parts)
+    return line + (f"\n[warden] {result.message}" if result.message else "")
+
+
+def _exit_code(result: RunResult) -> int:
+    if result.status in (RunStatus.OK, RunStatus.NONZERO_EXIT):
+        return result.exit_code or 0
+    if result.status in (
+        RunStatus.INVALID_MODULE, RunStatus.LINK_ERROR, RunStatus.UNSUPPORTED,
+        RunStatus.COMPILE_ERROR, RunStatus.INTERNAL_ERROR,
+    ):
+        return EXIT_INVALID
+    return EXIT_LIMIT
+
+
+def main() -> None:
+    app()

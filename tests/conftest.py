@@ -1,0 +1,29 @@
+"""Shared fixtures: a real Sandbox (real wasmtime) with its data dir in a temp folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandboxes.sandbox import Sandbox
+from sandboxes.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("warden-data")
+
+
+@pytest.fixture(scope="session")
+def sandbox(data_dir: Path) -> Iterator[Sandbox]:
+    sb = Sandbox(Settings(data_dir=data_dir, compile_timeout_s=20))
+    yield sb
+    sb.compiler.close()
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
