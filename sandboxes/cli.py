@@ -57,9 +57,13 @@ def _read(path: Path, what: str) -> bytes:
 @app.command()
 def run(
     module: Annotated[Path, typer.Argument(help="A .wasm binary, .wat text or WASI P2 component")],
-    stdin: Annotated[Path | None, typer.Option(help="File whose bytes are the guest's stdin")] = None,
+    stdin: Annotated[
+        Path | None, typer.Option(help="File whose bytes are the guest's stdin")
+    ] = None,
     arg: Annotated[list[str] | None, typer.Option(help="Guest argument (repeatable)")] = None,
-    env: Annotated[list[str] | None, typer.Option(help="Guest env var NAME=VALUE (repeatable)")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option(help="Guest env var NAME=VALUE (repeatable)")
+    ] = None,
     file: Annotated[
         list[str] | None, typer.Option(help="Read-only file NAME=PATH, visible at /NAME")
     ] = None,
@@ -88,9 +92,10 @@ def run(
             env=_pairs(env or [], "--env"),
             stdin=_read(stdin, "stdin") if stdin else b"",
             files={
-                name: _read(Path(path), "file") for name, path in _pairs(file or [], "--file").items()
+                name: _read(Path(path), "file")
+                for name, path in _pairs(file or [], "--file").items()
             },
-            scratch=ScratchGrant(quota_bytes=scratch) if scratch else None,  # type: ignore[arg-type]
+            scratch=ScratchGrant(quota_bytes=scratch) if scratch else None,
         )
     except ValidationError as exc:
         raise _fail(_validation_text(exc)) from None
@@ -141,3 +146,7 @@ def _exit_code(result: RunResult) -> int:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
 import resource
 import select
 import signal
@@ -51,7 +52,7 @@ class CompilerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            preexec_fn=limit,  # noqa: PLW1509 - needed for rlimits; we hold no locks here
+            preexec_fn=limit,
             env={"PYTHONPATH": ":".join(p for p in sys.path if p)},
         )
 
@@ -119,7 +120,7 @@ class CompilerProcess:
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 raise TimeoutError
-            chunk = proc.stdout.read1(min(n, 1 << 20))
+            chunk = os.read(fd, min(n, 1 << 20))
             if not chunk:
                 raise EOFError
             chunks.append(chunk)

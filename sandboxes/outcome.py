@@ -39,8 +39,9 @@ def classify(error: BaseException | None, control: RunControl) -> Outcome:
     if error is None:
         return Outcome(RunStatus.OK, exit_code=0)
     if isinstance(error, wasmtime.ExitTrap):
-        code = error.code
-        return Outcome(RunStatus.OK if code == 0 else RunStatus.NONZERO_EXIT, exit_code=code)
+        return Outcome(
+            RunStatus.OK if error.code == 0 else RunStatus.NONZERO_EXIT, exit_code=error.code
+        )
     if isinstance(error, wasmtime.Trap):
         code = error.trap_code
         if code == wasmtime.TrapCode.OUT_OF_FUEL:

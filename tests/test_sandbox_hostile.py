@@ -7,7 +7,7 @@ import time
 import pytest
 
 from sandboxes.sandbox import Sandbox
-from sandboxes.schema import MiB, Grants, Limits, RunResult, RunStatus, ScratchGrant, TrapKind
+from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus, ScratchGrant, TrapKind
 from tests import wat_modules as W
 
 

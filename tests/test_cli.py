@@ -1,0 +1,62 @@
+"""`warden run` end to end, as a subprocess (the way users call it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import wat_modules as W
+from tests.conftest import FIXTURES
+
+
+def warden(*args: str, data_dir: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandboxes.cli", *args],
+        capture_output=True,
+        timeout=120,
+        env={"WARDEN_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
+def test_run_wat_human(tmp_path: Path) -> None:
+    module = tmp_path / "hello.wat"
+    module.write_text(W.HELLO)
+    proc = warden("run", str(module), data_dir=tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout == b"hello\n"
+    assert b"status=ok" in proc.stderr
+    assert b"panicked" not in proc.stderr
+
+
+def test_run_json_with_grants(tmp_path: Path) -> None:
+    stdin = tmp_path / "in.txt"
+    stdin.write_bytes(b"from stdin\n")
+    proc = warden(
+        "run", str(FIXTURES / "env_args.wasm"), "--arg", "x", "--env", "K=V",
+        "--stdin", str(stdin), "--fuel", "100000000", "--memory", "64MiB", "--timeout", "2s",
+        "--json", data_dir=tmp_path,
+    )
+    result = json.loads(proc.stdout)
+    assert result["status"] == "nonzero_exit" and result["exit_code"] == 7
+    assert proc.returncode == 7
+    import base64
+
+    out = base64.b64decode(result["stdout"]).decode()
+    assert "ENV K=V" in out and out.endswith("from stdin\n")
+
+
+def test_limit_exit_code_and_bad_options(tmp_path: Path) -> None:
+    module = tmp_path / "loop.wat"
+    module.write_text(W.LOOP)
+    proc = warden("run", str(module), "--fuel", "10000", data_dir=tmp_path)
+    assert proc.returncode == 124 and b"fuel_exhausted" in proc.stderr
+    proc = warden("run", str(module), "--memory", "lots", data_dir=tmp_path)
+    assert proc.returncode == 125 and b"not a size" in proc.stderr
+    proc = warden("run", str(tmp_path / "missing.wasm"), data_dir=tmp_path)
+    assert proc.returncode == 125 and b"cannot read module" in proc.stderr
+    proc = warden("run", str(module), "--env", "novalue", data_dir=tmp_path)
+    assert proc.returncode == 125 and b"NAME=VALUE" in proc.stderr
+    assert b"Traceback" not in proc.stderr
