@@ -68,35 +68,48 @@ def stack_class(stack_bytes: int) -> int:
     return size
 
 
+_LINGER_S = 1.0
+
+
 class EpochTicker:
     """Increments an engine's epoch every ``tick_s`` while at least one run is active.
 
     Each run's deadline callback is consulted once per tick, so the tick bounds how late a
-    timeout, cancel or output-cap stop can land. Idle engines do not tick.
+    timeout, cancel or output-cap stop can land. An engine stops ticking after ``_LINGER_S``
+    without runs (waking the thread for every short run costs more than the ticks).
     """
 
     def __init__(self, engine: wasmtime.Engine, tick_s: float) -> None:
         self._engine = engine
         self._tick_s = tick_s
         self._active = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._busy = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="warden-epoch", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        idle_since: float | None = None
         while True:
-            with self._cond:
-                while self._active == 0:
-                    self._cond.wait()
+            self._busy.wait()
             time.sleep(self._tick_s)
             self._engine.increment_epoch()
+            with self._lock:
+                if self._active:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > _LINGER_S:
+                    self._busy.clear()
+                    idle_since = None
 
     def __enter__(self) -> EpochTicker:
-        with self._cond:
+        with self._lock:
             self._active += 1
-            self._cond.notify_all()
+            if self._active == 1:
+                self._busy.set()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with self._cond:
+        with self._lock:
             self._active -= 1

@@ -171,7 +171,8 @@ class Sandbox:
         wasi = wasmtime.WasiConfig()
         wasi.argv = [argv0, *grants.args]
         wasi.env = list(grants.env.items())
-        set_stdin_bytes(wasi, grants.stdin)
+        if grants.stdin:
+            set_stdin_bytes(wasi, grants.stdin)
         fast_stdio = not is_component and grants.scratch is None
         if fast_stdio:  # preview1 stdio goes through wasi_p1's fd_write, straight to the sinks
             control.stdout, control.stderr = stdout, stderr
@@ -210,7 +211,8 @@ class Sandbox:
             )
         if isinstance(error, _InstantiateError):
             outcome = error.outcome
-        return RunResult(
+        fuel_used = limits.fuel - store.get_fuel()
+        return RunResult.model_construct(  # every field is computed here: skip re-validation
             status=outcome.status,
             trap_kind=outcome.trap_kind,
             exit_code=outcome.exit_code,
@@ -218,7 +220,7 @@ class Sandbox:
             stderr=stderr.value(),
             stdout_truncated=stdout.truncated,
             stderr_truncated=stderr.truncated,
-            fuel_used=limits.fuel - store.get_fuel(),
+            fuel_used=fuel_used,
             wall_time_s=elapsed,
             memory_peak_bytes=memory_peak,
             message=outcome.message,

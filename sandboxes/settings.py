@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         default=4 * 1024**3, ge=0, description="Serialized artifacts kept on disk (0: none)"
     )
     epoch_tick_s: float = Field(
-        default=0.002, gt=0, le=0.1, description="Interrupt-check period: bounds cancel latency"
+        default=0.005, gt=0, le=0.1, description="Interrupt-check period: bounds stop latency"
     )
 
     @property
