@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from sandboxes.units import parse_duration, parse_size
 
@@ -147,9 +147,14 @@ class ScratchGrant(BaseModel):
 
 
 class Grants(BaseModel):
-    """Everything a run may see. Anything not listed here does not exist for the guest."""
+    """Everything a run may see. Anything not listed here does not exist for the guest.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    In JSON, ``stdin`` and file contents are base64.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
 
     args: list[Annotated[str, Field(max_length=MAX_ARG_BYTES)]] = Field(
         default_factory=list, max_length=MAX_ARGS,
@@ -218,3 +223,66 @@ class RunResult(BaseModel):
     @property
     def succeeded(self) -> bool:
         return self.status is RunStatus.OK
+
+
+class JobState(StrEnum):
+    """A job's life: queued → running → finished | failed | cancelled (terminal)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
+
+
+class JobSubmission(BaseModel):
+    """What a tenant submits: exactly one of a module (base64 wasm or WAT) or source code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wasm_base64: str | None = Field(default=None, description="A .wasm binary or component")
+    wat: str | None = Field(default=None, description="WebAssembly text")
+    language: str | None = Field(default=None, description="Language id (see /v1/languages)")
+    source: str | None = Field(default=None, description="Source code in `language`")
+    limits: Limits = Field(default_factory=Limits)
+    grants: Grants = Field(default_factory=Grants)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobSubmission:
+        given = [n for n in ("wasm_base64", "wat", "source") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of wasm_base64, wat, or source (with language)")
+        if (self.source is None) != (self.language is None):
+            raise ValueError("source and language go together")
+        return self
+
+
+class JobSpec(BaseModel):
+    """A job as workers see it: module bytes are referenced by hash, stored once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    module_sha256: str | None = None
+    language: str | None = None
+    source: str | None = None
+    limits: Limits
+    grants: Grants
+
+
+class JobRecord(BaseModel):
+    """The authoritative record of a job, as the API returns it."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
+    id: str
+    state: JobState
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    result: RunResult | None = None
+    error: str | None = Field(default=None, description="Why a job failed outside its run")

@@ -43,6 +43,31 @@ class Settings(BaseSettings):
         default=0.005, gt=0, le=0.1, description="Interrupt-check period: bounds stop latency"
     )
 
+    # -- service and workers ---------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None, description="Redis to use; unset: `warden up` starts an embedded one"
+    )
+    host: str = Field(default="127.0.0.1", description="API listen address")
+    port: int = Field(default=8000, ge=0, le=65535, description="API listen port")
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
+        description="Worker processes `warden up` starts",
+    )
+    queue_name: str = Field(default="warden", description="RQ queue the jobs go through")
+    job_ttl_s: int = Field(default=86_400, ge=60, description="How long finished jobs are kept")
+    lease_s: float = Field(
+        default=10.0, ge=1, le=300, description="A running job whose worker stops renewing "
+        "this lease is re-run or failed (the dead-worker recovery time)",
+    )
+    max_attempts: int = Field(default=2, ge=1, le=10, description="Runs before giving up")
+    max_queue_length: int = Field(
+        default=10_000, ge=1, description="Queued jobs beyond this get 503 + Retry-After"
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024**2, ge=1024, description="Request bodies over this get 413"
+    )
+    max_wait_s: float = Field(default=60.0, gt=0, le=600, description="Longest ?wait allowed")
+
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "artifacts"

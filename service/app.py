@@ -1,0 +1,41 @@
+"""The FastAPI application: routers, problem+json errors, body cap, shared state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sandboxes.settings import Settings, get_settings
+from service import problems
+from service.body_limit import BodyLimitMiddleware
+from service.routes import jobs, meta
+from service.state import AppState
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.warden = AppState.connect(settings)
+        yield
+        app.state.warden.close()
+
+    app = FastAPI(
+        title="Warden",
+        version="0.1.0",
+        description="Run untrusted code safely on WebAssembly.",
+        lifespan=lifespan,
+    )
+    app.include_router(meta.router)
+    app.include_router(jobs.router)
+    app.add_exception_handler(problems.Problem, problems.on_problem)
+    app.add_exception_handler(RequestValidationError, problems.on_validation)
+    app.add_exception_handler(StarletteHTTPException, problems.on_http)
+    app.add_exception_handler(Exception, problems.on_unexpected)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

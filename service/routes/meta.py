@@ -1,0 +1,42 @@
+"""Health, readiness and the languages list."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from rq import Worker
+from starlette.concurrency import run_in_threadpool
+
+from sandboxes.languages import LANGUAGES, Language
+from service.deps import StateDep
+from service.problems import Problem
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep) -> dict[str, object]:
+    """Redis answers and at least one worker is registered."""
+
+    def check() -> int:
+        state.client.ping()
+        return Worker.count(connection=state.client, queue=state.queue.rq)
+
+    try:
+        workers = await run_in_threadpool(check)
+    except Exception:
+        raise Problem(503, "not-ready", "Redis is not reachable",
+                      headers={"Retry-After": "1"}) from None
+    if workers == 0:
+        raise Problem(503, "not-ready", "No worker is running", headers={"Retry-After": "1"})
+    return {"status": "ready", "workers": workers}
+
+
+@router.get("/v1/languages")
+async def languages() -> list[Language]:
+    return list(LANGUAGES.values())

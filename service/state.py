@@ -1,0 +1,96 @@
+"""The API process's shared objects: Redis, the job store and queue, and the waiter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from dataclasses import dataclass, field
+
+import redis
+
+from sandboxes.settings import Settings
+from workers.queue import JobQueue
+from workers.store import EVENTS, JobStore
+
+
+class Waiter:
+    """One pub/sub subscription per API process; waiting requests get futures, not polls."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._waiting: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        threading.Thread(target=self._listen, name="warden-waiter", daemon=True).start()
+        self._ready.wait(5)
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self._client.pubsub(  # type: ignore[no-untyped-call]
+                    ignore_subscribe_messages=True
+                )
+                pubsub.subscribe(EVENTS)
+                self._ready.set()
+                for message in pubsub.listen():
+                    self._wake(message["data"].decode())
+            except redis.RedisError:
+                self._wake_all()  # waiters re-read the record, then wait again
+                threading.Event().wait(0.5)
+
+    def _wake(self, job_id: str) -> None:
+        with self._lock:
+            waiters = self._waiting.pop(job_id, [])
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            ids = list(self._waiting)
+        for job_id in ids:
+            self._wake(job_id)
+
+    def register(self, job_id: str) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._waiting.setdefault(job_id, []).append((loop, fut))
+        return fut
+
+    def discard(self, job_id: str, fut: asyncio.Future[None]) -> None:
+        with self._lock:
+            waiters = self._waiting.get(job_id, [])
+            waiters[:] = [(lp, f) for lp, f in waiters if f is not fut]
+            if not waiters:
+                self._waiting.pop(job_id, None)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    client: redis.Redis
+    store: JobStore
+    queue: JobQueue
+    waiter: Waiter
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def connect(cls, settings: Settings) -> AppState:
+        if settings.redis_url is None:
+            raise RuntimeError("WARDEN_REDIS_URL is not set (warden up sets it for the API)")
+        client = redis.Redis.from_url(
+            settings.redis_url, max_connections=256, health_check_interval=30
+        )
+        store = JobStore(client, settings.job_ttl_s, settings.lease_s)
+        queue = JobQueue(client, store, settings.queue_name, settings.max_queue_length)
+        return cls(settings, client, store, queue, Waiter(client))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()

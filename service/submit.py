@@ -1,0 +1,54 @@
+"""Turn a tenant's submission into a JobSpec: decode, validate and size-check the module."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import lru_cache
+
+import wasmtime
+
+from sandboxes.engine import EngineSpec
+from sandboxes.errors import SandboxError
+from sandboxes.languages import LANGUAGES
+from sandboxes.modules import ModuleKind, decode_module
+from sandboxes.schema import JobSpec, JobSubmission
+from service.problems import Problem
+
+
+@lru_cache(maxsize=1)
+def _validation_engine() -> wasmtime.Engine:
+    return EngineSpec(1 << 20).build()
+
+
+def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
+    """The spec to queue and, for module jobs, (sha256, bytes) to store once."""
+    if sub.source is not None:
+        if sub.language not in LANGUAGES:
+            raise Problem(
+                422, "unknown-language", "Unknown language",
+                f"{sub.language!r} is not a supported language; see GET /v1/languages",
+            )
+        spec = JobSpec(language=sub.language, source=sub.source, limits=sub.limits,
+                       grants=sub.grants)
+        return spec, None
+    if sub.wasm_base64 is not None:
+        try:
+            raw: bytes | str = base64.b64decode(sub.wasm_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise Problem(
+                400, "invalid-base64", "wasm_base64 is not valid base64"
+            ) from None
+    else:
+        assert sub.wat is not None
+        raw = sub.wat
+    try:
+        module = decode_module(raw, sub.limits.module_bytes)
+        if module.kind is ModuleKind.CORE:
+            wasmtime.Module.validate(_validation_engine(), module.wasm)
+    except SandboxError as err:
+        raise Problem(422, "invalid-module", "The module is invalid", err.message) from None
+    except wasmtime.WasmtimeError as err:
+        raise Problem(422, "invalid-module", "The module is invalid", str(err)) from None
+    spec = JobSpec(module_sha256=module.sha256, limits=sub.limits, grants=sub.grants)
+    return spec, (module.sha256, module.wasm)

@@ -1,0 +1,54 @@
+"""Putting jobs on the RQ queue: record + module + RQ job in one pipeline round trip."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import redis
+from rq import Queue
+
+from sandboxes.schema import JobSpec
+from workers.store import JobStore, new_job_id
+
+TASK: Final = "workers.tasks.execute"
+# RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
+_BACKSTOP_MARGIN_S: Final = 60
+
+
+class QueueFullError(Exception):
+    pass
+
+
+class JobQueue:
+    def __init__(self, client: redis.Redis, store: JobStore, name: str, max_length: int) -> None:
+        self.client = client
+        self.store = store
+        self.rq = Queue(name, connection=client)
+        self.max_length = max_length
+
+    def submit(self, spec: JobSpec, module: tuple[str, bytes] | None = None) -> str:
+        """Create the record and enqueue it; QueueFullError when the queue is at its cap."""
+        if self.rq.count >= self.max_length:
+            raise QueueFullError
+        job_id = new_job_id()
+        pipe = self.client.pipeline(transaction=True)
+        self._enqueue(job_id, spec.limits.wall_time_s, pipe)  # RQ opens the MULTI itself
+        if module is not None:
+            self.store.put_module(module[0], module[1], pipe)
+        self.store.create(job_id, spec, pipe)
+        pipe.execute()
+        return job_id
+
+    def requeue(self, job_id: str) -> None:
+        spec = self.store.spec(job_id)
+        self._enqueue(job_id, spec.limits.wall_time_s if spec else 60.0, None)
+
+    def _enqueue(self, job_id: str, wall_time_s: float, pipe: redis.client.Pipeline | None) -> None:
+        self.rq.enqueue_call(
+            TASK,
+            args=(job_id,),
+            timeout=int(wall_time_s) + _BACKSTOP_MARGIN_S,
+            result_ttl=0,
+            failure_ttl=3600,
+            pipeline=pipe,
+        )

@@ -1,0 +1,108 @@
+"""Per-process worker state: one Sandbox, one JobStore, and the jobs running right now.
+
+Background threads keep running jobs' leases fresh, deliver cancels (Redis pub/sub), and
+reap jobs whose worker died (expired leases) so they are re-run or failed within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from sandboxes.control import CancelToken
+from sandboxes.sandbox import Sandbox
+from sandboxes.settings import Settings, get_settings
+from workers.queue import JobQueue
+from workers.store import CANCEL, JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Running:
+    token: str
+    cancel: CancelToken
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings) -> None:
+        if settings.redis_url is None:
+            raise RuntimeError("WARDEN_REDIS_URL is not set (warden up sets it for workers)")
+        self.settings = settings
+        self.client = redis.Redis.from_url(settings.redis_url)
+        self.store = JobStore(self.client, settings.job_ttl_s, settings.lease_s)
+        self.queue = JobQueue(
+            self.client, self.store, settings.queue_name, settings.max_queue_length
+        )
+        self.sandbox = Sandbox(settings)
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        for target, name in (
+            (self._renew_loop, "lease-renewer"),
+            (self._cancel_loop, "cancel-listener"),
+            (self._reap_loop, "reaper"),
+        ):
+            threading.Thread(target=target, name=f"warden-{name}", daemon=True).start()
+
+    def track(self, job_id: str, token: str, cancel: CancelToken) -> None:
+        with self._lock:
+            self._running[job_id] = _Running(token, cancel)
+
+    def untrack(self, job_id: str) -> None:
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.settings.lease_s / 3):
+            with self._lock:
+                running = list(self._running.items())
+            for job_id, job in running:
+                try:
+                    self.store.renew(job_id, job.token)
+                except redis.RedisError:
+                    log.warning("could not renew lease of %s", job_id)
+
+    def _cancel_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]
+                    ignore_subscribe_messages=True
+                )
+                pubsub.subscribe(CANCEL)
+                for message in pubsub.listen():
+                    job_id = message["data"].decode()
+                    with self._lock:
+                        job = self._running.get(job_id)
+                    if job is not None:
+                        job.cancel.cancel()
+            except redis.RedisError:
+                time.sleep(0.5)
+
+    def _reap_loop(self) -> None:
+        period = min(2.0, self.settings.lease_s / 2)
+        while not self._stop.wait(period):
+            try:
+                for job_id in self.store.expired_leases():
+                    outcome = self.store.reap(job_id, self.settings.max_attempts)
+                    if outcome == "requeue":
+                        log.warning("job %s: its worker died; running it again", job_id)
+                        self.queue.requeue(job_id)
+            except redis.RedisError:
+                log.warning("reaper could not reach Redis")
+
+
+_runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> WorkerRuntime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = WorkerRuntime(get_settings())
+        return _runtime

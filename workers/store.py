@@ -1,0 +1,229 @@
+"""Warden's own Redis keys: the authoritative job record, module bytes, leases, events.
+
+RQ only carries job ids to workers. Every state change is one Lua script, so a transition
+happens once: a result is recorded only by the worker holding the job's current lease, and a
+job whose worker died is re-queued or failed by exactly one reaper.
+
+Keys (prefix ``warden:``): ``job:{id}`` hash (spec, state, timestamps, result, attempts,
+lease); ``module:{sha256}`` module bytes, stored once; ``leases`` zset of running job ids by
+lease expiry. Channels: ``events`` (a job reached a terminal state; message = id) and
+``cancel`` (cancel a running job; message = id).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Final
+
+import redis
+
+from sandboxes.schema import JobRecord, JobSpec, JobState, RunResult, RunStatus
+
+PREFIX: Final = "warden:"
+LEASES: Final = PREFIX + "leases"
+EVENTS: Final = PREFIX + "events"
+CANCEL: Final = PREFIX + "cancel"
+MODULE_TTL_S: Final = 7 * 86_400
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def module_key(sha256: str) -> str:
+    return f"{PREFIX}module:{sha256}"
+
+
+# KEYS[1]=job ARGV: token, now, lease_expiry, job_id
+_START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' then return state or 'missing' end
+redis.call('HSET', KEYS[1], 'state', 'running', 'lease', ARGV[1], 'started_at', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 'ok'
+"""
+
+# KEYS[1]=job ARGV: token, state, result_json, error, now, ttl, job_id
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'error', ARGV[4],
+           'finished_at', ARGV[5], 'lease', '')
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('ZREM', KEYS[2], ARGV[7])
+redis.call('PUBLISH', KEYS[3], ARGV[7])
+return 1
+"""
+
+# KEYS[1]=job ARGV: now, ttl, job_id, result_json
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'result', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('PUBLISH', KEYS[2], ARGV[3])
+  return 'cancelled'
+elseif state == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  redis.call('PUBLISH', KEYS[3], ARGV[3])
+  return 'cancelling'
+end
+return state or 'missing'
+"""
+
+# KEYS[1]=job ARGV: now, max_attempts, ttl, job_id
+_REAP = """
+local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
+if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
+redis.call('ZREM', KEYS[2], ARGV[4])
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'gone' end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'lease', '')
+elseif attempts < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'state', 'queued', 'lease', '')
+  return 'requeue'
+else
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'lease', '',
+             'error', 'the worker running this job died ' .. attempts .. ' time(s)')
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[4])
+return 'ended'
+"""
+
+# KEYS[1]=job ARGV: token, expiry, job_id
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[3])
+return 1
+"""
+
+
+class JobStore:
+    """All reads and writes of Warden's job keys (sync client; the API calls it in threads)."""
+
+    def __init__(self, client: redis.Redis, job_ttl_s: int, lease_s: float) -> None:
+        self.r = client
+        self.job_ttl_s = job_ttl_s
+        self.lease_s = lease_s
+        self._start = client.register_script(_START)
+        self._finish = client.register_script(_FINISH)
+        self._cancel = client.register_script(_CANCEL)
+        self._reap = client.register_script(_REAP)
+        self._renew = client.register_script(_RENEW)
+
+    # -- modules -----------------------------------------------------------------------
+    def put_module(self, sha256: str, wasm: bytes, pipe: Any = None) -> None:
+        (pipe or self.r).set(module_key(sha256), wasm, ex=MODULE_TTL_S)
+
+    def get_module(self, sha256: str) -> bytes | None:
+        data = self.r.get(module_key(sha256))
+        return data if isinstance(data, bytes) else None
+
+    # -- records -----------------------------------------------------------------------
+    def create(self, job_id: str, spec: JobSpec, pipe: Any = None) -> None:
+        (pipe or self.r).hset(
+            job_key(job_id),
+            mapping={
+                "spec": spec.model_dump_json(),
+                "state": JobState.QUEUED.value,
+                "created_at": repr(time.time()),
+                "attempts": 0,
+            },
+        )
+
+    def spec(self, job_id: str) -> JobSpec | None:
+        raw = self.r.hget(job_key(job_id), "spec")
+        return JobSpec.model_validate_json(raw) if raw else None
+
+    def get(self, job_id: str) -> JobRecord | None:
+        fields: dict[bytes, bytes] = self.r.hgetall(job_key(job_id))  # type: ignore[assignment]
+        return _record(job_id, fields) if fields else None
+
+    def get_many(self, ids: list[str]) -> list[JobRecord | None]:
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(job_key(job_id))
+        return [_record(i, f) if f else None for i, f in zip(ids, pipe.execute(), strict=True)]
+
+    # -- transitions -------------------------------------------------------------------
+    def start(self, job_id: str) -> str | None:
+        """Take the job (queued → running) with a fresh lease; its token, or None."""
+        token = uuid.uuid4().hex
+        now = time.time()
+        outcome = self._start(
+            keys=[job_key(job_id), LEASES], args=[token, repr(now), now + self.lease_s, job_id]
+        )
+        return token if outcome == b"ok" else None
+
+    def renew(self, job_id: str, token: str) -> bool:
+        expiry = time.time() + self.lease_s
+        return bool(self._renew(keys=[job_key(job_id), LEASES], args=[token, expiry, job_id]))
+
+    def finish(
+        self, job_id: str, token: str, state: JobState, result: RunResult | None,
+        error: str | None = None,
+    ) -> bool:
+        """Record the outcome once; False if this worker no longer holds the job."""
+        return bool(
+            self._finish(
+                keys=[job_key(job_id), LEASES, EVENTS],
+                args=[
+                    token, state.value, result.model_dump_json() if result else "",
+                    error or "", repr(time.time()), self.job_ttl_s, job_id,
+                ],
+            )
+        )
+
+    def cancel(self, job_id: str) -> str:
+        """'cancelled' (was queued), 'cancelling' (running), else the terminal state."""
+        result = RunResult(status=RunStatus.CANCELLED, message="cancelled before it ran")
+        outcome = self._cancel(
+            keys=[job_key(job_id), EVENTS, CANCEL],
+            args=[repr(time.time()), self.job_ttl_s, job_id, result.model_dump_json()],
+        )
+        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
+    def expired_leases(self) -> list[str]:
+        members: list[bytes] = self.r.zrangebyscore(LEASES, "-inf", time.time())  # type: ignore[assignment]
+        return [m.decode() for m in members]
+
+    def reap(self, job_id: str, max_attempts: int) -> str:
+        """For an expired lease: 'requeue', 'ended' (failed/cancelled), or 'alive'/'gone'."""
+        outcome = self._reap(
+            keys=[job_key(job_id), LEASES, EVENTS],
+            args=[time.time(), max_attempts, self.job_ttl_s, job_id],
+        )
+        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.r.hget(job_key(job_id), "cancel_requested") == b"1"
+
+
+def _record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
+    def text(name: str) -> str | None:
+        value = fields.get(name.encode())
+        return value.decode() if value else None
+
+    def number(name: str) -> float | None:
+        value = text(name)
+        return float(value) if value else None
+
+    result = text("result")
+    return JobRecord(
+        id=job_id,
+        state=JobState(text("state") or JobState.FAILED.value),
+        created_at=number("created_at") or 0.0,
+        started_at=number("started_at"),
+        finished_at=number("finished_at"),
+        attempts=int(text("attempts") or 0),
+        result=RunResult.model_validate_json(result) if result else None,
+        error=text("error"),
+    )

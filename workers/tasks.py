@@ -1,0 +1,48 @@
+"""The function RQ runs: take a job by its lease, run it in the sandbox, record it once."""
+
+from __future__ import annotations
+
+import logging
+
+from sandboxes.control import CancelToken
+from sandboxes.schema import JobSpec, JobState, RunResult, RunStatus
+from workers.runtime import runtime
+
+log = logging.getLogger(__name__)
+
+
+def execute(job_id: str) -> None:
+    rt = runtime()
+    token = rt.store.start(job_id)
+    if token is None:
+        return  # cancelled while queued, or another attempt already took it
+    cancel = CancelToken()
+    rt.track(job_id, token, cancel)
+    try:
+        if rt.store.cancel_requested(job_id):
+            cancel.cancel()
+        spec = rt.store.spec(job_id)
+        result = run_spec(spec, cancel) if spec is not None else None
+        if result is None:
+            rt.store.finish(job_id, token, JobState.FAILED, None, "job spec or module expired")
+            return
+        state = JobState.CANCELLED if result.status is RunStatus.CANCELLED else JobState.FINISHED
+        if not rt.store.finish(job_id, token, state, result):
+            log.warning("job %s: lease lost before its result was recorded", job_id)
+    except Exception:
+        log.exception("job %s failed outside the sandbox", job_id)
+        rt.store.finish(job_id, token, JobState.FAILED, None, "internal error (see worker log)")
+    finally:
+        rt.untrack(job_id)
+
+
+def run_spec(spec: JobSpec, cancel: CancelToken) -> RunResult | None:
+    rt = runtime()
+    if spec.module_sha256 is not None:
+        module = rt.store.get_module(spec.module_sha256)
+        if module is None:
+            return None
+        return rt.sandbox.run(module, spec.limits, spec.grants, cancel)
+    return RunResult(
+        status=RunStatus.UNSUPPORTED, message=f"language {spec.language!r} is not available yet"
+    )
