@@ -12,6 +12,8 @@ lease expiry. Channels: ``events`` (a job reached a terminal state; message = id
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from typing import Any, Final
@@ -25,6 +27,7 @@ LEASES: Final = PREFIX + "leases"
 EVENTS: Final = PREFIX + "events"
 CANCEL: Final = PREFIX + "cancel"
 MODULE_TTL_S: Final = 7 * 86_400
+WORKER_NAME: Final = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def new_job_id() -> str:
@@ -39,11 +42,12 @@ def module_key(sha256: str) -> str:
     return f"{PREFIX}module:{sha256}"
 
 
-# KEYS[1]=job ARGV: token, now, lease_expiry, job_id
+# KEYS[1]=job ARGV: token, now, lease_expiry, job_id, worker
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' then return state or 'missing' end
-redis.call('HSET', KEYS[1], 'state', 'running', 'lease', ARGV[1], 'started_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'running', 'lease', ARGV[1], 'started_at', ARGV[2],
+           'worker', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 'ok'
@@ -159,7 +163,8 @@ class JobStore:
         token = uuid.uuid4().hex
         now = time.time()
         outcome = self._start(
-            keys=[job_key(job_id), LEASES], args=[token, repr(now), now + self.lease_s, job_id]
+            keys=[job_key(job_id), LEASES],
+            args=[token, repr(now), now + self.lease_s, job_id, WORKER_NAME],
         )
         return token if outcome == b"ok" else None
 
@@ -224,6 +229,7 @@ def _record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
         started_at=number("started_at"),
         finished_at=number("finished_at"),
         attempts=int(text("attempts") or 0),
+        worker=text("worker"),
         result=RunResult.model_validate_json(result) if result else None,
         error=text("error"),
     )

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.service.cluster import Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """API + 2 workers, shared by a test module (each test uses its own jobs)."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"), lease_s=2, max_body_bytes=2_000_000)
+    try:
+        c.start_api()
+        c.start_worker()
+        c.start_worker()
+        c.wait_ready(2)
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster with no process started: each test starts what it needs."""
+    c = Cluster(tmp_path, lease_s=2, max_queue_length=5)
+    try:
+        yield c
+    finally:
+        c.close()
