@@ -61,5 +61,13 @@ async def on_http(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, kind, str(exc.detail), headers=headers)
 
 
+async def on_redis_down(_: Request, exc: Exception) -> JSONResponse:
+    """Redis unreachable (restarting, loading its AOF): a retryable 503, not a 500."""
+    return problem_response(
+        503, "store-unavailable", "The job store is unavailable", "try again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, "internal-error", "Internal error", "logged on the server")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from sandboxes.schema import JobRecord, JobSubmission
@@ -20,9 +21,41 @@ from workers.queue import QueueFullError
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MAX_BATCH = 100
+
+
+def _wait_flag(value: object) -> object:
+    """``?wait=true`` waits as long as allowed, ``?wait=false`` does not wait."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "yes", "on"):
+            return math.inf
+        if word in ("false", "no", "off"):
+            return 0.0
+    return value
+
+
 WaitQuery = Annotated[
-    float, Query(ge=0, description="Seconds to wait for the job to end (0: do not wait)")
+    float,
+    BeforeValidator(_wait_flag),
+    Query(ge=0, description="Seconds to wait for the job to end (0 or false: do not wait; "
+                            "true: the longest wait allowed)"),
 ]
+
+
+def _json_body(request: Request) -> None:
+    """415 for a body that is not declared as JSON (rather than a confusing 422)."""
+    declared = request.headers.get("content-type", "")
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/")
+                                       and media.endswith("+json")):
+        return
+    raise Problem(
+        415, "unsupported-media-type", "The request body must be JSON",
+        f"send Content-Type: application/json (got {declared or 'no Content-Type'})",
+    )
+
+
+JsonBody = Depends(_json_body)
 
 
 class JobAccepted(BaseModel):
@@ -47,39 +80,46 @@ def _not_found(job_id: str) -> Problem:
     return Problem(404, "job-not-found", "No such job", f"job {job_id!r} does not exist")
 
 
+def _queue_full() -> Problem:
+    return Problem(
+        503, "queue-full", "The job queue is full", "try again shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _submit(state: AppState, sub: JobSubmission) -> str:
-    spec, module = to_spec(sub)
+    spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
     try:
         return await run_in_threadpool(state.queue.submit, spec, module)
     except QueueFullError:
-        raise Problem(
-            503, "queue-full", "The job queue is full", "try again shortly",
-            headers={"Retry-After": "1"},
-        ) from None
+        raise _queue_full() from None
 
 
 async def _wait_for(state: AppState, job_id: str, wait_s: float) -> JobRecord:
+    """The record once it is terminal or ``wait_s`` has passed. A wake-up that is not the
+    job's end (the waiter wakes everyone when its Redis connection drops) waits again."""
     wait_s = min(wait_s, state.settings.max_wait_s)
-    fut = state.waiter.register(job_id) if wait_s > 0 else None
-    try:
-        record = await run_in_threadpool(state.store.get, job_id)
-        if record is None:
-            raise _not_found(job_id)
-        if fut is None or record.state.terminal:
-            return record
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(fut, wait_s)
-        record = await run_in_threadpool(state.store.get, job_id)
-        if record is None:
-            raise _not_found(job_id)
-        return record
-    finally:
-        if fut is not None:
-            state.waiter.discard(job_id, fut)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        fut = state.waiter.register(job_id) if wait_s > 0 else None
+        try:
+            record = await run_in_threadpool(state.store.get, job_id)
+            if record is None:
+                raise _not_found(job_id)
+            remaining = deadline - loop.time()
+            if fut is None or record.state.terminal or remaining <= 0:
+                return record
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, remaining)
+        finally:
+            if fut is not None:
+                state.waiter.discard(job_id, fut)
 
 
 @router.post("", status_code=202, response_model=JobRecord | JobAccepted,
-             responses={200: {"model": JobRecord}, 202: {"model": JobAccepted}})
+             responses={200: {"model": JobRecord}, 202: {"model": JobAccepted}},
+             dependencies=[JsonBody])
 async def submit_job(
     sub: JobSubmission, state: StateDep, response: Response, wait: WaitQuery = 0
 ) -> JobRecord | JobAccepted:
@@ -94,28 +134,32 @@ async def submit_job(
     return record
 
 
-@router.post("/batch", status_code=202)
+@router.post("/batch", status_code=202, dependencies=[JsonBody])
 async def submit_batch(batch: BatchSubmission, state: StateDep) -> BatchAccepted:
-    """Queue up to 100 jobs; all are validated before any is queued."""
-    prepared = [to_spec(sub) for sub in batch.jobs]
+    """Queue up to 100 jobs; all are validated, and must fit in the queue, before any is
+    queued."""
 
     def submit_all() -> list[str]:
+        prepared = [to_spec(sub) for sub in batch.jobs]
+        if state.queue.rq.count + len(prepared) > state.queue.max_length:
+            raise QueueFullError
         return [state.queue.submit(spec, module) for spec, module in prepared]
 
     try:
         return BatchAccepted(ids=await run_in_threadpool(submit_all))
     except QueueFullError:
-        raise Problem(
-            503, "queue-full", "The job queue is full", headers={"Retry-After": "1"}
-        ) from None
+        raise _queue_full() from None
 
 
 @router.get("")
 async def get_jobs(
     state: StateDep, ids: Annotated[str, Query(description="Comma-separated job ids")]
 ) -> JobList:
-    """Several jobs at once; unknown ids come back as null."""
-    wanted = [i for i in ids.split(",") if i][:MAX_BATCH]
+    """Several jobs at once, in the order asked; unknown ids come back as null."""
+    wanted = [i for i in ids.split(",") if i]
+    if len(wanted) > MAX_BATCH:
+        raise Problem(422, "too-many-ids", "Too many job ids",
+                      f"{len(wanted)} ids given; at most {MAX_BATCH} per request")
     return JobList(jobs=await run_in_threadpool(state.store.get_many, wanted))
 
 

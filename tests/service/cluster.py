@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -15,6 +19,33 @@ import redis
 from workers.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+PROBLEM_TYPE_BASE = "https://warden.dev/problems/"
+TERMINAL = ("finished", "failed", "cancelled")
+
+
+def assert_problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    """An RFC 9457 problem+json answer of this status and stable type, with no trace."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].split(";")[0] == "application/problem+json", r.headers
+    body: dict[str, Any] = r.json()
+    assert body["type"] == PROBLEM_TYPE_BASE + kind, body
+    assert body["status"] == status, body
+    assert isinstance(body["title"], str) and body["title"], body
+    assert "Traceback" not in r.text and 'File "' not in r.text, r.text
+    return body
+
+
+def stdout_of(record: dict[str, Any]) -> bytes:
+    return base64.b64decode(record["result"]["stdout"])
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def worker_name(proc: subprocess.Popen[bytes]) -> str:
+    """The ``worker`` field of jobs this process ran (workers.store.WORKER_NAME)."""
+    return f"{socket.gethostname()}:{proc.pid}"
 
 
 class Cluster:
@@ -39,10 +70,53 @@ class Cluster:
         return redis.Redis.from_url(self.redis.url)
 
     def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *args], env=self.env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        with (logs / f"{args[0]}-{time.monotonic_ns()}.log").open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "service.cli", *args], env=self.env, cwd=ROOT,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    # -- jobs ----------------------------------------------------------------------------
+    def submit(self, body: dict[str, Any], **params: Any) -> str:
+        r = self.http.post("/v1/jobs", json=body, params=params)
+        assert r.status_code == 202, r.text
+        job_id: str = r.json()["id"]
+        return job_id
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        r = self.http.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        record: dict[str, Any] = r.json()
+        return record
+
+    def wait_state(
+        self, job_id: str, states: tuple[str, ...] = TERMINAL, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        """Poll (no server-side wait) until the job is in one of ``states``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = self.get(job_id)
+            if record["state"] in states:
+                return record
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {record['state']} after {timeout_s}s")
+            time.sleep(0.05)
+
+    def worker_proc(self, name: str) -> subprocess.Popen[bytes]:
+        for proc in self.workers:
+            if worker_name(proc) == name:
+                return proc
+        raise AssertionError(f"no worker of this cluster is {name}")
+
+    def restart_redis(self, kill: bool = False) -> None:
+        """Stop (or kill) the Redis and start it again on the same port and data dir."""
+        if kill:
+            self.redis.kill()
+        else:
+            self.redis.stop()
+        self.redis = EmbeddedRedis(self.data_dir / "redis", port=self.redis.port).start()
 
     def start_api(self) -> None:
         self.api = self._spawn("api")
@@ -84,8 +158,9 @@ class Cluster:
         # RQ keeps a dead worker's registration for its TTL; clear it so readiness is exact.
         from rq import Worker
 
-        for w in Worker.all(connection=self.client):
-            w.register_death()
+        with contextlib.suppress(redis.RedisError):
+            for w in Worker.all(connection=self.client):
+                w.register_death()
 
     def kill_api(self) -> None:
         if self.api is not None:
@@ -97,6 +172,10 @@ class Cluster:
         self.stop_workers()
         if self.api is not None:
             self.api.terminate()
-            self.api.wait(10)
+            try:
+                self.api.wait(10)
+            except subprocess.TimeoutExpired:
+                self.api.kill()
+                self.api.wait()
         self.http.close()
         self.redis.stop()
