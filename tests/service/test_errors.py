@@ -1,0 +1,219 @@
+"""Every bad input gets an RFC 9457 problem+json answer with a stable type, never a trace."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import wat_modules as W
+from tests.service.cluster import Cluster, assert_problem, b64
+
+MAX_BODY = 2_000_000  # the `cluster` fixture's max_body_bytes
+
+BAD_SUBMISSIONS: list[tuple[str, dict[str, Any], int, str]] = [
+    ("invalid base64", {"wasm_base64": "!!not base64!!"}, 400, "invalid-base64"),
+    ("truncated module", {"wasm_base64": b64(b"\0asm\x01\0\0\0\x01")}, 422, "invalid-module"),
+    ("not a module", {"wasm_base64": b64(b"\x7fELF\x02\x01\x01")}, 422, "invalid-module"),
+    ("bad version", {"wasm_base64": b64(b"\0asm\x02\0\0\0")}, 422, "invalid-module"),
+    ("WAT syntax error", {"wat": W.WAT_SYNTAX_ERROR}, 422, "invalid-module"),
+    ("WAT type error", {"wat": '(module (func (result i32)))'}, 422, "invalid-module"),
+    ("unknown language", {"language": "cobol", "source": "DISPLAY 'HI'."}, 422,
+     "unknown-language"),
+    ("fuel over max", {"wat": W.HELLO, "limits": {"fuel": 10**13}}, 422, "validation-error"),
+    ("memory over max", {"wat": W.HELLO, "limits": {"memory_bytes": "5GiB"}}, 422,
+     "validation-error"),
+    ("wall time over max", {"wat": W.HELLO, "limits": {"wall_time_s": "1h"}}, 422,
+     "validation-error"),
+    ("negative limit", {"wat": W.HELLO, "limits": {"stdout_bytes": -1}}, 422,
+     "validation-error"),
+    ("unknown limit", {"wat": W.HELLO, "limits": {"cpus": 4}}, 422, "validation-error"),
+    ("unknown field", {"wat": W.HELLO, "priority": "high"}, 422, "validation-error"),
+    ("unknown grant", {"wat": W.HELLO, "grants": {"network": True}}, 422, "validation-error"),
+    ("escaping file name", {"wat": W.HELLO, "grants": {"files": {"../etc/passwd": ""}}}, 422,
+     "validation-error"),
+    ("module and wat", {"wat": W.HELLO, "wasm_base64": b64(b"\0asm\x01\0\0\0")}, 422,
+     "validation-error"),
+    ("neither module nor wat", {"limits": {"fuel": 1000}}, 422, "validation-error"),
+    ("source without language", {"source": "int main(){}"}, 422, "validation-error"),
+    ("not an object", [1, 2, 3], 422, "validation-error"),  # type: ignore[list-item]
+]
+
+
+@pytest.mark.parametrize(("body", "status", "kind"),
+                         [c[1:] for c in BAD_SUBMISSIONS], ids=[c[0] for c in BAD_SUBMISSIONS])
+def test_bad_submission(cluster: Cluster, body: dict[str, Any], status: int, kind: str) -> None:
+    r = cluster.http.post("/v1/jobs", json=body)
+    problem = assert_problem(r, status, kind)
+    if kind == "validation-error":
+        assert problem["errors"] and problem["detail"], problem
+
+
+def test_bad_job_in_a_batch_rejects_the_whole_batch(cluster: Cluster) -> None:
+    before = len(list(cluster.client.scan_iter("warden:job:*")))
+    r = cluster.http.post("/v1/jobs/batch",
+                          json={"jobs": [{"wat": W.HELLO}, {"wat": W.WAT_SYNTAX_ERROR}]})
+    assert_problem(r, 422, "invalid-module")
+    assert len(list(cluster.client.scan_iter("warden:job:*"))) == before  # none was queued
+    assert_problem(cluster.http.post("/v1/jobs/batch", json={"jobs": []}), 422,
+                   "validation-error")
+    too_many = {"jobs": [{"wat": W.HELLO}] * 101}
+    assert_problem(cluster.http.post("/v1/jobs/batch", json=too_many), 422, "validation-error")
+
+
+def test_body_over_the_cap_with_content_length(cluster: Cluster) -> None:
+    body = json.dumps({"wat": W.HELLO, "grants": {"stdin": b64(b"x" * MAX_BODY)}}).encode()
+    r = cluster.http.post("/v1/jobs", content=body,
+                          headers={"content-type": "application/json"})
+    assert "content-length" in r.request.headers
+    problem = assert_problem(r, 413, "body-too-large")
+    assert str(MAX_BODY) in problem["detail"]
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch"])
+def test_body_over_the_cap_chunked(cluster: Cluster, path: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"wat": "(module)", "grants": {"stdin": "'
+        for _ in range(30):
+            yield b"A" * 100_000
+        yield b'"}}'
+
+    r = cluster.http.post(path, content=chunks(), headers={"content-type": "application/json"})
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in r.request.headers
+    assert_problem(r, 413, "body-too-large")
+
+
+def test_chunked_body_over_the_cap_on_a_raw_socket(cluster: Cluster) -> None:
+    """Also when the client keeps sending past the cap (no client library in between)."""
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=10) as s:
+        s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(40):
+                s.sendall(b"%x\r\n" % 100_000 + b"A" * 100_000 + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server may close the connection once it has answered
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = s.recv(4096)
+            if not data:
+                break
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), answer
+    assert b"content-type: application/problem+json" in head.lower()
+    assert json.loads(body)["type"] == "https://warden.dev/problems/body-too-large"
+
+
+def test_a_body_just_under_the_cap_is_accepted(cluster: Cluster) -> None:
+    r = cluster.http.post("/v1/jobs", params={"wait": 30}, json={
+        "wat": W.HELLO, "grants": {"stdin": b64(b"x" * (MAX_BODY // 2))}})
+    assert r.status_code == 200 and r.json()["result"]["status"] == "ok", r.text[:300]
+
+
+def test_unknown_job_id(cluster: Cluster) -> None:
+    job_id = uuid.uuid4().hex
+    for r in (cluster.http.get(f"/v1/jobs/{job_id}"),
+              cluster.http.get(f"/v1/jobs/{job_id}", params={"wait": 5}),
+              cluster.http.delete(f"/v1/jobs/{job_id}")):
+        problem = assert_problem(r, 404, "job-not-found")
+        assert job_id in problem["detail"]
+
+
+def test_malformed_json(cluster: Cluster) -> None:
+    r = cluster.http.post("/v1/jobs", content=b'{"wat": "(module)",',
+                          headers={"content-type": "application/json"})
+    problem = assert_problem(r, 422, "validation-error")
+    assert "JSON" in problem["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", None])
+def test_wrong_content_type(cluster: Cluster, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    r = cluster.http.post("/v1/jobs", content=json.dumps({"wat": W.HELLO}).encode(),
+                          headers=headers)
+    problem = assert_problem(r, 415, "unsupported-media-type")
+    assert "application/json" in problem["detail"]
+    r = cluster.http.post("/v1/jobs/batch", content=b'{"jobs": []}', headers=headers)
+    assert_problem(r, 415, "unsupported-media-type")
+
+
+def test_json_with_charset_and_problem_suffix_is_accepted(cluster: Cluster) -> None:
+    for content_type in ("application/json; charset=utf-8", "application/vnd.warden+json"):
+        r = cluster.http.post("/v1/jobs", content=json.dumps({"wat": W.HELLO}).encode(),
+                              headers={"content-type": content_type})
+        assert r.status_code == 202, (content_type, r.text)
+
+
+def test_bad_query_parameters(cluster: Cluster) -> None:
+    job_id = cluster.submit({"wat": W.HELLO})
+    assert_problem(cluster.http.get(f"/v1/jobs/{job_id}", params={"wait": -1}), 422,
+                   "validation-error")
+    assert_problem(cluster.http.get(f"/v1/jobs/{job_id}", params={"wait": "soon"}), 422,
+                   "validation-error")
+    assert_problem(cluster.http.get("/v1/jobs"), 422, "validation-error")  # ids is required
+    many = ",".join(uuid.uuid4().hex for _ in range(101))
+    problem = assert_problem(cluster.http.get("/v1/jobs", params={"ids": many}), 422,
+                             "too-many-ids")
+    assert "101" in problem["detail"]
+
+
+def test_unknown_route_and_method(cluster: Cluster) -> None:
+    assert_problem(cluster.http.get("/v2/jobs"), 404, "not-found")
+    assert_problem(cluster.http.put(f"/v1/jobs/{uuid.uuid4().hex}", json={}), 405,
+                   "method-not-allowed")
+
+
+def test_queue_full_answers_503_with_retry_after(fresh_cluster: Cluster) -> None:
+    fresh_cluster.start_api()  # no worker: nothing leaves the queue (max_queue_length=5)
+    http = fresh_cluster.http
+    accepted = [fresh_cluster.submit({"wat": W.HELLO}) for _ in range(3)]
+
+    # A batch that does not fit is refused whole: no job of it is queued.
+    r = http.post("/v1/jobs/batch", json={"jobs": [{"wat": W.HELLO}] * 3})
+    assert_problem(r, 503, "queue-full")
+    assert r.headers["retry-after"] == "1"
+    assert len(list(fresh_cluster.client.scan_iter("warden:job:*"))) == 3
+
+    r = http.post("/v1/jobs/batch", json={"jobs": [{"wat": W.HELLO}] * 2})
+    assert r.status_code == 202, r.text
+    accepted += r.json()["ids"]
+
+    for r in (http.post("/v1/jobs", json={"wat": W.HELLO}),
+              http.post("/v1/jobs", params={"wait": 5}, json={"wat": W.HELLO}),
+              http.post("/v1/jobs/batch", json={"jobs": [{"wat": W.HELLO}]})):
+        assert_problem(r, 503, "queue-full")
+        assert int(r.headers["retry-after"]) >= 1
+    assert len(list(fresh_cluster.client.scan_iter("warden:job:*"))) == 5
+    got = http.get("/v1/jobs", params={"ids": ",".join(accepted)}).json()["jobs"]
+    assert [g["state"] for g in got] == ["queued"] * 5
+
+
+def test_readyz_without_workers(fresh_cluster: Cluster) -> None:
+    fresh_cluster.start_api()
+    r = fresh_cluster.http.get("/readyz")
+    problem = assert_problem(r, 503, "not-ready")
+    assert "worker" in problem["title"].lower()
+    assert r.headers["retry-after"] == "1"
+    assert fresh_cluster.http.get("/healthz").status_code == 200  # alive, just not ready
+
+    fresh_cluster.start_worker()
+    fresh_cluster.wait_ready(1)
+    fresh_cluster.stop_workers()
+    assert_problem(fresh_cluster.http.get("/readyz"), 503, "not-ready")
+
+
+def test_assert_problem_catches_a_plain_error_page() -> None:
+    """Sanity check of the helper: a non-problem answer is not mistaken for one."""
+    fake = httpx.Response(500, text="Traceback (most recent call last):",
+                          headers={"content-type": "text/plain"})
+    with pytest.raises(AssertionError):
+        assert_problem(fake, 500, "internal-error")
