@@ -1,0 +1,93 @@
+"""DELETE /v1/jobs/{id}: queued jobs never run, running ones stop within a tick or two."""
+
+from __future__ import annotations
+
+import time
+
+from tests import wat_modules as W
+from tests.service.cluster import Cluster, stdout_of
+
+MAX_FUEL = 10**12
+
+
+def test_cancel_a_queued_job_it_never_runs(fresh_cluster: Cluster) -> None:
+    fresh_cluster.start_api()  # no worker yet: the job stays queued
+    job_id = fresh_cluster.submit({"wat": W.hello("must not run\n")})
+    r = fresh_cluster.http.delete(f"/v1/jobs/{job_id}")
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["state"] == "cancelled", record
+    assert record["result"]["status"] == "cancelled"
+    assert record["finished_at"] is not None
+
+    fresh_cluster.start_worker()
+    # A job queued after the cancelled one runs, so the worker has dequeued the cancelled one.
+    r = fresh_cluster.http.post("/v1/jobs", params={"wait": 30}, json={"wat": W.hello("later\n")})
+    assert r.status_code == 200 and r.json()["state"] == "finished", r.text
+    record = fresh_cluster.get(job_id)
+    assert record["state"] == "cancelled"
+    assert record["attempts"] == 0 and record["started_at"] is None, record
+    assert record["worker"] is None
+    assert record["result"]["stdout"] == ""
+
+
+def test_cancel_a_running_infinite_loop(cluster: Cluster) -> None:
+    job_id = cluster.submit({"wat": W.LOOP, "limits": {"fuel": MAX_FUEL, "wall_time_s": 60}})
+    cluster.wait_state(job_id, ("running",), timeout_s=15)
+    time.sleep(0.2)  # well inside the guest's loop
+    start = time.monotonic()
+    r = cluster.http.delete(f"/v1/jobs/{job_id}")
+    elapsed = time.monotonic() - start
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["state"] == "cancelled", record  # DELETE waits for the worker to stop it
+    assert record["result"]["status"] == "cancelled", record
+    assert record["attempts"] == 1 and record["worker"] is not None
+    assert elapsed < 2.0, elapsed
+    assert record["finished_at"] - record["started_at"] < 10
+
+
+def test_cancel_a_sleeping_job(cluster: Cluster) -> None:
+    job_id = cluster.submit({"wat": W.sleep(60), "limits": {"wall_time_s": 90}})
+    cluster.wait_state(job_id, ("running",), timeout_s=15)
+    start = time.monotonic()
+    r = cluster.http.delete(f"/v1/jobs/{job_id}")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    assert time.monotonic() - start < 2.0
+
+
+def test_cancel_without_waiting_then_the_worker_is_free_again(cluster: Cluster) -> None:
+    job_ids = [cluster.submit({"wat": W.LOOP, "limits": {"fuel": MAX_FUEL, "wall_time_s": 60}})
+               for _ in range(2)]  # both workers busy
+    for job_id in job_ids:
+        cluster.wait_state(job_id, ("running",), timeout_s=15)
+    for job_id in job_ids:
+        r = cluster.http.delete(f"/v1/jobs/{job_id}", params={"wait": 0})
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] in ("running", "cancelled"), r.text
+    for job_id in job_ids:
+        assert cluster.wait_state(job_id, timeout_s=3)["state"] == "cancelled"
+    r = cluster.http.post("/v1/jobs", params={"wait": 10}, json={"wat": W.hello("next\n")})
+    assert r.status_code == 200 and stdout_of(r.json()) == b"next\n", r.text
+
+
+def test_cancel_a_finished_job_changes_nothing(cluster: Cluster) -> None:
+    r = cluster.http.post("/v1/jobs", params={"wait": 30}, json={"wat": W.hello("done\n")})
+    assert r.status_code == 200 and r.json()["state"] == "finished", r.text
+    done = r.json()
+    r = cluster.http.delete(f"/v1/jobs/{done['id']}")
+    # Idempotent: 200 with the record, whose state says the cancel came too late.
+    assert r.status_code == 200, r.text
+    assert r.json() == done
+    assert cluster.get(done["id"]) == done
+    assert cluster.client.hget(f"warden:job:{done['id']}", "cancel_requested") is None
+
+
+def test_cancel_twice(cluster: Cluster) -> None:
+    job_id = cluster.submit({"wat": W.LOOP, "limits": {"fuel": MAX_FUEL, "wall_time_s": 60}})
+    cluster.wait_state(job_id, ("running",), timeout_s=15)
+    first = cluster.http.delete(f"/v1/jobs/{job_id}")
+    second = cluster.http.delete(f"/v1/jobs/{job_id}")
+    assert first.status_code == second.status_code == 200
+    assert first.json()["state"] == second.json()["state"] == "cancelled"
+    assert second.json()["finished_at"] == first.json()["finished_at"]
