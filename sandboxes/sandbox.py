@@ -16,6 +16,7 @@ from typing import Any
 import wasmtime
 import wasmtime.component
 
+from sandboxes import components
 from sandboxes.artifacts import ArtifactCache
 from sandboxes.compiler import CompilerProcess
 from sandboxes.control import CancelToken, RunControl, StopReason
@@ -269,20 +270,24 @@ def _call_core(
 def _call_component(
     store: wasmtime.Store, prepared: Prepared
 ) -> tuple[BaseException | None, int]:
-    raise SandboxError(RunStatus.UNSUPPORTED, "components are not supported yet")
+    """Run a checked P2 command; peak memory is unknown (components export no memory)."""
+    assert prepared.component is not None
+    try:
+        error = components.run_command(prepared.ctx.component_linker, store, prepared.component)
+    except wasmtime.WasmtimeError as exc:
+        return _InstantiateError(_instantiate_outcome(exc)), 0
+    return error, 0
 
 
 def _component_linker(engine: wasmtime.Engine) -> wasmtime.component.Linker:
-    linker = wasmtime.component.Linker(engine)
-    linker.add_wasip2()
-    return linker
+    return components.build_linker(engine)
 
 
 def _link(module: ModuleBytes, ctx: EngineContext, blob: bytes) -> Prepared | SandboxError:
     """Deserialize and pre-link; link failures are cached as the SandboxError they are."""
     if module.kind is ModuleKind.COMPONENT:
         component = wasmtime.component.Component.deserialize(ctx.engine, blob)
-        return Prepared(module, ctx, component=component)
+        return components.link(component, ctx.engine) or Prepared(module, ctx, component=component)
     compiled = wasmtime.Module.deserialize(ctx.engine, blob)
     problem = _check_imports_exports(compiled)
     if problem is not None:
