@@ -76,6 +76,11 @@ REFUSED: tuple[tuple[str, RunStatus, str], ...] = (
         "limit by wasmtime-py 50",
     ),
 )
+# wasmtime's memory limit applies to each linear memory, so a store with N memories could
+# hold N times ``Limits.memory_bytes``. Components built from one core module (wasi-sdk,
+# Rust, the preview1 adapter) have exactly one; composed ones with more are refused.
+MAX_MEMORIES = 1
+_MEMORY_COUNT = "memory count too high"
 WASI_VERSION = re.compile(r"^0\.2\.\d+$")
 RUN_INTERFACE = "wasi:cli/run"
 _NAME = re.compile(r"^(?P<iface>[a-z0-9-]+:[a-z0-9-]+/[a-z0-9-]+)(?:@(?P<version>[^@]+))?$")
@@ -187,6 +192,19 @@ def run_command(
     err = wasmtime.ExitTrap(f"{info.run_export}#run returned {tag}")
     err.code = 1
     return err
+
+
+def instantiate_refusal(exc: wasmtime.WasmtimeError) -> tuple[RunStatus, None, None, str] | None:
+    """Outcome fields for an instantiation that failed on the one-memory rule, else None."""
+    if _MEMORY_COUNT not in str(exc):
+        return None
+    return (
+        RunStatus.UNSUPPORTED,
+        None,
+        None,
+        f"component creates more than {MAX_MEMORIES} linear memory ({exc}); Warden's "
+        "memory limit is per memory, so only single-memory components run",
+    )
 
 
 def _trap_messages() -> list[tuple[str, wasmtime.TrapCode]]:

@@ -166,7 +166,7 @@ class Sandbox:
             table_elements=limits.table_elements,
             instances=64 if is_component else 1,
             tables=64 if is_component else 4,
-            memories=16 if is_component else 1,
+            memories=components.MAX_MEMORIES if is_component else 1,  # limit is per memory
         )
         store.set_fuel(limits.fuel)
         wasi = wasmtime.WasiConfig()
@@ -275,7 +275,9 @@ def _call_component(
     try:
         error = components.run_command(prepared.ctx.component_linker, store, prepared.component)
     except wasmtime.WasmtimeError as exc:
-        return _InstantiateError(_instantiate_outcome(exc)), 0
+        refused = components.instantiate_refusal(exc)
+        outcome = Outcome(*refused) if refused else _instantiate_outcome(exc)
+        return _InstantiateError(outcome), 0
     return error, 0
 
 
