@@ -1,0 +1,225 @@
+"""WASI P2 command components: limits, grants and statuses match core modules'.
+
+Fixtures are real components (tests/fixtures/components/build.sh): C built with zig cc and
+adapted to P2 with the preview1 command adapter, plus a few written in component text.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import wasmtime
+import wasmtime.component
+
+from sandboxes import components
+from sandboxes.control import CancelToken
+from sandboxes.engine import EngineSpec
+from sandboxes.sandbox import Sandbox
+from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus, ScratchGrant, TrapKind
+from tests.conftest import fixture_bytes
+
+
+def component(name: str) -> bytes:
+    return fixture_bytes(f"components/{name}.wasm")
+
+
+HELLO = component("hello")
+
+
+def assert_healthy(sandbox: Sandbox) -> None:
+    """The next ordinary component run after a hostile one must succeed."""
+    result = sandbox.run(HELLO)
+    assert result.status is RunStatus.OK, result
+    assert result.stdout == b"hello from a component\n"
+
+
+def run_hostile(sandbox: Sandbox, name: str, **limits: object) -> RunResult:
+    result = sandbox.run(component(name), Limits.model_validate(limits))
+    assert_healthy(sandbox)
+    return result
+
+
+def test_hello(sandbox: Sandbox) -> None:
+    result = sandbox.run(HELLO)
+    assert result.status is RunStatus.OK, result
+    assert result.exit_code == 0
+    assert result.stdout == b"hello from a component\n"
+    assert result.stderr == b""
+    assert result.fuel_used > 0
+
+
+def test_stdin_is_echoed(sandbox: Sandbox) -> None:
+    data = bytes(range(256)) * 40
+    result = sandbox.run(component("echo"), grants=Grants(stdin=data))
+    assert result.status is RunStatus.OK, result
+    assert result.stdout == data
+    assert result.stderr == f"echoed {len(data)} bytes\n".encode()
+
+
+def test_nonzero_exit_is_reported_as_one(sandbox: Sandbox) -> None:
+    # main returns 3; P2's wasi:cli/exit carries only ok/err, so the host sees status 1.
+    result = sandbox.run(component("exit3"))
+    assert result.status is RunStatus.NONZERO_EXIT, result
+    assert result.exit_code == 1
+    assert result.stdout == b"about to fail\n"
+
+
+def test_run_returning_err_is_nonzero_exit(sandbox: Sandbox) -> None:
+    result = sandbox.run(component("run_err"))
+    assert result.status is RunStatus.NONZERO_EXIT, result
+    assert result.exit_code == 1
+
+
+def test_infinite_loop_exhausts_fuel(sandbox: Sandbox) -> None:
+    result = run_hostile(sandbox, "spin", fuel=50_000_000)
+    assert result.status is RunStatus.FUEL_EXHAUSTED, result
+    assert result.fuel_used == 50_000_000
+
+
+def test_infinite_loop_hits_wall_time(sandbox: Sandbox) -> None:
+    result = run_hostile(sandbox, "spin", fuel=10**12, wall_time_s=0.3)
+    assert result.status is RunStatus.WALL_TIMEOUT, result
+    assert 0.3 <= result.wall_time_s < 1.0
+
+
+def test_cancel_stops_a_spinning_component(sandbox: Sandbox) -> None:
+    token = CancelToken()
+    timer = threading.Timer(0.2, token.cancel)
+    timer.start()
+    result = sandbox.run(component("spin"), Limits(fuel=10**12, wall_time_s=10), cancel=token)
+    timer.join()
+    assert result.status is RunStatus.CANCELLED, result
+    assert result.wall_time_s < 1.0
+
+
+def test_memory_bomb_is_held_at_the_limit(sandbox: Sandbox) -> None:
+    result = run_hostile(sandbox, "malloc_bomb", fuel=10**12, memory_bytes=48 * MiB)
+    # Peak memory is not observable for components (no exported memory), so the abort after
+    # a refused allocation stays a trap; the limit itself held: malloc failed below 48 MiB.
+    assert result.status is RunStatus.TRAP, result
+    assert result.trap_kind is TrapKind.UNREACHABLE
+    assert result.stderr.startswith(b"malloc failed after ")
+    allocated_mib = int(result.stderr.split()[3])
+    assert 1 <= allocated_mib < 48
+    assert result.wall_time_s < 2.0
+
+
+def test_initial_memory_over_the_limit_fails_to_start(sandbox: Sandbox) -> None:
+    result = sandbox.run(HELLO, Limits(memory_bytes=8 * MiB))  # the module starts at 16 MiB
+    assert result.status is RunStatus.MEMORY_LIMIT, result
+    assert result.stdout == b""
+
+
+def test_second_linear_memory_is_refused(sandbox: Sandbox) -> None:
+    result = sandbox.run(component("two_memories"))
+    assert result.status is RunStatus.UNSUPPORTED, result
+    assert "linear memory" in (result.message or "")
+
+
+def test_output_cap(sandbox: Sandbox) -> None:
+    data = b"x" * 200_000
+    result = sandbox.run(component("echo"), Limits(stdout_bytes=1000), Grants(stdin=data))
+    assert result.status is RunStatus.OUTPUT_LIMIT, result
+    assert result.stdout == b"x" * 1000
+    assert result.stdout_truncated
+
+
+def test_only_granted_files_are_visible(sandbox: Sandbox) -> None:
+    result = sandbox.run(component("files"), grants=Grants(files={"input.txt": b"granted"}))
+    assert result.status is RunStatus.OK, result
+    out = result.stdout.decode()
+    assert "READ /input.txt: granted" in out
+    assert "root:" not in out
+    assert "DENIED /etc/passwd" in out
+    assert "DENIED /../etc/passwd" in out
+    assert "DENIED ../../../../etc/passwd" in out
+    assert "DENIED write /input.txt" in out  # granted files are read-only
+    assert "DENIED write /tmp/out.txt" in out  # no scratch dir unless granted
+
+
+def test_scratch_dir_is_writable_when_granted(sandbox: Sandbox) -> None:
+    grants = Grants(files={"input.txt": b"granted"}, scratch=ScratchGrant())
+    result = sandbox.run(component("files"), grants=grants)
+    assert result.status is RunStatus.OK, result
+    assert "WROTE /tmp/out.txt" in result.stdout.decode()
+    assert "DENIED write /input.txt" in result.stdout.decode()
+    assert list(sandbox.settings.scratch_root.iterdir()) == []
+
+
+def test_args_and_env_exactly_as_granted(sandbox: Sandbox) -> None:
+    grants = Grants(args=["x", "two words"], env={"GREETING": "hi"})
+    result = sandbox.run(component("env"), grants=grants)
+    assert result.status is RunStatus.OK, result
+    assert result.stdout.decode().splitlines() == [
+        "ARG 0 main.wasm",
+        "ARG 1 x",
+        "ARG 2 two words",
+        "ENV GREETING=hi",
+    ]
+
+
+def test_sockets_are_refused_at_link_time(sandbox: Sandbox) -> None:
+    for _ in range(2):  # the second answer comes from the cached link result
+        result = sandbox.run(component("net_probe"))
+        assert result.status is RunStatus.LINK_ERROR, result
+        assert "wasi:sockets/tcp-create-socket@0.2.0" in (result.message or "")
+        assert "network" in (result.message or "")
+
+
+def test_wasmtime_default_also_denies_sockets() -> None:
+    """Pins the upstream default behind the refusal: no socket, even if linked."""
+    engine = EngineSpec(1 << 20).build()
+    linker = components.build_linker(engine)
+    store = wasmtime.Store(engine)
+    store.set_fuel(10**8)
+    store.set_epoch_deadline(1 << 30)
+    store.set_wasi(wasmtime.WasiConfig())
+    probe = wasmtime.component.Component(engine, component("net_probe"))
+    instance = linker.instantiate(store, probe)
+    func = instance.get_func(store, "probe")
+    assert func is not None
+    # tcp result + 1000 * udp result; 1 is wasi:sockets error-code access-denied.
+    assert func(store) == 1001
+
+
+def test_unknown_import_is_unsupported(sandbox: Sandbox) -> None:
+    result = sandbox.run(component("needs_magic"))
+    assert result.status is RunStatus.UNSUPPORTED, result
+    assert "acme:tools/magic@1.0.0" in (result.message or "")
+
+
+def test_component_without_run_is_unsupported(sandbox: Sandbox) -> None:
+    result = sandbox.run(component("no_run"))
+    assert result.status is RunStatus.UNSUPPORTED, result
+    assert "wasi:cli/run" in (result.message or "")
+
+
+def test_poll_is_refused_because_sleeps_outlive_the_deadline(sandbox: Sandbox) -> None:
+    started = time.monotonic()
+    result = sandbox.run(component("sleep"), Limits(wall_time_s=1))
+    assert result.status is RunStatus.UNSUPPORTED, result
+    assert "wasi:io/poll@0.2.12" in (result.message or "")
+    assert time.monotonic() - started < 5  # refused before running, not after 60 s
+
+
+@pytest.mark.parametrize(
+    ("cause", "code"),
+    [
+        ("wasm trap: call stack exhausted", wasmtime.TrapCode.STACK_OVERFLOW),
+        ("wasm trap: all fuel consumed by WebAssembly", wasmtime.TrapCode.OUT_OF_FUEL),
+        ("wasm trap: integer divide by zero", wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO),
+    ],
+)
+def test_component_errors_become_traps(cause: str, code: wasmtime.TrapCode) -> None:
+    text = f"error while executing at wasm backtrace:\n 0: x\n\nCaused by:\n    {cause}\n"
+    error = wasmtime.WasmtimeError(text)
+    trap = components.as_trap(error)
+    assert isinstance(trap, wasmtime.Trap)
+    assert trap.trap_code == code
+
+
+def test_other_errors_stay_errors() -> None:
+    error = wasmtime.WasmtimeError("Caused by:\n    something else entirely")
+    assert components.as_trap(error) is error
