@@ -1,0 +1,72 @@
+"""What every compiling toolchain returns, and the shared steps of a jailed compile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandboxes.toolchains.jail import Jail, JailLimits, JailResult, job_directory, read_output
+
+# A compiled module larger than this is refused (the sandbox's own hard maximum).
+MAX_OUTPUT_MODULE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CompileOutcome:
+    """A module, or why there is none: the compiler's (capped) message."""
+
+    wasm: bytes | None
+    message: str
+    timed_out: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.wasm is not None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command run in the jail; the compile fails at the first step that fails."""
+
+    argv: Sequence[str]
+
+
+def compile_in_jail(
+    jail: Jail,
+    root: Path,
+    source_name: str,
+    source: bytes,
+    steps: Sequence[Step],
+    output_name: str,
+    limits: JailLimits,
+) -> CompileOutcome:
+    """Write the source into a fresh job dir, run the steps jailed, read the module back."""
+    wall = 0.0
+    with job_directory(root) as job_dir:
+        (job_dir / source_name).write_bytes(source)
+        for step in steps:
+            remaining = JailLimits(
+                max(limits.wall_s - wall, 0.001), limits.memory_bytes, limits.output_bytes,
+                limits.file_bytes,
+            )
+            result = jail.run(step.argv, job_dir, remaining)
+            wall += result.wall_s
+            if not result.ok:
+                return CompileOutcome(None, describe_failure(result, limits), result.timed_out, wall)
+        wasm = read_output(job_dir, output_name, MAX_OUTPUT_MODULE_BYTES)
+    if wasm is None:
+        return CompileOutcome(None, "the compiler produced no module", wall_s=wall)
+    return CompileOutcome(wasm, "", wall_s=wall)
+
+
+def describe_failure(result: JailResult, limits: JailLimits) -> str:
+    text = result.output.decode("utf-8", "replace")
+    if result.output_truncated:
+        text += f"\n[compiler output cut at {limits.output_bytes} bytes; compile stopped]"
+    if result.timed_out:
+        text += f"\n[compile time limit of {limits.wall_s:g} s exceeded]"
+    elif result.returncode < 0:
+        text += f"\n[compiler killed by signal {-result.returncode} (memory or file size cap?)]"
+    return text.strip() or f"compiler exited with status {result.returncode}"
