@@ -81,6 +81,7 @@ REFUSED: tuple[tuple[str, RunStatus, str], ...] = (
 # Rust, the preview1 adapter) have exactly one; composed ones with more are refused.
 MAX_MEMORIES = 1
 _MEMORY_COUNT = "memory count too high"
+_NOT_IN_LINKER = "matching implementation was not found in the linker"
 WASI_VERSION = re.compile(r"^0\.2\.\d+$")
 RUN_INTERFACE = "wasi:cli/run"
 _NAME = re.compile(r"^(?P<iface>[a-z0-9-]+:[a-z0-9-]+/[a-z0-9-]+)(?:@(?P<version>[^@]+))?$")
@@ -195,16 +196,23 @@ def run_command(
 
 
 def instantiate_refusal(exc: wasmtime.WasmtimeError) -> tuple[RunStatus, None, None, str] | None:
-    """Outcome fields for an instantiation that failed on the one-memory rule, else None."""
-    if _MEMORY_COUNT not in str(exc):
-        return None
-    return (
-        RunStatus.UNSUPPORTED,
-        None,
-        None,
-        f"component creates more than {MAX_MEMORIES} linear memory ({exc}); Warden's "
-        "memory limit is per memory, so only single-memory components run",
-    )
+    """Outcome fields when instantiation failed on something Warden does not offer.
+
+    The import check runs first, so a missing import here means a version or type that the
+    name check let through (e.g. an interface function newer than wasmtime 50's WASI).
+    """
+    text = str(exc)
+    if _MEMORY_COUNT in text:
+        return (
+            RunStatus.UNSUPPORTED,
+            None,
+            None,
+            f"component creates more than {MAX_MEMORIES} linear memory ({text}); Warden's "
+            "memory limit is per memory, so only single-memory components run",
+        )
+    if _NOT_IN_LINKER in text:
+        return (RunStatus.UNSUPPORTED, None, None, f"cannot link component: {text.strip()}")
+    return None
 
 
 def _trap_messages() -> list[tuple[str, wasmtime.TrapCode]]:

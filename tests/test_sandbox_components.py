@@ -223,3 +223,17 @@ def test_component_errors_become_traps(cause: str, code: wasmtime.TrapCode) -> N
 def test_other_errors_stay_errors() -> None:
     error = wasmtime.WasmtimeError("Caused by:\n    something else entirely")
     assert components.as_trap(error) is error
+
+
+def test_link_failure_past_the_name_check_is_unsupported() -> None:
+    """If an import got past the name check, wasmtime's own link error still names it."""
+    engine = EngineSpec(1 << 20).build()
+    store = wasmtime.Store(engine)
+    store.set_wasi(wasmtime.WasiConfig())
+    magic = wasmtime.component.Component(engine, component("needs_magic"))
+    with pytest.raises(wasmtime.WasmtimeError) as caught:
+        components.build_linker(engine).instantiate(store, magic)
+    refusal = components.instantiate_refusal(caught.value)
+    assert refusal is not None
+    assert refusal[0] is RunStatus.UNSUPPORTED
+    assert "acme:tools/magic@1.0.0" in refusal[3]
