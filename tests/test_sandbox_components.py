@@ -59,11 +59,17 @@ def test_stdin_is_echoed(sandbox: Sandbox) -> None:
 
 
 def test_nonzero_exit_is_reported_as_one(sandbox: Sandbox) -> None:
-    # main returns 3; P2's wasi:cli/exit carries only ok/err, so the host sees status 1.
+    # main returns 3, but the preview1 adapter turns any non-zero proc_exit into exit(err).
     result = sandbox.run(component("exit3"))
     assert result.status is RunStatus.NONZERO_EXIT, result
     assert result.exit_code == 1
     assert result.stdout == b"about to fail\n"
+
+
+def test_exit_with_code_keeps_the_code(sandbox: Sandbox) -> None:
+    result = sandbox.run(component("exit_with_code"))
+    assert result.status is RunStatus.NONZERO_EXIT, result
+    assert result.exit_code == 3
 
 
 def test_run_returning_err_is_nonzero_exit(sandbox: Sandbox) -> None:
