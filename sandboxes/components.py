@@ -81,6 +81,7 @@ REFUSED: tuple[tuple[str, RunStatus, str], ...] = (
 # Rust, the preview1 adapter) have exactly one; composed ones with more are refused.
 MAX_MEMORIES = 1
 _MEMORY_COUNT = "memory count too high"
+_STOPPED = "warden: run stopped"  # prefix of RunControl.check's trap message
 _NOT_IN_LINKER = "matching implementation was not found in the linker"
 WASI_VERSION = re.compile(r"^0\.2\.\d+$")
 RUN_INTERFACE = "wasi:cli/run"
@@ -213,6 +214,11 @@ def instantiate_refusal(exc: wasmtime.WasmtimeError) -> tuple[RunStatus, None, N
     if _NOT_IN_LINKER in text:
         return (RunStatus.UNSUPPORTED, None, None, f"cannot link component: {text.strip()}")
     return None
+
+
+def stopped_by_control(exc: wasmtime.WasmtimeError) -> bool:
+    """True when the epoch deadline callback ended the call (``RunControl.check``'s text)."""
+    return _STOPPED in str(exc)
 
 
 def _trap_messages() -> list[tuple[str, wasmtime.TrapCode]]:

@@ -99,14 +99,16 @@ class Sandbox:
             return ctx
 
     # -- compile -------------------------------------------------------------------------
-    def prepare(self, source: bytes | str, limits: Limits) -> Prepared:
+    def prepare(
+        self, source: bytes | str, limits: Limits, compile_timeout_s: float | None = None
+    ) -> Prepared:
         """Decode, compile (bounded, cached) and link; SandboxError if the module can't run."""
         module = decode_module(source, limits.module_bytes)
         ctx = self.engine_context(limits.stack_bytes)
         key = f"{module.kind.value}-{module.sha256}-{ctx.spec.fingerprint}"
 
         def compile_() -> bytes:
-            return self.compiler.compile(module, ctx.spec)
+            return self.compiler.compile(module, ctx.spec, compile_timeout_s)
 
         def load(blob: bytes) -> Prepared | SandboxError:
             return _link(module, ctx, blob)
@@ -275,6 +277,9 @@ def _call_component(
     try:
         error = components.run_command(prepared.ctx.component_linker, store, prepared.component)
     except wasmtime.WasmtimeError as exc:
+        trap = components.as_trap(exc)
+        if isinstance(trap, wasmtime.Trap) or components.stopped_by_control(exc):
+            return trap, 0  # a start function trapped or was stopped: classify as a run
         refused = components.instantiate_refusal(exc)
         outcome = Outcome(*refused) if refused else _instantiate_outcome(exc)
         return _InstantiateError(outcome), 0

@@ -90,6 +90,14 @@ def test_infinite_loop_hits_wall_time(sandbox: Sandbox) -> None:
     assert 0.3 <= result.wall_time_s < 1.0
 
 
+def test_loop_during_instantiation_is_a_run_limit_not_a_link_error(sandbox: Sandbox) -> None:
+    result = run_hostile(sandbox, "start_loop", fuel=10_000_000)
+    assert result.status is RunStatus.FUEL_EXHAUSTED, result
+    result = run_hostile(sandbox, "start_loop", fuel=10**12, wall_time_s=0.3)
+    assert result.status is RunStatus.WALL_TIMEOUT, result
+    assert result.wall_time_s < 1.0
+
+
 def test_cancel_stops_a_spinning_component(sandbox: Sandbox) -> None:
     token = CancelToken()
     timer = threading.Timer(0.2, token.cancel)
