@@ -169,9 +169,10 @@ def run_command(
 ) -> BaseException | None:
     """Instantiate and call ``run``. None when it returned ok; the error otherwise.
 
-    Raises ``wasmtime.WasmtimeError`` only if instantiation fails (the caller maps that to
-    a link or memory outcome). ``run`` returning ``err`` becomes ``ExitTrap`` code 1, which
-    is what wasmtime reports for ``wasi:cli/exit.exit(err)``: P2 carries no exit code.
+    Raises ``wasmtime.WasmtimeError`` only if instantiation fails (start functions run
+    then; the caller maps it to a run, link or memory outcome). ``run`` returning ``err``
+    becomes ``ExitTrap`` code 1, which is what wasmtime reports for
+    ``wasi:cli/exit.exit(err)`` (only the unstable ``exit-with-code`` carries a code).
     """
     info = _checked.get(component)
     if info is None:  # never linked through ``link``: refuse rather than run unchecked
