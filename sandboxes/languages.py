@@ -1,12 +1,39 @@
 """The languages registry: the one list of source languages Warden compiles and runs.
 
-Filled by the source-languages work (C, C++, Rust, Zig, Python, JavaScript); the API's
-``GET /v1/languages`` and ``warden languages`` read it.
+Each entry says how the language is built (which jailed toolchain, or which interpreter
+module), which compiler flags a tenant may add (an allow-list of patterns; everything else
+is refused before any compiler runs), its default limits, and a stable Judge0-compatible id.
+``GET /v1/languages``, ``warden languages``, the workers and the Judge0 layer read it.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import re
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandboxes.schema import Limits
+from sandboxes.toolchains.python_wasm import PYTHON_VERSION
+from sandboxes.toolchains.quickjs.build import TOOLCHAIN_VERSION as QUICKJS_VERSION
+from sandboxes.toolchains.rust import DEBIAN_RUSTC_VERSION
+from sandboxes.toolchains.zig import ZIG_VERSION
+
+
+class Toolchain(StrEnum):
+    """How source becomes something the sandbox runs."""
+
+    ZIG_C = "zig-cc"
+    ZIG_CXX = "zig-c++"
+    ZIG = "zig"
+    RUSTC = "rustc"
+    PYTHON = "python-wasm"
+    QUICKJS = "quickjs-wasm"
+
+    @property
+    def interpreted(self) -> bool:
+        return self in (Toolchain.PYTHON, Toolchain.QUICKJS)
 
 
 class Language(BaseModel):
@@ -15,8 +42,88 @@ class Language(BaseModel):
     id: str
     name: str
     version: str
-    file_name: str
-    judge0_id: int
+    file_name: str = Field(description="Name the source gets (inside the jail or at /app)")
+    judge0_id: int = Field(description="Judge0 CE language id (stable)")
+    toolchain: Toolchain
+    compile_command: str = Field(description="What runs, for humans (flags shown)")
+    allowed_flags: tuple[str, ...] = Field(
+        default=(), description="Regexes; a tenant flag must match one in full"
+    )
+    default_limits: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the sandbox defaults for this language"
+    )
+
+    @property
+    def interpreted(self) -> bool:
+        return self.toolchain.interpreted
+
+    def check_flags(self, flags: list[str]) -> str | None:
+        """None when every flag is allowed, else a message naming the first that is not."""
+        if len(flags) > MAX_FLAGS:
+            return f"at most {MAX_FLAGS} compiler flags"
+        for flag in flags:
+            if not any(re.fullmatch(p, flag) for p in self.allowed_flags):
+                allowed = ", ".join(self.allowed_flags) or "none"
+                return f"compiler flag {flag!r} is not allowed for {self.id} (allowed: {allowed})"
+        return None
+
+    def limits(self, given: dict[str, Any] | None = None) -> Limits:
+        """The language's defaults overlaid with what the tenant set explicitly."""
+        return Limits.model_validate({**self.default_limits, **(given or {})})
 
 
-LANGUAGES: dict[str, Language] = {}
+MAX_FLAGS: Final = 16
+_MACRO = r"-D[A-Za-z_][A-Za-z0-9_]{0,63}(=[A-Za-z0-9_.+-]{0,64})?"
+_WARN = r"-W(all|extra|error|pedantic|shadow|conversion)|-w"
+_OPT = r"-O[0123s]"
+C_STDS = r"-std=(c89|c99|c11|c17|c18|c2x|c23|gnu89|gnu99|gnu11|gnu17|gnu2x|gnu23)"
+CXX_STDS = r"-std=(c\+\+(11|14|17|20|2a|23|2b)|gnu\+\+(11|14|17|20|23))"
+
+LANGUAGES: Final[dict[str, Language]] = {
+    lang.id: lang
+    for lang in (
+        Language(
+            id="c", name="C", version=f"C17 (zig {ZIG_VERSION} clang, wasi-libc)",
+            file_name="main.c", judge0_id=50, toolchain=Toolchain.ZIG_C,
+            compile_command="zig cc -target wasm32-wasi -std=c17 -O2 main.c",
+            allowed_flags=(_OPT, C_STDS, _MACRO, _WARN, r"-lm"),
+        ),
+        Language(
+            id="cpp", name="C++", version=f"C++20 (zig {ZIG_VERSION} clang, libc++)",
+            file_name="main.cpp", judge0_id=54, toolchain=Toolchain.ZIG_CXX,
+            compile_command="zig c++ -target wasm32-wasi -std=c++20 -O2 -fno-exceptions main.cpp",
+            allowed_flags=(_OPT, CXX_STDS, _MACRO, _WARN, r"-lm"),
+        ),
+        Language(
+            id="zig", name="Zig", version=ZIG_VERSION,
+            file_name="main.zig", judge0_id=1000, toolchain=Toolchain.ZIG,
+            compile_command="zig build-obj -target wasm32-wasi -O ReleaseSafe main.zig",
+            allowed_flags=(r"-O(Debug|ReleaseSafe|ReleaseFast|ReleaseSmall)",),
+        ),
+        Language(
+            id="rust", name="Rust", version=f"{DEBIAN_RUSTC_VERSION} (Debian, wasm32-wasi)",
+            file_name="main.rs", judge0_id=73, toolchain=Toolchain.RUSTC,
+            compile_command="rustc --target wasm32-wasi --edition=2021 -O main.rs",
+            allowed_flags=(
+                r"-O", r"-Copt-level=[0-3sz]", r"-Coverflow-checks=(on|off)",
+                r"--edition=(2015|2018|2021)",
+            ),
+        ),
+        Language(
+            id="python", name="Python", version=f"{PYTHON_VERSION} (CPython for WASI)",
+            file_name="main.py", judge0_id=71, toolchain=Toolchain.PYTHON,
+            compile_command="python -S /app/main.py",
+        ),
+        Language(
+            id="javascript", name="JavaScript", version=QUICKJS_VERSION,
+            file_name="main.js", judge0_id=63, toolchain=Toolchain.QUICKJS,
+            compile_command="qjs /app/main.js (readStdin(), readline() read stdin)",
+        ),
+    )
+}
+
+BY_JUDGE0_ID: Final[dict[int, Language]] = {lang.judge0_id: lang for lang in LANGUAGES.values()}
+
+
+def get_language(language_id: str) -> Language | None:
+    return LANGUAGES.get(language_id)

@@ -219,6 +219,12 @@ class RunResult(BaseModel):
     wall_time_s: float = 0.0
     memory_peak_bytes: int = 0
     message: str | None = Field(default=None, description="Trap, link or validation message")
+    compile_output: str | None = Field(
+        default=None, description="Source jobs: the compiler's messages when compiling failed"
+    )
+    compile_cached: bool | None = Field(
+        default=None, description="Source jobs: the module came from the compile cache"
+    )
 
     @property
     def succeeded(self) -> bool:
@@ -248,6 +254,10 @@ class JobSubmission(BaseModel):
     wat: str | None = Field(default=None, description="WebAssembly text")
     language: str | None = Field(default=None, description="Language id (see /v1/languages)")
     source: str | None = Field(default=None, description="Source code in `language`")
+    compiler_flags: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="Extra compiler flags, each matching the language's allow-list",
+    )
     limits: Limits = Field(default_factory=Limits)
     grants: Grants = Field(default_factory=Grants)
 
@@ -258,6 +268,8 @@ class JobSubmission(BaseModel):
             raise ValueError("give exactly one of wasm_base64, wat, or source (with language)")
         if (self.source is None) != (self.language is None):
             raise ValueError("source and language go together")
+        if self.compiler_flags and self.source is None:
+            raise ValueError("compiler_flags apply to source jobs only")
         return self
 
 
@@ -269,6 +281,7 @@ class JobSpec(BaseModel):
     module_sha256: str | None = None
     language: str | None = None
     source: str | None = None
+    compiler_flags: list[str] = Field(default_factory=list)
     limits: Limits
     grants: Grants
 

@@ -18,6 +18,11 @@ def _default_data_dir() -> Path:
     return Path(base) / "warden"
 
 
+def _default_toolchain_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "warden" / "toolchains"
+
+
 class Settings(BaseSettings):
     """Warden's configuration. Environment: ``WARDEN_<NAME>`` (e.g. ``WARDEN_DATA_DIR``)."""
 
@@ -38,6 +43,24 @@ class Settings(BaseSettings):
     )
     disk_cache_bytes: int = Field(
         default=4 * 1024**3, ge=0, description="Serialized artifacts kept on disk (0: none)"
+    )
+    toolchain_dir: Path = Field(
+        default_factory=_default_toolchain_dir,
+        description="Prebuilt, read-only toolchain parts (zig sysroot, QuickJS module); shared "
+        "by every data dir on the machine",
+    )
+    source_compile_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Wall-time cap on compiling one source job"
+    )
+    source_compile_memory_bytes: int = Field(
+        default=2 * 1024**3, ge=256 * 1024**2, description="Address-space cap of a source compiler"
+    )
+    compile_output_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024**2,
+        description="Compiler messages kept; a compiler printing more is stopped",
+    )
+    compiled_cache_bytes: int = Field(
+        default=1024**3, ge=0, description="Compiled source kept on disk (0: none)"
     )
     epoch_tick_s: float = Field(
         default=0.005, gt=0, le=0.1, description="Interrupt-check period: bounds stop latency"
@@ -71,6 +94,14 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def compiled_dir(self) -> Path:
+        return self.data_dir / "compiled"
+
+    @property
+    def compile_root(self) -> Path:
+        return self.data_dir / "compile-jobs"
 
     @property
     def scratch_root(self) -> Path:

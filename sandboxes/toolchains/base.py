@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import fcntl
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +56,8 @@ def compile_in_jail(
             result = jail.run(step.argv, job_dir, remaining)
             wall += result.wall_s
             if not result.ok:
-                return CompileOutcome(None, describe_failure(result, limits), result.timed_out, wall)
+                message = describe_failure(result, limits)
+                return CompileOutcome(None, message, result.timed_out, wall)
         wasm = read_output(job_dir, output_name, MAX_OUTPUT_MODULE_BYTES)
     if wasm is None:
         return CompileOutcome(None, "the compiler produced no module", wall_s=wall)
@@ -70,3 +73,14 @@ def describe_failure(result: JailResult, limits: JailLimits) -> str:
     elif result.returncode < 0:
         text += f"\n[compiler killed by signal {-result.returncode} (memory or file size cap?)]"
     return text.strip() or f"compiler exited with status {result.returncode}"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock across processes: one warm-up builds, the others wait for it."""
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -19,6 +19,7 @@ import resource
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -108,7 +109,7 @@ def run_capped(cmd: Sequence[str], limits: JailLimits) -> JailResult:
     deadline = started + limits.wall_s
     proc = subprocess.Popen(
         list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        preexec_fn=set_limits, start_new_session=True,  # noqa: PLW1509 - rlimits need it
+        preexec_fn=set_limits, start_new_session=True,
     )
     assert proc.stdout is not None
     kept = bytearray()
@@ -166,7 +167,7 @@ def read_output(job_dir: Path, name: str, max_bytes: int) -> bytes | None:
         os.close(dir_fd)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not (st.st_mode & 0o170000 == 0o100000) or st.st_size > max_bytes:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
             return None
         return f.read(max_bytes + 1)[:max_bytes]
 

@@ -20,6 +20,8 @@ from sandboxes.toolchains.jail import Bind, Jail, JailLimits, elf_closure
 RUSTC = Path("/usr/bin/rustc")
 RUST_LLD = Path("/usr/bin/rust-lld")
 WASI_STD = Path("/usr/lib/rustlib/wasm32-wasi")
+# What scripts/install.sh installs (Debian bookworm); the compile cache keys on rust_version().
+DEBIAN_RUSTC_VERSION = "rustc 1.63.0"
 
 
 def rust_available() -> str | None:
@@ -68,10 +70,10 @@ class RustToolchain:
 
     def compile(self, source: bytes, flags: Sequence[str]) -> CompileOutcome:
         opt = [f for f in flags if f.startswith("-C") or f == "-O"] or ["-O"]
-        rest = [f for f in flags if f not in opt]
+        edition = [f for f in flags if f.startswith("--edition=")] or ["--edition=2021"]
         step = Step(
-            [str(RUSTC), "--target", "wasm32-wasi", "--edition=2021", "--crate-name", "main",
-             "-C", "strip=symbols", *opt, *rest, "--error-format=short", "main.rs",
+            [str(RUSTC), "--target", "wasm32-wasi", edition[-1], "--crate-name", "main",
+             "-C", "strip=symbols", *opt, "--error-format=short", "main.rs",
              "-o", "main.wasm"]
         )
         return compile_in_jail(

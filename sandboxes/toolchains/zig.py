@@ -10,23 +10,22 @@ against the sysroot with ``zig wasm-ld``. Nothing a tenant's compile writes outl
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import ziglang
-
-from sandboxes.toolchains.base import CompileOutcome, Step, compile_in_jail
+from sandboxes.toolchains.base import CompileOutcome, Step, compile_in_jail, file_lock
 from sandboxes.toolchains.jail import Bind, Jail, JailLimits
 
-ZIG_DIR = Path(ziglang.__file__).resolve().parent
+_SPEC = importlib.util.find_spec("ziglang")
+assert _SPEC is not None and _SPEC.origin is not None, "the ziglang package is not installed"
+ZIG_DIR = Path(_SPEC.origin).resolve().parent
 ZIG_VERSION = importlib.metadata.version("ziglang")
 SYSROOT_GUEST = "/sysroot"
 ZIG_GUEST = "/zig"
@@ -64,7 +63,7 @@ class ZigToolchain:
         if (self.sysroot / CRT).exists():
             return self.sysroot
         self.home.mkdir(parents=True, exist_ok=True)
-        with _locked(self.home / ".lock"):
+        with file_lock(self.home / ".lock"):
             if not (self.sysroot / CRT).exists():
                 self._build_sysroot()
         return self.sysroot
@@ -85,7 +84,9 @@ class ZigToolchain:
             link = next(
                 (ln for ln in proc.stderr.splitlines() if ln.startswith("wasm-ld ")), ""
             )
-            found = {Path(tok).name: work / tok for tok in link.split() if tok.endswith((".a", ".o"))}
+            found = {
+                Path(tok).name: work / tok for tok in link.split() if tok.endswith((".a", ".o"))
+            }
             staged = work / "sysroot"
             staged.mkdir()
             for name in (CRT, *C_LIBS, *CXX_LIBS, *RT_LIBS):
@@ -99,7 +100,10 @@ class ZigToolchain:
     def jail(self) -> Jail:
         return Jail(
             binds=[Bind(ZIG_DIR, ZIG_GUEST), Bind(self.sysroot, SYSROOT_GUEST)],
-            env={"ZIG_GLOBAL_CACHE_DIR": "/tmp/zig-global", "ZIG_LOCAL_CACHE_DIR": "/tmp/zig-local"},
+            env={
+                "ZIG_GLOBAL_CACHE_DIR": "/tmp/zig-global",  # private, gone after the compile
+                "ZIG_LOCAL_CACHE_DIR": "/tmp/zig-local",
+            },
         )
 
     def compile_c(self, source: bytes, flags: Sequence[str], cxx: bool) -> CompileOutcome:
@@ -141,13 +145,3 @@ class ZigToolchain:
     @staticmethod
     def _sys(names: Sequence[str]) -> list[str]:
         return [f"{SYSROOT_GUEST}/{n}" for n in names]
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

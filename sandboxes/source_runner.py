@@ -1,0 +1,206 @@
+"""Source jobs: compile in the jail (once per distinct program) or pick the interpreter, run.
+
+Compiled languages (C, C++, Zig, Rust) become a module through the compile cache and then
+run like any uploaded module. Interpreted ones (Python, JavaScript) run a trusted
+interpreter module, compiled once per process and kept prepared, with the source as a
+read-only file under /app and the tenant's arguments after the script path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sandboxes.compile_cache import CompileCache, compile_key
+from sandboxes.control import CancelToken
+from sandboxes.engine import stack_class
+from sandboxes.errors import SandboxError
+from sandboxes.languages import LANGUAGES, Language, Toolchain
+from sandboxes.sandbox import Prepared, Sandbox
+from sandboxes.schema import LIMIT_BOUNDS, Grants, Limits, RunResult, RunStatus
+from sandboxes.toolchains import python_wasm
+from sandboxes.toolchains.base import CompileOutcome, file_lock
+from sandboxes.toolchains.jail import JailLimits, check_jail
+from sandboxes.toolchains.quickjs import build as quickjs_build
+from sandboxes.toolchains.rust import RustToolchain, rust_available
+from sandboxes.toolchains.zig import ZigToolchain
+
+log = logging.getLogger(__name__)
+
+APP_DIR = "app"
+# Compiling the 26 MB CPython module takes ~4 s idle, several times that on a busy machine.
+TRUSTED_COMPILE_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    argv0: str
+    script_file: str  # guest path under /, without the leading slash
+    load: Callable[[], bytes]
+
+    def args(self, user_args: list[str]) -> list[str]:
+        if self.argv0 == python_wasm.ARGV0:
+            return python_wasm.python_args("/" + self.script_file, user_args)
+        return ["/" + self.script_file, *user_args]
+
+
+class SourceRunner:
+    """Owns the toolchains and the compile cache; thread-safe like the Sandbox it wraps."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        s = sandbox.settings
+        limits = JailLimits(
+            s.source_compile_timeout_s, s.source_compile_memory_bytes, s.compile_output_bytes,
+            file_bytes=LIMIT_BOUNDS["module_bytes"].maximum.__int__() * 4,
+        )
+        self.zig = ZigToolchain(s.toolchain_dir, s.compile_root, limits)
+        self.rust = RustToolchain(s.compile_root, limits)
+        self.cache = CompileCache(
+            s.compiled_dir if s.compiled_cache_bytes > 0 else None,
+            s.memory_cache_entries, s.compiled_cache_bytes,
+        )
+        self._interpreters: dict[str, Interpreter] = {
+            "python": Interpreter(
+                python_wasm.ARGV0, python_wasm.SCRIPT_FILE, python_wasm.python_wasm_bytes
+            ),
+            "javascript": Interpreter("qjs", f"{APP_DIR}/main.js", self._quickjs_bytes),
+        }
+        self._prepared: dict[tuple[str, int], Prepared] = {}
+        self._lock = threading.Lock()
+
+    # -- public --------------------------------------------------------------------------
+    def run(
+        self,
+        language_id: str,
+        source: str | bytes,
+        limits: Limits,
+        grants: Grants,
+        flags: list[str] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> RunResult:
+        """Compile (cached) and run ``source``. Never raises."""
+        started = time.perf_counter()
+        data = source.encode() if isinstance(source, str) else source
+        try:
+            language = LANGUAGES.get(language_id)
+            if language is None:
+                return _refuse(RunStatus.UNSUPPORTED, f"unknown language {language_id!r}")
+            problem = language.check_flags(flags or [])
+            if problem is not None:
+                return _refuse(RunStatus.COMPILE_ERROR, problem)
+            if language.interpreted:
+                return self._interpret(language, data, limits, grants, cancel)
+            outcome, cached = self.compile(language, data, flags or [])
+            if outcome.wasm is None:
+                result = RunResult(
+                    status=RunStatus.COMPILE_ERROR,
+                    message="compile time limit exceeded" if outcome.timed_out
+                    else "compilation failed",
+                    compile_output=outcome.message,
+                )
+            else:
+                result = self.sandbox.run(outcome.wasm, limits, grants, cancel)
+            result.compile_cached = cached
+            return result
+        except SandboxError as err:
+            return _refuse(err.status, err.message)
+        except Exception:
+            log.exception("internal error in source run")
+            return RunResult(
+                status=RunStatus.INTERNAL_ERROR, message="internal error (logged on the worker)",
+                wall_time_s=time.perf_counter() - started,
+            )
+
+    def compile(
+        self, language: Language, source: bytes, flags: list[str]
+    ) -> tuple[CompileOutcome, bool]:
+        """The module for ``source`` (or the compiler's message) and whether it was cached."""
+        version = self.toolchain_version(language)
+        key = compile_key(language.id, version, flags, source)
+        return self.cache.get(key, lambda: self._compile_jailed(language, source, flags))
+
+    def toolchain_version(self, language: Language) -> str:
+        if language.toolchain is Toolchain.RUSTC:
+            return self.rust.version
+        return f"zig-{self.zig.version}"
+
+    def warm(self) -> None:
+        """Build or load everything a first request would otherwise wait for."""
+        if check_jail() is None:
+            self.zig.ensure_sysroot()
+        for language_id in self._interpreters:
+            self._interpreter_prepared(language_id, Limits())
+
+    # -- compiled --------------------------------------------------------------------------
+    def _compile_jailed(
+        self, language: Language, source: bytes, flags: list[str]
+    ) -> CompileOutcome:
+        problem = check_jail()
+        if problem is not None:  # fail closed: never compile untrusted source unjailed
+            raise SandboxError(RunStatus.UNSUPPORTED, f"compile jail unavailable: {problem}")
+        if language.toolchain is Toolchain.ZIG_C:
+            return self.zig.compile_c(source, flags, cxx=False)
+        if language.toolchain is Toolchain.ZIG_CXX:
+            return self.zig.compile_c(source, flags, cxx=True)
+        if language.toolchain is Toolchain.ZIG:
+            return self.zig.compile_zig(source, flags)
+        if language.toolchain is Toolchain.RUSTC:
+            missing = rust_available()
+            if missing is not None:
+                raise SandboxError(RunStatus.UNSUPPORTED, f"Rust is not available: {missing}")
+            return self.rust.compile(source, flags)
+        raise SandboxError(RunStatus.UNSUPPORTED, f"{language.id} has no compiler")
+
+    # -- interpreted -----------------------------------------------------------------------
+    def _interpret(
+        self, language: Language, source: bytes, limits: Limits, grants: Grants,
+        cancel: CancelToken | None,
+    ) -> RunResult:
+        interp = self._interpreters[language.id]
+        clash = [n for n in grants.files if n == APP_DIR or n.startswith(APP_DIR + "/")]
+        if clash:
+            return _refuse(
+                RunStatus.UNSUPPORTED,
+                f"file {clash[0]!r}: /{APP_DIR} holds the program for interpreted languages",
+            )
+        prepared = self._interpreter_prepared(language.id, limits)
+        run_grants = grants.model_copy(
+            update={
+                "files": {**grants.files, interp.script_file: source},
+                "args": interp.args(list(grants.args)),
+            }
+        )
+        return self.sandbox.run_prepared(prepared, limits, run_grants, cancel, interp.argv0)
+
+    def _interpreter_prepared(self, language_id: str, limits: Limits) -> Prepared:
+        key = (language_id, stack_class(limits.stack_bytes))
+        with self._lock:
+            hit = self._prepared.get(key)
+        if hit is not None:
+            return hit
+        module = self._interpreters[language_id].load()
+        # The interpreter is trusted and bigger than a tenant's module may be.
+        trusted = limits.model_copy(update={"module_bytes": max(len(module), limits.module_bytes)})
+        prepared = self.sandbox.prepare(module, trusted, TRUSTED_COMPILE_TIMEOUT_S)
+        with self._lock:
+            self._prepared[key] = prepared
+        return prepared
+
+    def _quickjs_bytes(self) -> bytes:
+        fingerprint = quickjs_build.build_fingerprint()[:16]
+        home = self.sandbox.settings.toolchain_dir / f"quickjs-{fingerprint}"
+        out = home / "qjs.wasm"
+        if not out.exists():
+            home.mkdir(parents=True, exist_ok=True)
+            with file_lock(home / ".lock"):
+                if not out.exists():
+                    quickjs_build.build_quickjs(out, home / "work")
+        return out.read_bytes()
+
+
+def _refuse(status: RunStatus, message: str) -> RunResult:
+    return RunResult(status=status, message=message)
