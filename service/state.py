@@ -28,15 +28,18 @@ class Waiter:
     def _listen(self) -> None:
         while True:
             try:
-                pubsub = self._client.pubsub(  # type: ignore[no-untyped-call]
-                    ignore_subscribe_messages=True
-                )
+                pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
                 pubsub.subscribe(EVENTS)
-                self._ready.set()
                 for message in pubsub.listen():
-                    self._wake(message["data"].decode())
+                    if message["type"] == "subscribe":
+                        # Live from here on. After a reconnect, events published while the
+                        # connection was down are lost: waiters re-read their job now (Redis
+                        # is back), then wait again.
+                        self._ready.set()
+                        self._wake_all()
+                    elif message["type"] == "message":
+                        self._wake(message["data"].decode())
             except redis.RedisError:
-                self._wake_all()  # waiters re-read the record, then wait again
                 threading.Event().wait(0.5)
 
     def _wake(self, job_id: str) -> None:

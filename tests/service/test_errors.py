@@ -172,9 +172,15 @@ def test_unknown_route_and_method(cluster: Cluster) -> None:
                    "method-not-allowed")
 
 
-def test_queue_full_answers_503_with_retry_after(fresh_cluster: Cluster) -> None:
+def test_no_worker_not_ready_and_queue_full_answer_503(fresh_cluster: Cluster) -> None:
     fresh_cluster.start_api()  # no worker: nothing leaves the queue (max_queue_length=5)
     http = fresh_cluster.http
+    r = http.get("/readyz")
+    problem = assert_problem(r, 503, "not-ready")
+    assert "worker" in problem["title"].lower()
+    assert r.headers["retry-after"] == "1"
+    assert http.get("/healthz").status_code == 200  # alive, just not ready
+
     accepted = [fresh_cluster.submit({"wat": W.HELLO}) for _ in range(3)]
 
     # A batch that does not fit is refused whole: no job of it is queued.
@@ -195,20 +201,6 @@ def test_queue_full_answers_503_with_retry_after(fresh_cluster: Cluster) -> None
     assert len(list(fresh_cluster.client.scan_iter("warden:job:*"))) == 5
     got = http.get("/v1/jobs", params={"ids": ",".join(accepted)}).json()["jobs"]
     assert [g["state"] for g in got] == ["queued"] * 5
-
-
-def test_readyz_without_workers(fresh_cluster: Cluster) -> None:
-    fresh_cluster.start_api()
-    r = fresh_cluster.http.get("/readyz")
-    problem = assert_problem(r, 503, "not-ready")
-    assert "worker" in problem["title"].lower()
-    assert r.headers["retry-after"] == "1"
-    assert fresh_cluster.http.get("/healthz").status_code == 200  # alive, just not ready
-
-    fresh_cluster.start_worker()
-    fresh_cluster.wait_ready(1)
-    fresh_cluster.stop_workers()
-    assert_problem(fresh_cluster.http.get("/readyz"), 503, "not-ready")
 
 
 def test_assert_problem_catches_a_plain_error_page() -> None:
