@@ -49,7 +49,7 @@ INSPECT_JS: Final = HERE / "inspect.js"
 # Linear-memory (shadow) stack of the module, and the part of it QuickJS may use before it
 # throws "RangeError: Maximum call stack size exceeded". See docs/notes/quickjs.md.
 WASM_STACK_BYTES: Final = 1024 * 1024
-JS_STACK_BYTES: Final = 768 * 1024
+JS_STACK_BYTES: Final = 256 * 1024
 
 COMPILE_FLAGS: Final = (
     "-target", "wasm32-wasi", "-O2",
@@ -235,6 +235,19 @@ def build_quickjs(out_path: Path, work_dir: Path, jobs: int = 2) -> None:
         tmp.replace(out_path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def ensure_built(cache_dir: Path) -> Path:
+    """``cache_dir/qjs-<fingerprint>.wasm``, built first if missing (sdist kept in the cache).
+
+    The name changes whenever the pinned sdist, driver.c, inspect.js, flags or zig change,
+    so a stale module is never reused; old ones are left for the caller to prune.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    out = cache_dir / f"qjs-{build_fingerprint()[:16]}.wasm"
+    if not out.is_file():
+        build_quickjs(out, cache_dir / "work")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

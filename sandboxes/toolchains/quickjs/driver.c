@@ -512,22 +512,48 @@ static void rejection_tracker(JSContext *c, JSValueConst promise, JSValueConst r
     n_rejections++;
 }
 
+/* Freed before an error is printed, so "out of memory" can still be reported. zig's wasm
+   libc malloc is a power-of-two slab allocator that never splits a freed large block, so the
+   reserve is kept as single 64 KiB pages, which small size classes can take over. */
+#define RESERVE_PAGES 4
+static void *emergency_reserve[RESERVE_PAGES];
+
+static void reserve_memory(void)
+{
+    for (int i = 0; i < RESERVE_PAGES; i++)
+        emergency_reserve[i] = malloc(40000); /* rounds up to exactly one 64 KiB page */
+}
+
+static void release_reserve(void)
+{
+    for (int i = 0; i < RESERVE_PAGES; i++) {
+        free(emergency_reserve[i]);
+        emergency_reserve[i] = NULL;
+    }
+}
+
 /* Print "<prefix><error and stack>" to stderr without throwing. */
 static void report(const char *prefix, JSValueConst err)
 {
+    release_reserve();
     Buf b = {0};
     buf_put(&b, prefix, strlen(prefix));
     int done = 0;
     if (ensure_inspect() == 0) {
-        JSValue r = JS_Call(ctx, inspect_fn, JS_UNDEFINED, 1, &err);
+        JSValue fn = JS_GetPropertyStr(ctx, inspect_fn, "uncaught");
+        JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, 1, &err);
+        JS_FreeValue(ctx, fn);
         if (!JS_IsException(r)) {
             done = put_simple(&b, r) == 0;
         }
         JS_FreeValue(ctx, r);
     }
     if (!done) { /* formatter failed (out of memory, stack): fall back to String(err) */
-        JSValue e = JS_GetException(ctx);
-        JS_FreeValue(ctx, e);
+        JS_FreeValue(ctx, JS_GetException(ctx));
+        JS_RunGC(rt);
+        b.len = 0;
+        b.oom = 0;
+        buf_put(&b, prefix, strlen(prefix));
         const char *s = JS_ToCString(ctx, err);
         if (s) {
             buf_put(&b, s, strlen(s));
@@ -795,6 +821,7 @@ int main(int argc, char **argv)
         return 1;
     }
     install_globals(argc, argv);
+    reserve_memory();
 
     const char *name = argv[1];
     size_t len = 0;

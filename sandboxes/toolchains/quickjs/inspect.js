@@ -82,12 +82,12 @@
     return name ? "[" + kind + ": " + name + "]" : "[" + kind + " (anonymous)]";
   }
 
-  function errorText(e) {
+  function errorText(e, bare) {
     const name = safe(() => String(e.name), "Error");
     const message = safe(() => String(e.message), "");
     const head = message ? name + ": " + message : name;
     let stack = safe(() => e.stack, undefined);
-    if (typeof stack !== "string" || stack === "") return "[" + head + "]";
+    if (typeof stack !== "string" || stack === "") return bare ? head : "[" + head + "]";
     stack = stack.replace(/\n+$/, "");
     if (!stack.startsWith(head)) stack = head + "\n" + stack;
     return stack;
@@ -360,7 +360,7 @@
     return "";
   }
 
-  return function format(...args) {
+  function format(...args) {
     const parts = [];
     let i = 0;
     if (typeof args[0] === "string" && args.length > 1 && args[0].includes("%")) {
@@ -387,5 +387,9 @@
       parts.push(typeof a === "string" ? a : top(a));
     }
     return parts.join(" ");
-  };
+  }
+
+  // How the driver prints an uncaught exception or unhandled rejection reason.
+  format.uncaught = (e) => (e instanceof Error ? errorText(e, true) : top(e));
+  return format;
 })
