@@ -21,8 +21,33 @@ def _validation_engine() -> wasmtime.Engine:
     return EngineSpec(1 << 20).build()
 
 
+def _check_unicode(sub: JobSubmission) -> None:
+    """JSON may carry lone surrogates (``"\\ud800"``), which no UTF-8 consumer (the WAT
+    parser, the job store, the guest's argv and environment) accepts: a 422, not a 500."""
+    texts: list[tuple[tuple[str, ...], str | None]] = [
+        (("wat",), sub.wat), (("language",), sub.language), (("source",), sub.source),
+    ]
+    texts += [(("grants", "args", str(i)), arg) for i, arg in enumerate(sub.grants.args)]
+    for name, value in sub.grants.env.items():
+        texts += [(("grants", "env"), name), (("grants", "env", name), value)]
+    texts += [(("grants", "files"), name) for name in sub.grants.files]
+    for loc, text in texts:
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            where = ".".join(("body", *loc))
+            msg = "contains a lone surrogate: not valid Unicode text"
+            raise Problem(
+                422, "validation-error", "The request is invalid", f"{where}: {msg}",
+                errors=[{"loc": ["body", *loc], "msg": msg}],
+            ) from None
+
+
 def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
     """The spec to queue and, for module jobs, (sha256, bytes) to store once."""
+    _check_unicode(sub)
     if sub.source is not None:
         if sub.language not in LANGUAGES:
             raise Problem(
@@ -37,7 +62,8 @@ def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
             raw: bytes | str = base64.b64decode(sub.wasm_base64, validate=True)
         except (binascii.Error, ValueError):
             raise Problem(
-                400, "invalid-base64", "wasm_base64 is not valid base64"
+                400, "invalid-base64", "wasm_base64 is not valid base64",
+                "expected standard base64 (A-Z, a-z, 0-9, '+', '/', '=' padding)",
             ) from None
     else:
         assert sub.wat is not None

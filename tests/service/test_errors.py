@@ -42,6 +42,9 @@ BAD_SUBMISSIONS: list[tuple[str, dict[str, Any], int, str]] = [
     ("neither module nor wat", {"limits": {"fuel": 1000}}, 422, "validation-error"),
     ("source without language", {"source": "int main(){}"}, 422, "validation-error"),
     ("not an object", [1, 2, 3], 422, "validation-error"),  # type: ignore[list-item]
+    ("stdin not base64", {"wat": W.HELLO, "grants": {"stdin": "!!"}}, 422, "validation-error"),
+    ("NUL in an argument", {"wat": W.HELLO, "grants": {"args": ["a\0b"]}}, 422,
+     "validation-error"),
 ]
 
 
@@ -52,6 +55,24 @@ def test_bad_submission(cluster: Cluster, body: dict[str, Any], status: int, kin
     problem = assert_problem(r, status, kind)
     if kind == "validation-error":
         assert problem["errors"] and problem["detail"], problem
+
+
+@pytest.mark.parametrize("raw", [
+    r'{"wat": "(module)\ud800"}',
+    r'{"language": "c", "source": "int main() {} \udfff"}',
+    r'{"wat": "(module)", "grants": {"args": ["\ud800"]}}',
+    r'{"wasm_base64": "AGFz\ud800"}',
+], ids=["wat", "source", "arg", "base64"])
+def test_lone_surrogates_in_json_strings(cluster: Cluster, raw: str) -> None:
+    """Valid JSON, but not Unicode text: a client error, not a 500 (and not a dropped
+    keep-alive connection)."""
+    r = cluster.http.post("/v1/jobs", content=raw.encode(),
+                          headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422), r.text
+    problem = assert_problem(r, r.status_code,
+                             "invalid-base64" if "base64" in raw else "validation-error")
+    assert problem["detail"]
+    assert cluster.http.get("/healthz").status_code == 200  # same connection still usable
 
 
 def test_bad_job_in_a_batch_rejects_the_whole_batch(cluster: Cluster) -> None:
