@@ -154,11 +154,13 @@
     return output;
   }
 
+  // Runs inside inspect()'s indent bump (children sit 2 deeper): this level is indent - 2.
   function reduce(st, output, base, braces, isArray, level, value, hasMore) {
+    const indent = st.indent - 2;
     const entries = output.length;
-    if (isArray && entries > 6) output = groupArray(output, st.indent, value, hasMore);
+    if (isArray && entries > 6) output = groupArray(output, indent, value, hasMore);
     if (st.current - level < COMPACT && entries === output.length) {
-      const start = output.length + st.indent + braces[0].length + base.length + 10;
+      const start = output.length + indent + braces[0].length + base.length + 10;
       if (isBelowBreak(output, start, base)) {
         const joined = output.join(", ");
         if (!joined.includes("\n")) {
@@ -166,7 +168,7 @@
         }
       }
     }
-    const ind = "\n" + " ".repeat(st.indent);
+    const ind = "\n" + " ".repeat(indent);
     return (base ? base + " " : "") + braces[0] + ind + "  " +
       output.join("," + ind + "  ") + ind + braces[1];
   }
@@ -196,10 +198,12 @@
       const base = fnBase(v);
       if (level > MAX_DEPTH) return base;
       st.seen.push(v);
+      st.indent += 2;
       try {
         const props = propEntries(st, v, level, false);
         return props.length ? reduce(st, props, base, ["{", "}"], false, level, v, false) : base;
       } finally {
+        st.indent -= 2;
         st.seen.pop();
       }
     }
