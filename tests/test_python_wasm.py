@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from sandboxes.sandbox import Prepared, Sandbox
-from sandboxes.schema import Grants, Limits, RunResult, RunStatus
+from sandboxes.schema import Limits, RunResult, RunStatus
 from sandboxes.settings import Settings
 from sandboxes.toolchains import python_wasm
 from sandboxes.toolchains.python_wasm import (
+    ARGV0,
     PYTHON_MODULE_LIMIT_BYTES,
-    SCRIPT_FILE,
     PythonRuntimeError,
     python_args,
+    python_grants,
     python_wasm_bytes,
 )
 
@@ -43,12 +44,11 @@ def run(
     stdin: bytes = b"",
     limits: Limits = LIMITS,
     args: list[str] | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> RunResult:
     sb, prepared = python
-    grants = Grants(
-        args=python_args(extra=args), files={SCRIPT_FILE: source.encode()}, stdin=stdin
-    )
-    return sb.run_prepared(prepared, limits, grants, argv0="python")
+    grants = python_grants(source, stdin=stdin, args=args or [], files=files)
+    return sb.run_prepared(prepared, limits, grants, argv0=ARGV0)
 
 
 def test_pinned_file_is_verified() -> None:
@@ -73,9 +73,22 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         python_wasm.verify(tmp_path / "missing.wasm")
 
 
-def test_argv() -> None:
-    assert python_wasm.python_argv("/app/main.py") == ["python", "-S", "/app/main.py"]
-    assert python_args(extra=["a"]) == ["-S", "/app/main.py", "a"]
+def test_argv_and_grants() -> None:
+    assert python_wasm.python_argv("/app/main.py") == ["python", "-s", "/app/main.py"]
+    assert python_args(extra=["a"]) == ["-s", "/app/main.py", "a"]
+    grants = python_grants("print(1)", args=["a"], env={"PYTHONPATH": "/app/lib", "X": "1"})
+    assert grants.args == ["-s", "/app/main.py", "a"]
+    assert grants.env == {"PYTHONPATH": "/pylib:/app/lib", "X": "1"}
+    assert grants.files["app/main.py"] == b"print(1)"
+    assert sorted(grants.files) == [
+        "app/main.py",
+        "pylib/encodings/__init__.pyc",
+        "pylib/encodings/aliases.pyc",
+        "pylib/encodings/utf_8.pyc",
+        "pylib/sitecustomize.pyc",
+    ]
+    with pytest.raises(ValueError, match="reserved"):
+        python_grants("", files={"pylib/x.py": b""})
 
 
 def test_hello(python: tuple[Sandbox, Prepared]) -> None:
@@ -83,7 +96,28 @@ def test_hello(python: tuple[Sandbox, Prepared]) -> None:
     assert r.status is RunStatus.OK, r
     assert r.stdout == b"hello (3, 12) ['/app/main.py', 'x']\n"
     assert r.stderr == b""
-    assert 0 < r.fuel_used < 400_000_000
+    assert 0 < r.fuel_used < 200_000_000  # ~157 M with the overlay; ~248 M without
+
+
+def test_exit_quit_and_codecs(python: tuple[Sandbox, Prepared]) -> None:
+    src = (
+        "import sys\n"
+        "print('é'.encode('latin-1'), 'ü'.encode('utf-16-le'), '€'.encode('cp1252'))\n"
+        "print(sys.stdout.encoding, sys.modules['encodings'].__file__)\n"
+        "exit(5)"
+    )
+    r = run(python, src)
+    assert r.status is RunStatus.NONZERO_EXIT and r.exit_code == 5, r
+    assert r.stdout == (
+        b"b'\\xe9' b'\\xfc\\x00' b'\\x80'\nutf-8 /pylib/encodings/__init__.pyc\n"
+    )
+    assert run(python, "quit()").status is RunStatus.OK
+
+
+def test_user_modules_import(python: tuple[Sandbox, Prepared]) -> None:
+    r = run(python, "import helper\nprint(helper.VALUE)", files={"app/helper.py": b"VALUE = 7"})
+    assert r.status is RunStatus.OK, r
+    assert r.stdout == b"7\n"
 
 
 def test_input_and_stdin(python: tuple[Sandbox, Prepared]) -> None:
@@ -142,7 +176,7 @@ def test_no_host_files(python: tuple[Sandbox, Prepared]) -> None:
     assert b"root:" not in r.stdout
     lines = r.stdout.decode().splitlines()
     assert lines[0].startswith("no ") and lines[1].startswith("no ")
-    assert lines[2] == "['app']"
+    assert lines[2] == "['app', 'pylib']"  # the script and the runtime's overlay only
     assert lines[3] == "['main.py']"
 
 
@@ -151,9 +185,13 @@ def test_no_sockets(python: tuple[Sandbox, Prepared]) -> None:
     r = run(python, src)
     assert r.status is RunStatus.NONZERO_EXIT, r
     assert b"connected" not in r.stdout
+    assert b"OSError" in r.stderr  # WASI preview1 here has no socket creation at all
 
 
 def test_no_subprocess(python: tuple[Sandbox, Prepared]) -> None:
     r = run(python, "import subprocess\nsubprocess.run(['ls'])\nprint('ran')")
     assert r.status is RunStatus.NONZERO_EXIT, r
     assert b"ran" not in r.stdout
+    assert b"does not support processes" in r.stderr
+    r = run(python, "import os\nos.system('ls')")
+    assert r.status is RunStatus.NONZERO_EXIT and b"has no attribute 'system'" in r.stderr
