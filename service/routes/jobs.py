@@ -97,7 +97,7 @@ async def _submit(state: AppState, sub: JobSubmission) -> str:
 
 async def _wait_for(state: AppState, job_id: str, wait_s: float) -> JobRecord:
     """The record once it is terminal or ``wait_s`` has passed. A wake-up that is not the
-    job's end (the waiter wakes everyone when its Redis connection drops) waits again."""
+    job's end (the waiter wakes everyone after re-subscribing to Redis) waits again."""
     wait_s = min(wait_s, state.settings.max_wait_s)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
