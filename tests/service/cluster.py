@@ -62,6 +62,7 @@ class Cluster:
             **{f"WARDEN_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.api: subprocess.Popen[bytes] | None = None
+        self.logs: dict[int, Path] = {}
         self.workers: list[subprocess.Popen[bytes]] = []
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
 
@@ -72,11 +73,17 @@ class Cluster:
     def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        with (logs / f"{args[0]}-{time.monotonic_ns()}.log").open("wb") as log:
-            return subprocess.Popen(
+        path = logs / f"{args[0]}-{time.monotonic_ns()}.log"
+        with path.open("wb") as log:
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", *args], env=self.env, cwd=ROOT,
                 stdout=log, stderr=subprocess.STDOUT,
             )
+        self.logs[proc.pid] = path
+        return proc
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        return self.logs[proc.pid].read_text(errors="replace")
 
     # -- jobs ----------------------------------------------------------------------------
     def submit(self, body: dict[str, Any], **params: Any) -> str:

@@ -192,3 +192,30 @@ def test_health_ready_languages_and_docs(cluster: Cluster) -> None:
     r = cluster.http.get("/docs")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "swagger" in r.text.lower()
+
+
+def test_many_jobs_and_concurrent_waits(cluster: Cluster) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    r = cluster.http.post("/v1/jobs/batch",
+                          json={"jobs": [{"wat": W.hello(f"n{n}\n")} for n in range(40)]})
+    assert r.status_code == 202, r.text
+    batch = r.json()["ids"]
+
+    def submit_and_wait(n: int) -> dict[str, object]:
+        r = cluster.http.post("/v1/jobs", params={"wait": 30},
+                              json={"wat": W.hello(f"w{n}\n")})
+        assert r.status_code == 200, r.text
+        body: dict[str, object] = r.json()
+        return body
+
+    with ThreadPoolExecutor(12) as pool:
+        waited = list(pool.map(submit_and_wait, range(12)))
+    assert [stdout_of(rec) for rec in waited] == [f"w{n}\n".encode() for n in range(12)]
+    assert all(rec["state"] == "finished" for rec in waited)
+
+    for job_id in batch:
+        cluster.wait_state(job_id)
+    got = cluster.http.get("/v1/jobs", params={"ids": ",".join(batch)}).json()["jobs"]
+    assert [stdout_of(g) for g in got] == [f"n{n}\n".encode() for n in range(40)]
+    assert {g["attempts"] for g in got} == {1}

@@ -210,3 +210,55 @@ def test_a_running_job_and_a_wait_in_progress_survive_a_redis_crash(fresh_cluste
     r = c.http.post("/v1/jobs", params={"wait": 30}, json={"wat": W.hello("reconnected\n")})
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "finished" and stdout_of(r.json()) == b"reconnected\n", r.text
+
+
+def test_a_hung_worker_that_wakes_up_cannot_record_a_second_result(
+    fresh_cluster: Cluster,
+) -> None:
+    """Lease fencing: a worker stalled past its lease loses the job to another worker; when
+    it resumes, its late result is refused."""
+    c = fresh_cluster
+    c.start_api()
+    c.start_worker()
+    c.start_worker()
+    c.wait_ready(2)
+    sub = _subscribe(c)
+    job_id = c.submit({"wat": W.sleep(1.5), "limits": {"wall_time_s": 10}})
+    first = _running_on(c, job_id, 1)
+    stalled = c.worker_proc(first["worker"])
+    stalled.send_signal(signal.SIGSTOP)
+    try:
+        second = _running_on(c, job_id, 2)  # the lease ran out: re-run elsewhere
+        assert second["worker"] != first["worker"]
+    finally:
+        stalled.send_signal(signal.SIGCONT)  # its guest's sleep is over: it tries to finish
+
+    record = c.wait_state(job_id, timeout_s=20)
+    assert record["state"] == "finished" and record["result"]["status"] == "ok", record
+    assert record["attempts"] == 2
+    assert record["worker"] == second["worker"]
+    assert _events(sub, job_id, settle_s=2.0) == 1
+    assert f"job {job_id}: lease lost" in c.log_of(stalled)  # it tried, and was refused
+    assert stalled.poll() is None  # and the stalled worker carries on
+
+
+def test_cancel_of_a_job_whose_worker_is_gone(fresh_cluster: Cluster) -> None:
+    """The cancel cannot reach the worker; the reaper ends the job as cancelled rather than
+    running it again."""
+    c = fresh_cluster
+    c.start_api()
+    c.start_worker()
+    c.start_worker()
+    c.wait_ready(2)
+    job_id = c.submit({"wat": W.sleep(30), "limits": {"wall_time_s": 60}})
+    running = _running_on(c, job_id, 1)
+    gone = c.worker_proc(running["worker"])
+    gone.send_signal(signal.SIGSTOP)  # alive but deaf: the cancel is not delivered
+    r = c.http.delete(f"/v1/jobs/{job_id}", params={"wait": 0})
+    assert r.status_code == 200 and r.json()["state"] == "running", r.text
+    gone.kill()
+    gone.wait()
+
+    record = c.wait_state(job_id, timeout_s=15)
+    assert record["state"] == "cancelled", record
+    assert record["attempts"] == 1  # not run again
