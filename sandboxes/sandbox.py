@@ -33,8 +33,10 @@ from sandboxes.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# Peak memory this close to the limit on an abnormal end means an allocation was refused.
-_MEMORY_SLACK_FRACTION = 8
+# Peak memory this close to the limit (within a quarter) on an abnormal end means an
+# allocation was refused: wasmtime-py exposes no limiter callback to say so directly, and
+# allocators ask for big chunks (QuickJS failed a 16 MB array at 86 of 96 MiB).
+_MEMORY_SLACK_FRACTION = 4
 _SCRATCH_SCAN_S = 0.01
 
 

@@ -1,0 +1,379 @@
+"""Source languages end to end: jailed compile (real zig / rustc in bwrap) or interpreter,
+then a real wasmtime run. Each language: hello, stdin echo, exit code, runtime error,
+infinite loop → fuel, memory bomb → memory limit."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandboxes import source_runner as source_runner_module
+from sandboxes.languages import LANGUAGES
+from sandboxes.sandbox import Sandbox
+from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus
+from sandboxes.settings import Settings
+from sandboxes.source_runner import SourceRunner
+
+
+def make_runner(data_dir: Path, **settings: object) -> SourceRunner:
+    return SourceRunner(Sandbox(Settings(data_dir=data_dir, **settings)))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SourceRunner]:
+    r = make_runner(tmp_path_factory.mktemp("langs"))
+    r.warm()
+    yield r
+
+
+PROGRAMS: dict[str, dict[str, str]] = {
+    "c": {
+        "hello": '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n',
+        "echo": "#include <stdio.h>\nint main(void) { int c;"
+        " while ((c = getchar()) != EOF) putchar(c); return 0; }\n",
+        "exit": "int main(void) { return 3; }\n",
+        "crash": "#include <stdlib.h>\nint main(void) { abort(); }\n",
+        "loop": "int main(void) { volatile unsigned x = 0; for (;;) x++; }\n",
+        "bomb": "#include <stdlib.h>\n#include <string.h>\nchar *volatile sink;\n"
+        "int main(void) { for (;;) { char *p = malloc(1 << 20); if (!p) return 1;"
+        " memset(p, 1, 1 << 20); sink = p; } }\n",
+    },
+    "cpp": {
+        "hello": '#include <cstdio>\nint main() { std::puts("hello"); }\n',
+        "echo": "#include <cstdio>\nint main() { int c;"
+        " while ((c = std::getchar()) != EOF) std::putchar(c); }\n",
+        "exit": "#include <cstdlib>\nint main() { std::exit(3); }\n",
+        "crash": "#include <cstdlib>\nint main() { std::abort(); }\n",
+        "loop": "int main() { volatile unsigned x = 0; for (;;) x++; }\n",
+        "bomb": "#include <vector>\nint main() { std::vector<std::vector<char>> v;"
+        " for (;;) v.emplace_back(1 << 20, 'x'); }\n",
+    },
+    "zig": {
+        "hello": 'const std = @import("std");\npub fn main(init: std.process.Init) !void {\n'
+        '    try std.Io.File.stdout().writeStreamingAll(init.io, "hello\\n");\n}\n',
+        "echo": 'const std = @import("std");\npub fn main(init: std.process.Init) !void {\n'
+        "    var buf: [256]u8 = undefined;\n"
+        "    while (true) {\n"
+        "        const n = std.Io.File.stdin().readStreaming(init.io, &.{&buf})"
+        " catch break;\n"
+        "        if (n == 0) break;\n"
+        "        try std.Io.File.stdout().writeStreamingAll(init.io, buf[0..n]);\n"
+        "    }\n}\n",
+        "exit": 'const std = @import("std");\npub fn main() void { std.process.exit(3); }\n',
+        "crash": 'pub fn main() void { @panic("boom"); }\n',
+        "loop": 'const std = @import("std");\npub fn main() void {\n    var x: u64 = 0;\n'
+        "    while (true) { x +%= 1; std.mem.doNotOptimizeAway(x); }\n}\n",
+        "bomb": 'const std = @import("std");\npub fn main() !void {\n    while (true) {\n'
+        "        const p = try std.heap.page_allocator.alloc(u8, 1 << 20);\n"
+        "        @memset(p, 1);\n    }\n}\n",
+    },
+    "rust": {
+        "hello": 'fn main() { println!("hello"); }\n',
+        "echo": "use std::io::{Read, Write};\nfn main() { let mut s = Vec::new();"
+        " std::io::stdin().read_to_end(&mut s).unwrap();"
+        " std::io::stdout().write_all(&s).unwrap(); }\n",
+        "exit": "fn main() { std::process::exit(3); }\n",
+        "crash": 'fn main() { panic!("boom"); }\n',
+        "loop": "fn main() { let mut x: u64 = 0; loop {"
+        " unsafe { std::ptr::write_volatile(&mut x, x.wrapping_add(1)); } } }\n",
+        "bomb": "fn main() { let mut v: Vec<Vec<u8>> = Vec::new();"
+        " loop { v.push(vec![1u8; 1 << 20]); } }\n",
+    },
+    "python": {
+        "hello": 'print("hello")\n',
+        "echo": "import sys\nsys.stdout.write(sys.stdin.read())\n",
+        "exit": "import sys\nsys.exit(3)\n",
+        "crash": 'raise ValueError("boom")\n',
+        "loop": "while True:\n    pass\n",
+        "bomb": "x = []\nwhile True:\n    x.append(bytearray(1 << 20))\n",
+    },
+    "javascript": {
+        "hello": 'console.log("hello");\n',
+        "echo": "const s = readStdin();\nprocess.stdout.write(s);\n",
+        "exit": "exit(3);\n",
+        "crash": 'throw new Error("boom");\n',
+        "loop": "for (;;) {}\n",
+        "bomb": "const a = [];\nfor (;;) a.push(new Array(1e6).fill(1.5));\n",
+    },
+}
+
+
+def run(r: SourceRunner, lang: str, case: str, **kw: object) -> RunResult:
+    limits = kw.pop("limits", Limits())
+    grants = kw.pop("grants", Grants())
+    assert isinstance(limits, Limits) and isinstance(grants, Grants)
+    return r.run(lang, PROGRAMS[lang][case], limits, grants)
+
+
+def test_registry_matches_programs() -> None:
+    assert set(PROGRAMS) == set(LANGUAGES)
+    assert len({lang.judge0_id for lang in LANGUAGES.values()}) == len(LANGUAGES)
+
+
+@pytest.mark.parametrize("lang", sorted(PROGRAMS))
+def test_hello(runner: SourceRunner, lang: str) -> None:
+    res = run(runner, lang, "hello")
+    assert res.status is RunStatus.OK, (res.message, res.compile_output, res.stderr)
+    assert res.stdout == b"hello\n"
+    assert res.exit_code == 0
+
+
+@pytest.mark.parametrize("lang", sorted(PROGRAMS))
+def test_stdin_echo(runner: SourceRunner, lang: str) -> None:
+    data = b"line one\nline two \xc3\xa9\n"
+    res = run(runner, lang, "echo", grants=Grants(stdin=data))
+    assert res.status is RunStatus.OK, (res.message, res.compile_output, res.stderr)
+    assert res.stdout == data
+
+
+@pytest.mark.parametrize("lang", sorted(PROGRAMS))
+def test_exit_code(runner: SourceRunner, lang: str) -> None:
+    res = run(runner, lang, "exit")
+    assert res.status is RunStatus.NONZERO_EXIT, (res.message, res.compile_output, res.stderr)
+    assert res.exit_code == 3
+
+
+@pytest.mark.parametrize("lang", sorted(PROGRAMS))
+def test_runtime_error(runner: SourceRunner, lang: str) -> None:
+    res = run(runner, lang, "crash")
+    assert res.status in (RunStatus.TRAP, RunStatus.NONZERO_EXIT), (res.message, res.stderr)
+    assert res.status is not RunStatus.OK
+    if lang in ("python", "javascript", "rust", "zig"):
+        assert b"boom" in res.stderr  # the language's own error report reaches stderr
+    if lang in ("python", "javascript"):
+        assert res.exit_code == 1
+
+
+@pytest.mark.parametrize("lang", sorted(PROGRAMS))
+def test_infinite_loop_exhausts_fuel(runner: SourceRunner, lang: str) -> None:
+    res = run(runner, lang, "loop", limits=Limits(fuel=2_000_000_000, wall_time_s=60))
+    assert res.status is RunStatus.FUEL_EXHAUSTED, (res.message, res.compile_output)
+    assert res.fuel_used >= 2_000_000_000 - 10_000
+
+
+@pytest.mark.parametrize("lang", sorted(PROGRAMS))
+def test_memory_bomb_hits_memory_limit(runner: SourceRunner, lang: str) -> None:
+    res = run(runner, lang, "bomb", limits=Limits(memory_bytes=96 * MiB, wall_time_s=30))
+    assert res.status is RunStatus.MEMORY_LIMIT, (res.status, res.message, res.stderr[-300:])
+    assert res.memory_peak_bytes <= 96 * MiB
+
+
+def test_compile_cache_hits_and_survives_restart(tmp_path: Path) -> None:
+    src = '#include <stdio.h>\nint main(void) { puts("cached"); return 0; }\n'
+    first = make_runner(tmp_path)
+    a = first.run("c", src, Limits(), Grants())
+    b = first.run("c", src, Limits(), Grants())
+    assert (a.status, a.compile_cached, b.compile_cached) == (RunStatus.OK, False, True)
+    again = make_runner(tmp_path).run("c", src, Limits(), Grants())
+    assert again.stdout == b"cached\n" and again.compile_cached is True
+    other = first.run("c", src + "\n", Limits(), Grants())
+    assert other.compile_cached is False  # any change in the source is a new key
+
+
+def test_compile_error_is_reported_not_internal(runner: SourceRunner) -> None:
+    res = runner.run("c", "int main(void) { return x; }\n", Limits(), Grants())
+    assert res.status is RunStatus.COMPILE_ERROR
+    assert res.compile_output is not None and "undeclared identifier" in res.compile_output
+    rust = runner.run("rust", "fn main() { let x: u32 = \"s\"; }\n", Limits(), Grants())
+    assert rust.status is RunStatus.COMPILE_ERROR
+    assert rust.compile_output is not None and "mismatched types" in rust.compile_output
+
+
+def test_flags_allow_list(runner: SourceRunner) -> None:
+    src = '#include <stdio.h>\nint main(void) { printf("%d\\n", VALUE); return 0; }\n'
+    ok = runner.run("c", src, Limits(), Grants(), flags=["-DVALUE=42", "-O1"])
+    assert ok.status is RunStatus.OK and ok.stdout == b"42\n"
+    for bad in ("-I/etc", "-include/etc/passwd", "--sysroot=/", "-fplugin=x.so", "-o/x"):
+        res = runner.run("c", src, Limits(), Grants(), flags=[bad])
+        assert res.status is RunStatus.COMPILE_ERROR
+        assert res.message is not None and "not allowed" in res.message
+
+
+def test_source_jobs_fail_closed_without_jail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(source_runner_module, "check_jail", lambda: "bwrap is not installed")
+    r = make_runner(tmp_path)
+    res = r.run("c", PROGRAMS["c"]["hello"], Limits(), Grants())
+    assert res.status is RunStatus.UNSUPPORTED
+    assert res.message is not None and "jail" in res.message
+    assert not list((tmp_path / "compiled").glob("**/*.cwasm"))  # nothing compiled or cached
+
+
+def test_concurrent_compiles_stay_separate(runner: SourceRunner) -> None:
+    results: dict[int, RunResult] = {}
+
+    def compile_one(i: int) -> None:
+        src = f'#include <stdio.h>\nint main(void) {{ puts("tenant {i}"); return 0; }}\n'
+        results[i] = runner.run("c", src, Limits(), Grants())
+
+    threads = [threading.Thread(target=compile_one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        assert results[i].stdout == f"tenant {i}\n".encode()
+    assert not any(runner.sandbox.settings.compile_root.iterdir())  # job dirs are removed
+
+
+def test_interpreted_program_cannot_shadow_its_source(runner: SourceRunner) -> None:
+    res = runner.run("python", "print(1)\n", Limits(), Grants(files={"app/main.py": b"x"}))
+    assert res.status is RunStatus.UNSUPPORTED
+    assert res.message is not None and "/app" in res.message
+
+
+def test_interpreter_gets_args_and_files(runner: SourceRunner) -> None:
+    src = "import sys\nprint(sys.argv[1:], open('/data.txt').read())\n"
+    res = runner.run("python", src, Limits(), Grants(args=["a", "b"], files={"data.txt": b"D"}))
+    assert res.status is RunStatus.OK, res.stderr
+    assert res.stdout == b"['a', 'b'] D\n"
+    js = "console.log(process.argv.slice(-2).join(','));\n"
+    res = runner.run("javascript", js, Limits(), Grants(args=["x", "y"]))
+    assert res.stdout == b"x,y\n", res.stderr
+
+
+SECRET = "warden-test-secret-7f3a"
+
+
+@pytest.fixture
+def host_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("WARDEN_TEST_HOST_SECRET", SECRET)
+    return SECRET
+
+
+def leaked(res: RunResult) -> bool:
+    text = b" ".join(
+        [res.stdout, res.stderr, (res.message or "").encode(), (res.compile_output or "").encode()]
+    )
+    passwd = Path("/etc/passwd").read_bytes().splitlines()[0]
+    return SECRET.encode() in text or passwd in text or b"root:x:0:0" in text
+
+
+HOSTILE_C = {
+    "include_passwd": '#include "/etc/passwd"\nint main(void) { return 0; }\n',
+    "include_environ": '#include "/proc/self/environ"\nint main(void) { return 0; }\n',
+    "include_host_environ": '#include "/proc/1/environ"\nint main(void) { return 0; }\n',
+    "embed": "static const char d[] = {\n#embed \"/etc/passwd\"\n, 0};\n"
+    '#include <stdio.h>\nint main(void) { puts(d); return 0; }\n',
+    "incbin": '__asm__(".section .data.x,\\"\\",@\\n.incbin \\"/etc/passwd\\"\\n");\n'
+    "int main(void) { return 0; }\n",
+    "has_include": '#if __has_include("/etc/passwd")\n#error host file visible\n#endif\n'
+    '#include <stdio.h>\nint main(void) { puts("not visible"); return 0; }\n',
+    "ten_thousand_errors": "int main(void) {\n" + "x;\n" * 10_000 + "}\n",
+    "huge_array": "int a[0x10000000] = {1};\nint main(void) { return a[5]; }\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_C))
+def test_hostile_c_source_reads_no_host_data(
+    runner: SourceRunner, host_secret: str, case: str
+) -> None:
+    res = runner.run("c", HOSTILE_C[case], Limits(), Grants())
+    assert not leaked(res)
+    if case == "has_include":
+        assert res.stdout == b"not visible\n"  # the host path does not exist in the jail
+    elif "environ" in case:
+        pass  # the jail's /proc holds only the jail's own, cleared environment: no leak
+    else:
+        assert res.status is RunStatus.COMPILE_ERROR, (res.status, res.stdout[:200])
+    if case == "ten_thousand_errors":
+        assert res.compile_output is not None and len(res.compile_output) < 70_000
+
+
+SLOW_HOSTILE = {
+    "c:dev_zero": ("c", '#include "/dev/zero"\nint main(void) { return 0; }\n'),
+    "c:billion_laughs": (
+        "c",
+        "#define A x x x x x x x x x x\n"
+        + "".join(f"#define {chr(66 + i)} {chr(65 + i)} {chr(65 + i)} {chr(65 + i)}"
+                  f" {chr(65 + i)} {chr(65 + i)} {chr(65 + i)} {chr(65 + i)} {chr(65 + i)}"
+                  f" {chr(65 + i)} {chr(65 + i)}\n" for i in range(9))
+        + "int main(void) { J; }\n",
+    ),
+    "cpp:template_bomb": (
+        "cpp",
+        "template <int N> struct F { static const long v = F<N - 1>::v + F<N - 2>::v; };\n"
+        "template <> struct F<1> { static const long v = 1; };\n"
+        "template <> struct F<0> { static const long v = 0; };\n"
+        "template <int N, int M> struct G { using T = typename G<N - 1, M>::T; };\n"
+        "template <int M> struct G<0, M> { using T = int; };\n"
+        "int main() { return (int)F<100000>::v + sizeof(G<1000000, 1>::T); }\n",
+    ),
+    "cpp:constexpr_bomb": (
+        "cpp",
+        "constexpr unsigned long f(unsigned long n) { unsigned long s = 0;"
+        " for (unsigned long i = 0; i < n; ++i) s += i; return s; }\n"
+        "constexpr unsigned long x = f(1ul << 40);\nint main() { return (int)x; }\n",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def strict_runner(tmp_path_factory: pytest.TempPathFactory) -> SourceRunner:
+    """Short compile caps, so bombs end quickly."""
+    return make_runner(
+        tmp_path_factory.mktemp("strict"), source_compile_timeout_s=4.0,
+        source_compile_memory_bytes=1024**3,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(SLOW_HOSTILE))
+def test_compile_bombs_are_capped(strict_runner: SourceRunner, case: str) -> None:
+    lang, src = SLOW_HOSTILE[case]
+    res = strict_runner.run(lang, src, Limits(), Grants())
+    assert res.status is RunStatus.COMPILE_ERROR, (res.status, res.message)
+    assert res.compile_output is not None and len(res.compile_output) <= 70_000
+    assert not leaked(res)
+
+
+HOSTILE_INTERPRETED = {
+    "python:open_passwd": ("python", "print(open('/etc/passwd').read())\n"),
+    "python:listdir": ("python", "import os\nprint(os.listdir('/'))\n"),
+    "python:socket": ("python", "import socket\ns = socket.socket()\n"
+                      "s.connect(('127.0.0.1', 6379))\nprint('connected')\n"),
+    "python:subprocess": ("python", "import subprocess\n"
+                          "print(subprocess.run(['cat', '/etc/passwd']))\n"),
+    "python:environ": ("python", "import os\nprint(dict(os.environ))\n"),
+    "javascript:loadFile": ("javascript", "console.log(std.loadFile('/etc/passwd'));\n"),
+    "javascript:exec": ("javascript", "os.exec(['cat', '/etc/passwd']);\n"),
+    "javascript:import_std": ("javascript", "import * as std from 'std';\n"
+                              "console.log(std.loadFile('/etc/passwd'));\n"),
+    "javascript:require": (
+        "javascript", "console.log(require('fs').readFileSync('/etc/passwd'));\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_INTERPRETED))
+def test_hostile_interpreted_source_reads_no_host_data(
+    runner: SourceRunner, host_secret: str, case: str
+) -> None:
+    lang, src = HOSTILE_INTERPRETED[case]
+    res = runner.run(lang, src, Limits(), Grants())
+    assert not leaked(res)
+    if case == "python:listdir":
+        assert res.stdout == b"['app']\n"
+    elif case == "python:environ":
+        assert res.stdout == b"{}\n"
+    else:
+        assert res.status is not RunStatus.OK, res.stdout
+        assert res.stderr, "the failure is explained on stderr"
+
+
+def test_rust_include_str_reads_no_host_data(runner: SourceRunner, host_secret: str) -> None:
+    res = runner.run(
+        "rust", 'const X: &str = include_str!("/etc/passwd");\nfn main() { print!("{}", X); }\n',
+        Limits(), Grants(),
+    )
+    assert res.status is RunStatus.COMPILE_ERROR
+    assert not leaked(res)
+
+
+def test_secret_env_is_really_set(host_secret: str) -> None:
+    """Guards the leak checks above: the secret they look for is in this process."""
+    assert os.environ["WARDEN_TEST_HOST_SECRET"] == SECRET
