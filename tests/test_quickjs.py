@@ -362,6 +362,40 @@ def test_runs_are_independent(sandbox: Sandbox, prepared: Prepared) -> None:
     assert out(first) == "number\n" and out(second) == "undefined\n"
 
 
+def test_per_run_state_is_fresh_after_snapshot(sandbox: Sandbox, prepared: Prepared) -> None:
+    # The module is pre-initialised at build time: randomness and clocks must be per run.
+    source = """
+      const t = performance.now();
+      console.log(Math.random(), t >= 0 && t < 10000,
+                  Math.abs(performance.timeOrigin - Date.now()) < 60000);
+    """
+    first, second = (run_js(sandbox, prepared, source) for _ in range(2))
+    a, b = out(first).split(), out(second).split()
+    assert a[1:] == b[1:] == ["true", "true"]
+    assert a[0] != b[0]
+
+
+def test_eval_flag_runs_source_from_argv(sandbox: Sandbox, prepared: Prepared) -> None:
+    grants = Grants(args=["-e", "console.log(6 * 7, scriptArgs.slice(2))", "x"])
+    result = sandbox.run_prepared(prepared, LIMITS, grants, argv0="qjs")
+    assert result.status is RunStatus.OK, result
+    assert out(result) == "42 [ 'x' ]\n"
+
+
+def test_missing_script(sandbox: Sandbox, prepared: Prepared) -> None:
+    grants = Grants(args=["/app/absent.js"])
+    result = sandbox.run_prepared(prepared, LIMITS, grants, argv0="qjs")
+    assert result.status is RunStatus.NONZERO_EXIT and result.exit_code == 2
+    assert "cannot read /app/absent.js" in err(result)
+
+
+def test_snapshot_rewrite_rejects_foreign_modules() -> None:
+    with pytest.raises(build.BuildError):
+        build.rewrite_snapshot(b"\0asm\x01\0\0\0", bytes(65536))
+    with pytest.raises(build.BuildError):
+        build.rewrite_snapshot(b"not wasm", b"")
+
+
 # -- build script -------------------------------------------------------------------------
 def test_toolchain_version() -> None:
     assert build.toolchain_version().startswith(f"QuickJS-NG {build.QUICKJS_ENGINE_VERSION}")
