@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Final
 
 import redis
@@ -12,11 +13,17 @@ from workers.store import JobStore, new_job_id
 
 TASK: Final = "workers.tasks.execute"
 # RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
-_BACKSTOP_MARGIN_S: Final = 60
+BACKSTOP_MARGIN_S: Final = 60
 
 
 class QueueFullError(Exception):
     pass
+
+
+def warden_id(rq_id: str) -> str:
+    """The Warden job id of an RQ job id: the same on the first run; a re-run (after its
+    worker died) gets ``<id>-<suffix>`` so it never collides with the dead run's RQ keys."""
+    return rq_id.partition("-")[0]
 
 
 class JobQueue:
@@ -32,7 +39,7 @@ class JobQueue:
             raise QueueFullError
         job_id = new_job_id()
         pipe = self.client.pipeline(transaction=True)
-        self._enqueue(job_id, spec.limits.wall_time_s, pipe)  # RQ opens the MULTI itself
+        self._enqueue(job_id, job_id, spec.limits.wall_time_s, pipe)  # RQ opens the MULTI
         if module is not None:
             self.store.put_module(module[0], module[1], pipe)
         self.store.create(job_id, spec, pipe)
@@ -41,14 +48,17 @@ class JobQueue:
 
     def requeue(self, job_id: str) -> None:
         spec = self.store.spec(job_id)
-        self._enqueue(job_id, spec.limits.wall_time_s if spec else 60.0, None)
+        rq_id = f"{job_id}-{uuid.uuid4().hex[:12]}"
+        self._enqueue(job_id, rq_id, spec.limits.wall_time_s if spec else 60.0, None)
 
-    def _enqueue(self, job_id: str, wall_time_s: float, pipe: redis.client.Pipeline | None) -> None:
+    def _enqueue(self, job_id: str, rq_id: str, wall_time_s: float,
+                 pipe: redis.client.Pipeline | None) -> None:
         self.rq.enqueue_call(
             TASK,
             args=(job_id,),
-            timeout=int(wall_time_s) + _BACKSTOP_MARGIN_S,
+            timeout=int(wall_time_s) + BACKSTOP_MARGIN_S,
             result_ttl=0,
             failure_ttl=3600,
+            job_id=rq_id,
             pipeline=pipe,
         )

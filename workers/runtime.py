@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import redis
@@ -20,6 +21,8 @@ from workers.queue import JobQueue
 from workers.store import CANCEL, JobStore
 
 log = logging.getLogger(__name__)
+
+_MODULE_CACHE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -39,6 +42,9 @@ class WorkerRuntime:
             self.client, self.store, settings.queue_name, settings.max_queue_length
         )
         self.sandbox = Sandbox(settings)
+        # Module bytes by sha256 (content-addressed, so never stale): saves a GET per job.
+        self._modules: OrderedDict[str, bytes] = OrderedDict()
+        self._modules_bytes = 0
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -48,6 +54,25 @@ class WorkerRuntime:
             (self._reap_loop, "reaper"),
         ):
             threading.Thread(target=target, name=f"warden-{name}", daemon=True).start()
+
+    def module(self, sha256: str) -> bytes | None:
+        """A module's bytes: from this process's LRU, else from Redis (then kept)."""
+        with self._lock:
+            data = self._modules.get(sha256)
+            if data is not None:
+                self._modules.move_to_end(sha256)
+                return data
+        data = self.store.get_module(sha256)
+        if data is None or len(data) > _MODULE_CACHE_BYTES // 4:
+            return data
+        with self._lock:
+            if sha256 not in self._modules:
+                self._modules[sha256] = data
+                self._modules_bytes += len(data)
+                while self._modules_bytes > _MODULE_CACHE_BYTES:
+                    _, old = self._modules.popitem(last=False)
+                    self._modules_bytes -= len(old)
+        return data
 
     def track(self, job_id: str, token: str, cancel: CancelToken) -> None:
         with self._lock:

@@ -123,6 +123,30 @@ class JobStore:
         self._reap = client.register_script(_REAP)
         self._renew = client.register_script(_RENEW)
 
+    # -- pipelined transitions (the worker's hot path) ------------------------------------
+    # Script objects called on a pipeline make redis-py send SCRIPT EXISTS before every
+    # execute (one more round trip per job): these queue a bare EVALSHA instead. A NOSCRIPT
+    # answer (Redis restarted, SCRIPT FLUSH) comes back as an exception in the pipeline's
+    # results; ``load_scripts`` then reloads them and the caller retries that one script.
+    def load_scripts(self) -> None:
+        for script in (self._start, self._finish, self._cancel, self._reap, self._renew):
+            script.sha = self.r.script_load(script.script)
+
+    def start_args(self, job_id: str) -> tuple[str, list[Any]]:
+        """(token, EVALSHA arguments) of the queued → running transition."""
+        token = uuid.uuid4().hex
+        now = time.time()
+        return token, [self._start.sha, 2, job_key(job_id), LEASES,
+                       token, repr(now), now + self.lease_s, job_id, WORKER_NAME]
+
+    def finish_args(
+        self, job_id: str, token: str, state: JobState, result_json: str, error: str | None = None
+    ) -> list[Any]:
+        """EVALSHA arguments of the running → terminal transition (result already JSON)."""
+        return [self._finish.sha, 3, job_key(job_id), LEASES, EVENTS,
+                token, state.value, result_json, error or "", repr(time.time()),
+                self.job_ttl_s, job_id]
+
     # -- modules -----------------------------------------------------------------------
     def put_module(self, sha256: str, wasm: bytes, pipe: Any = None) -> None:
         (pipe or self.r).set(module_key(sha256), wasm, ex=MODULE_TTL_S)

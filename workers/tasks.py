@@ -39,7 +39,7 @@ def execute(job_id: str) -> None:
 def run_spec(spec: JobSpec, cancel: CancelToken) -> RunResult | None:
     rt = runtime()
     if spec.module_sha256 is not None:
-        module = rt.store.get_module(spec.module_sha256)
+        module = rt.module(spec.module_sha256)
         if module is None:
             return None
         return rt.sandbox.run(module, spec.limits, spec.grants, cancel)

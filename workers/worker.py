@@ -1,24 +1,268 @@
-"""``warden worker``: one RQ worker process that runs jobs in-process (no fork per job).
+"""``warden worker``: one RQ worker process that runs several jobs at once, in-process.
 
 RQ's forking worker pays a fork per job (8.4 ms measured) for crash isolation; wasmtime
 traps never crash the process, so Warden isolates at the process level instead: each worker
 is its own process under the supervisor (``warden up`` or Kubernetes), and a worker that
 dies has its job re-run or failed by another worker's reaper when the lease expires.
+
+RQ's stock ``SimpleWorker`` still cost ~16 Redis round trips and ~3.5 ms of CPU per job
+(three worker heartbeats, two state changes, job fetch and restore, execution records, a
+WATCH/MULTI for dependents, registry clean-up reads, job delete). Warden's own lease
+(renewed while the job runs, reaped when it stops) replaces RQ's per-job heartbeats, so
+:class:`WardenWorker` keeps RQ's data consistent in three round trips per job:
+
+1. ``BLMOVE`` queue → intermediate queue, as RQ does;
+2. one MULTI: Warden's START script + the spec and cancel flag; RQ's execution record,
+   started-registry entry and job status (written by RQ's own methods); ``LREM`` from the
+   intermediate queue;
+3. one MULTI: Warden's FINISH script (result, event); the RQ execution removed from its
+   registries and the RQ job hash deleted (``result_ttl=0``); the worker's counters.
+
+The worker registers, heartbeats (every few seconds, not per job), honours ``rq suspend``,
+answers RQ's pub/sub commands and runs RQ's registry maintenance like a stock worker.
+``LANES`` threads take and run jobs independently: wasmtime releases the GIL while a guest
+runs, a lane's Redis round trips overlap another's work, and a long job holds one lane, not
+the worker. Jobs stay ordinary RQ jobs (``workers.tasks.execute(job_id)``): a stock
+``rq worker`` can still run them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
+from typing import Any, Final
 
-from rq import SimpleWorker
+import redis
+from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
+from rq.executions import Execution
+from rq.job import Job
+from rq.results import Result
+from rq.suspension import is_suspended
+from rq.worker import WorkerStatus
 
-from workers.runtime import runtime
+from sandboxes.control import CancelToken
+from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStatus
+from workers.queue import BACKSTOP_MARGIN_S, warden_id
+from workers.runtime import WorkerRuntime, runtime
+from workers.store import job_key
+from workers.tasks import run_spec
+
+log = logging.getLogger(__name__)
+
+LANES: Final = 1  # WARDEN_WORKER_LANES overrides
+_HOUSEKEEPING_S: Final = 1.0
+_HEARTBEAT_S: Final = 10.0
+_LANE_BLOCK_S: Final = 1  # BLMOVE timeout: bounds how long a stop waits for an idle lane
+# RQ's execution TTL and started-registry score: the longest a job can run (the sandbox
+# enforces wall time; RQ's timeout is the backstop) plus RQ's own 60 s heartbeat margin.
+_EXECUTION_TTL_S: Final = int(LIMIT_BOUNDS["wall_time_s"].maximum) + BACKSTOP_MARGIN_S + 60
+
+
+class WardenWorker(SimpleWorker):
+    def __init__(self, rt: WorkerRuntime, lanes: int = LANES) -> None:
+        super().__init__([rt.queue.rq], connection=rt.client, default_result_ttl=0)
+        self.rt = rt
+        self.rq_queue: Queue = rt.queue.rq
+        self.lanes = lanes
+        self._intermediate = f"{self.rq_queue.key}:intermediate"
+        self._lanes_stop = threading.Event()
+        self._paused = threading.Event()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    # -- the main thread: signals, heartbeats, suspension, maintenance -----------------------
+    def work(self, burst: bool = False, logging_level: str | None = "WARNING",
+             *args: Any, **kwargs: Any) -> bool:
+        self.bootstrap(logging_level)
+        self._install_signal_handlers()  # type: ignore[no-untyped-call]
+        self.rt.store.load_scripts()
+        self.set_state(WorkerStatus.IDLE)
+        threads = [threading.Thread(target=self._lane, args=(burst,), name=f"warden-lane-{i}",
+                                    daemon=True) for i in range(self.lanes)]
+        for t in threads:
+            t.start()
+        last_heartbeat = time.monotonic()
+        try:
+            while not self._stop_requested and any(t.is_alive() for t in threads):
+                try:
+                    time.sleep(_HOUSEKEEPING_S)
+                    if time.monotonic() - last_heartbeat >= _HEARTBEAT_S:
+                        self.heartbeat()
+                        last_heartbeat = time.monotonic()
+                    self._check_suspension(burst)
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
+                except StopRequested:
+                    break
+                except redis.RedisError as err:
+                    log.warning("worker housekeeping: %s", err)
+        except StopRequested:
+            pass
+        finally:
+            self._lanes_stop.set()  # warm stop: each lane finishes the job it holds
+            for t in threads:
+                t.join()
+            self.teardown()  # type: ignore[no-untyped-call]
+        return True
+
+    def _check_suspension(self, burst: bool) -> None:
+        if is_suspended(self.connection, self):
+            if burst:
+                raise StopRequested
+            if not self._paused.is_set():
+                self._paused.set()
+                self.log.info("Worker %s: suspended, run `rq resume` to resume", self.name)
+        elif self._paused.is_set():
+            self._paused.clear()
+
+    # -- lanes ------------------------------------------------------------------------------
+    def _lane(self, burst: bool) -> None:
+        backoff = 0.5
+        while not self._lanes_stop.is_set():
+            if self._paused.is_set():
+                time.sleep(_HOUSEKEEPING_S)
+                continue
+            try:
+                if burst:
+                    raw = self.connection.lmove(self.rq_queue.key, self._intermediate)
+                    if raw is None:
+                        return
+                else:
+                    raw = self.connection.blmove(self.rq_queue.key, self._intermediate,
+                                                 _LANE_BLOCK_S)
+                    if raw is None:
+                        continue
+                backoff = 0.5
+            except (redis.ConnectionError, redis.TimeoutError) as err:
+                log.warning("worker could not reach Redis (%s); retrying in %.1f s", err, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            rq_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                self._process(rq_id)
+            except redis.RedisError:
+                # Lost Redis mid-job: the lease expires and a reaper re-runs or fails it.
+                log.exception("job %s: Redis error; its lease will expire", rq_id)
+
+    def _busy_change(self, delta: int, pipe: Any) -> None:
+        """Mark the worker busy/idle in RQ (in ``pipe``) when the first/last job runs."""
+        with self._busy_lock:
+            before = self._busy
+            self._busy += delta
+            if pipe is None:
+                return
+            if before == 0 and self._busy > 0:
+                self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            elif before > 0 and self._busy == 0:
+                self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+
+    def _process(self, rq_id: str) -> None:
+        store = self.rt.store
+        job_id = warden_id(rq_id)
+        job = Job(id=rq_id, connection=self.connection)
+        job.origin = self.rq_queue.name
+        token, start = store.start_args(job_id)
+        pipe = self.connection.pipeline()
+        pipe.evalsha(*start)
+        pipe.hmget(job_key(job_id), "spec", "cancel_requested")
+        execution = Execution.create(job, _EXECUTION_TTL_S, pipe, worker_name=self.name)
+        job.prepare_for_execution(self.name, pipe)
+        pipe.persist(job.key)
+        pipe.lrem(self._intermediate, 1, rq_id)
+        self._busy_change(+1, pipe)
+        try:
+            outcome, fields = pipe.execute(raise_on_error=False)[:2]
+        except BaseException:
+            self._busy_change(-1, None)
+            raise
+        if isinstance(outcome, redis.exceptions.NoScriptError):
+            store.load_scripts()
+            token, start = store.start_args(job_id)
+            outcome = self.connection.evalsha(*start)
+            fields = self.connection.hmget(job_key(job_id), "spec", "cancel_requested")
+        if isinstance(outcome, Exception):
+            raise outcome
+        if isinstance(fields, Exception):
+            raise fields
+        started = time.monotonic()
+        finish: list[Any] | None = None
+        if outcome == b"ok":
+            finish = self._run(job_id, token, fields[0], fields[1] == b"1")
+        elif outcome == b"missing" and job_id == rq_id:
+            log.warning("job %s: no Warden record (expired or deleted); dropped", job_id)
+        elif outcome == b"missing":
+            self._legacy(rq_id)  # queued by an older Warden: RQ ids were not Warden ids
+        self._finish(job, execution, finish, time.monotonic() - started)
+
+    def _run(self, job_id: str, token: str, spec_raw: bytes | None,
+             cancel_requested: bool) -> list[Any]:
+        """Run a job this worker now holds; the FINISH script's arguments."""
+        store = self.rt.store
+        cancel = CancelToken()
+        if cancel_requested:
+            cancel.cancel()
+        self.rt.track(job_id, token, cancel)
+        try:
+            spec = JobSpec.model_validate_json(spec_raw) if spec_raw else None
+            result = run_spec(spec, cancel) if spec is not None else None
+            if result is None:
+                return store.finish_args(job_id, token, JobState.FAILED, "",
+                                         "job spec or module expired")
+            state = (JobState.CANCELLED if result.status is RunStatus.CANCELLED
+                     else JobState.FINISHED)
+            return store.finish_args(job_id, token, state, _result_json(result))
+        except Exception:
+            log.exception("job %s failed outside the sandbox", job_id)
+            return store.finish_args(job_id, token, JobState.FAILED, "",
+                                     "internal error (see worker log)")
+        finally:
+            self.rt.untrack(job_id)
+
+    def _finish(self, job: Job, execution: Execution, finish: list[Any] | None,
+                elapsed_s: float) -> None:
+        pipe = self.connection.pipeline()
+        if finish is not None:
+            pipe.evalsha(*finish)
+        execution.delete(job, pipe)
+        pipe.delete(job.key, job.dependents_key, job.dependencies_key, Result.get_key(job.id))  # type: ignore[no-untyped-call]
+        pipe.hincrby(self.key, "successful_job_count", 1)
+        pipe.hincrbyfloat(self.key, "total_working_time", elapsed_s)
+        self._busy_change(-1, pipe)
+        results = pipe.execute(raise_on_error=False)
+        if finish is None:
+            return
+        recorded = results[0]
+        if isinstance(recorded, redis.exceptions.NoScriptError):
+            self.rt.store.load_scripts()  # same sha: a script's sha1 is of its text
+            recorded = self.connection.evalsha(*finish)
+        if isinstance(recorded, Exception):
+            raise recorded
+        if not recorded:
+            log.warning("job %s: lease lost before its result was recorded", finish[-1])
+
+    def _legacy(self, rq_id: str) -> None:
+        """A job enqueued with an RQ-generated id: its Warden id is the task's argument."""
+        from workers.tasks import execute
+
+        try:
+            job = Job.fetch(rq_id, connection=self.connection)
+        except Exception:
+            log.warning("job %s: neither a Warden record nor an RQ job; dropped", rq_id)
+            return
+        if job.func_name == "workers.tasks.execute" and job.args:
+            execute(str(job.args[0]))
+
+
+def _result_json(result: RunResult) -> str:
+    return result.model_dump_json()
 
 
 def run_worker(burst: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     rt = runtime()  # connect and build the sandbox before taking jobs
-    worker = SimpleWorker(
-        [rt.queue.rq], connection=rt.client, default_result_ttl=0, job_monitoring_interval=5,
-    )
-    worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)
+    lanes = int(os.environ.get("WARDEN_WORKER_LANES", LANES))
+    WardenWorker(rt, lanes).work(burst=burst, logging_level="WARNING")
