@@ -3,7 +3,9 @@
 1. Build: the pinned QuickJS-NG sdist plus driver.c to a WASI command (skipped when the
    module for the current sources is already in the cache, unless ``--rebuild``).
 2. ``console.log("hello")`` through the real Sandbox: ``prepare`` once, then
-   ``run_prepared`` many times (p50/p90/p99 wall time, fuel), as Warden runs a JS job.
+   ``run_prepared`` many times (p50/p90/p99 wall time, this thread's CPU time, fuel), as
+   Warden runs a JS job (script granted as /app/main.js), and once with the source in argv
+   (``qjs -e``), which skips the host-side workspace a file grant costs.
 3. A few bigger scripts (formatter, promises, a compute loop) for scale.
 
 Usage: python bench/bench_quickjs.py [--runs 500] [--cache DIR] [--rebuild]
@@ -35,7 +37,9 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def grants_for(source: str) -> Grants:
+def grants_for(source: str, via_argv: bool = False) -> Grants:
+    if via_argv:  # qjs -e: no file grant, so no per-run workspace on the host
+        return Grants(args=["-e", source])
     return Grants(args=["/app/main.js"], files={"app/main.js": source.encode()})
 
 
@@ -69,21 +73,26 @@ def main() -> None:
         t0 = time.perf_counter()
         prepared = sandbox.prepare(wasm, limits)
         print(f"prepare (compile + link, cold cache): {(time.perf_counter() - t0) * 1000:.0f} ms")
-        for name, source in SCRIPTS.items():
-            grants = grants_for(source)
+        cases = [(name, source, False) for name, source in SCRIPTS.items()]
+        cases.insert(1, ("hello -e", SCRIPTS["hello"], True))
+        for name, source, via_argv in cases:
+            grants = grants_for(source, via_argv)
             runs = args.runs if name != "loop_1e6" else max(5, args.runs // 50)
             for _ in range(min(50, runs)):
                 sandbox.run_prepared(prepared, limits, grants, argv0="qjs")
             samples: list[float] = []
             fuel = 0
+            cpu0 = time.thread_time()
             for _ in range(runs):
                 t0 = time.perf_counter()
                 result = sandbox.run_prepared(prepared, limits, grants, argv0="qjs")
                 samples.append(time.perf_counter() - t0)
                 assert result.status is RunStatus.OK, result
                 fuel = result.fuel_used
+            cpu = (time.thread_time() - cpu0) / runs
             print(
                 f"{name:9} runs={runs:4} p50={statistics.median(samples) * 1000:.3f} ms "
+                f"cpu={cpu * 1000:.3f} ms "
                 f"p90={percentile(samples, 0.9) * 1000:.3f} ms "
                 f"p99={percentile(samples, 0.99) * 1000:.3f} ms fuel={fuel:,} "
                 f"out={result.stdout[:40]!r}"
