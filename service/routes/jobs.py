@@ -88,9 +88,12 @@ def _queue_full() -> Problem:
 
 
 async def _submit(state: AppState, sub: JobSubmission) -> str:
-    spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
+    def prepare_and_queue() -> str:  # WAT parsing and validation are CPU: off the loop
+        spec, module = to_spec(sub)
+        return state.queue.submit(spec, module)
+
     try:
-        return await run_in_threadpool(state.queue.submit, spec, module)
+        return await run_in_threadpool(prepare_and_queue)
     except QueueFullError:
         raise _queue_full() from None
 
