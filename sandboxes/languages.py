@@ -67,12 +67,22 @@ class Language(BaseModel):
                 return f"compiler flag {flag!r} is not allowed for {self.id} (allowed: {allowed})"
         return None
 
+    def check_files(self, names: list[str]) -> str | None:
+        """Interpreted programs live under /app: a granted file there would shadow them."""
+        if not self.interpreted:
+            return None
+        for name in names:
+            if name == APP_DIR or name.startswith(APP_DIR + "/"):
+                return f"file {name!r}: /{APP_DIR} holds the program for {self.id}"
+        return None
+
     def limits(self, given: dict[str, Any] | None = None) -> Limits:
         """The language's defaults overlaid with what the tenant set explicitly."""
         return Limits.model_validate({**self.default_limits, **(given or {})})
 
 
 MAX_FLAGS: Final = 16
+APP_DIR: Final = "app"  # where interpreted languages find the program (read-only)
 _MACRO = r"-D[A-Za-z_][A-Za-z0-9_]{0,63}(=[A-Za-z0-9_.+-]{0,64})?"
 _WARN = r"-W(all|extra|error|pedantic|shadow|conversion)|-w"
 _OPT = r"-O[0123s]"

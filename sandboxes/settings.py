@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     compiled_cache_bytes: int = Field(
         default=1024**3, ge=0, description="Compiled source kept on disk (0: none)"
     )
+    warm_languages: bool = Field(
+        default=True, description="Workers compile the interpreters and zig's libraries at start"
+    )
     epoch_tick_s: float = Field(
         default=0.005, gt=0, le=0.1, description="Interrupt-check period: bounds stop latency"
     )

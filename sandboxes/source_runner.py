@@ -18,7 +18,7 @@ from sandboxes.compile_cache import CompileCache, compile_key
 from sandboxes.control import CancelToken
 from sandboxes.engine import stack_class
 from sandboxes.errors import SandboxError
-from sandboxes.languages import LANGUAGES, Language, Toolchain
+from sandboxes.languages import APP_DIR, LANGUAGES, Language, Toolchain
 from sandboxes.sandbox import Prepared, Sandbox
 from sandboxes.schema import LIMIT_BOUNDS, Grants, Limits, RunResult, RunStatus
 from sandboxes.toolchains import python_wasm
@@ -30,7 +30,6 @@ from sandboxes.toolchains.zig import ZigToolchain
 
 log = logging.getLogger(__name__)
 
-APP_DIR = "app"
 # Compiling the 26 MB CPython module takes ~4 s idle, several times that on a busy machine.
 TRUSTED_COMPILE_TIMEOUT_S = 600.0
 
@@ -161,12 +160,9 @@ class SourceRunner:
         cancel: CancelToken | None,
     ) -> RunResult:
         interp = self._interpreters[language.id]
-        clash = [n for n in grants.files if n == APP_DIR or n.startswith(APP_DIR + "/")]
-        if clash:
-            return _refuse(
-                RunStatus.UNSUPPORTED,
-                f"file {clash[0]!r}: /{APP_DIR} holds the program for interpreted languages",
-            )
+        clash = language.check_files(list(grants.files))
+        if clash is not None:
+            return _refuse(RunStatus.UNSUPPORTED, clash)
         prepared = self._interpreter_prepared(language.id, limits)
         run_grants = grants.model_copy(
             update={

@@ -49,13 +49,20 @@ def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
     """The spec to queue and, for module jobs, (sha256, bytes) to store once."""
     _check_unicode(sub)
     if sub.source is not None:
-        if sub.language not in LANGUAGES:
+        language = LANGUAGES.get(sub.language or "")
+        if language is None:
             raise Problem(
                 422, "unknown-language", "Unknown language",
                 f"{sub.language!r} is not a supported language; see GET /v1/languages",
             )
+        problem = language.check_flags(sub.compiler_flags)
+        if problem is not None:
+            raise Problem(422, "compiler-flag-not-allowed", "Compiler flag not allowed", problem)
+        problem = language.check_files(list(sub.grants.files))
+        if problem is not None:
+            raise Problem(422, "reserved-path", "File name is reserved", problem)
         spec = JobSpec(language=sub.language, source=sub.source, limits=sub.limits,
-                       grants=sub.grants)
+                       grants=sub.grants, compiler_flags=sub.compiler_flags)
         return spec, None
     if sub.wasm_base64 is not None:
         try:

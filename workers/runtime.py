@@ -17,6 +17,7 @@ import redis
 from sandboxes.control import CancelToken
 from sandboxes.sandbox import Sandbox
 from sandboxes.settings import Settings, get_settings
+from sandboxes.source_runner import SourceRunner
 from workers.queue import JobQueue
 from workers.store import CANCEL, JobStore
 
@@ -42,6 +43,7 @@ class WorkerRuntime:
             self.client, self.store, settings.queue_name, settings.max_queue_length
         )
         self.sandbox = Sandbox(settings)
+        self.sources = SourceRunner(self.sandbox)
         # Module bytes by sha256 (content-addressed, so never stale): saves a GET per job.
         self._modules: OrderedDict[str, bytes] = OrderedDict()
         self._modules_bytes = 0
@@ -52,6 +54,7 @@ class WorkerRuntime:
             (self._renew_loop, "lease-renewer"),
             (self._cancel_loop, "cancel-listener"),
             (self._reap_loop, "reaper"),
+            *([(self._warm, "warm-languages")] if settings.warm_languages else []),
         ):
             threading.Thread(target=target, name=f"warden-{name}", daemon=True).start()
 
@@ -81,6 +84,13 @@ class WorkerRuntime:
     def untrack(self, job_id: str) -> None:
         with self._lock:
             self._running.pop(job_id, None)
+
+    def _warm(self) -> None:
+        """Compile interpreters and the zig sysroot now, not in the first source job."""
+        try:
+            self.sources.warm()
+        except Exception:
+            log.exception("warming the language toolchains failed (source jobs will retry)")
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.settings.lease_s / 3):

@@ -43,6 +43,8 @@ def run_spec(spec: JobSpec, cancel: CancelToken) -> RunResult | None:
         if module is None:
             return None
         return rt.sandbox.run(module, spec.limits, spec.grants, cancel)
-    return RunResult(
-        status=RunStatus.UNSUPPORTED, message=f"language {spec.language!r} is not available yet"
-    )
+    if spec.language is not None and spec.source is not None:
+        return rt.sources.run(
+            spec.language, spec.source, spec.limits, spec.grants, spec.compiler_flags, cancel
+        )
+    return RunResult(status=RunStatus.INTERNAL_ERROR, message="job has neither module nor source")
