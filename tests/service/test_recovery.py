@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import threading
 import time
@@ -9,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import wasmtime
 
 from tests import wat_modules as W
 from tests.service.cluster import Cluster, assert_problem, stdout_of, worker_name
@@ -151,6 +153,20 @@ def test_redis_restart_keeps_queued_jobs(fresh_cluster: Cluster) -> None:
     r = c.http.post("/v1/jobs", params={"wait": 30}, json={"wat": W.hello("after\n")})
     assert r.status_code == 200 and r.json()["state"] == "finished", r.text
     assert time.monotonic() - start < 10
+
+
+def test_a_job_whose_module_was_lost_fails_clearly(fresh_cluster: Cluster) -> None:
+    c = fresh_cluster
+    c.start_api()
+    wat = W.hello("lost\n")
+    job_id = c.submit({"wat": wat})
+    sha = hashlib.sha256(bytes(wasmtime.wat2wasm(wat))).hexdigest()
+    assert c.client.delete(f"warden:module:{sha}") == 1  # e.g. evicted under memory pressure
+    c.start_worker()
+    record = c.wait_state(job_id, timeout_s=30)
+    assert record["state"] == "failed", record
+    assert "module" in record["error"], record
+    assert record["attempts"] == 1
 
 
 def test_api_killed_and_restarted_accepted_jobs_complete(fresh_cluster: Cluster) -> None:
