@@ -95,7 +95,7 @@ class BenchCluster:
             "WARDEN_REDIS_URL": self.redis.url,
             "WARDEN_DATA_DIR": str(self.data_dir),
             "WARDEN_PORT": str(self.port),
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             **{f"WARDEN_{k.upper()}": v for k, v in self.settings.items()},
         }
         log = (self.data_dir / f"{name}.log").open("wb")
