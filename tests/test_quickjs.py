@@ -311,6 +311,21 @@ def test_deep_recursion_is_a_range_error(sandbox: Sandbox, prepared: Prepared) -
     assert err(result).startswith("Uncaught RangeError: Maximum call stack size exceeded")
 
 
+def test_stack_size_option_for_a_bigger_wasm_stack(sandbox: Sandbox, qjs_wasm: bytes) -> None:
+    limits = Limits(fuel=2_000_000_000, stack_bytes="2MiB")
+    source = (
+        b"let n = 0; function d() { n++; d(); }\n"
+        b"try { d(); } catch (e) { console.log(e.name, n); }"
+    )
+    grants = Grants(args=["--stack-size=524288", "/app/main.js"], files={"app/main.js": source})
+    result = sandbox.run(qjs_wasm, limits, grants)  # argv0 is main.wasm here: irrelevant
+    assert result.status is RunStatus.OK, result
+    name, depth = out(result).split()
+    assert name == "RangeError" and int(depth) > 1400
+    bad = sandbox.run(qjs_wasm, limits, Grants(args=["--stack-size=10", "/app/main.js"]))
+    assert bad.exit_code == 2 and "--stack-size" in err(bad)
+
+
 def test_deeply_nested_data_is_a_clean_failure(sandbox: Sandbox, prepared: Prepared) -> None:
     # Native recursion in JSON.stringify is not covered by the JS stack budget: it may end
     # in a stack-overflow trap, which is still a clean, classified result.

@@ -438,7 +438,10 @@ def build_quickjs(
         obj = objs / (Path(name).stem + ".o")
         extra = []
         if name == "driver.c":
-            extra = [f"-DWARDEN_JS_STACK={JS_STACK_BYTES}", "-Wall", "-Wextra"]
+            extra = [
+                f"-DWARDEN_JS_STACK={JS_STACK_BYTES}", f"-DWARDEN_WASM_STACK={WASM_STACK_BYTES}",
+                "-Wall", "-Wextra",
+            ]
             if snapshot:
                 extra.append("-DWARDEN_SNAPSHOT")
         _run(

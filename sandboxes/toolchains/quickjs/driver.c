@@ -3,6 +3,7 @@
  *
  *   qjs /app/main.js [args...]
  *   qjs -e 'source' [args...]      (source in argv: no file grant needed)
+ *   qjs --stack-size=BYTES ...      (JS recursion budget; default 256 KiB for a 1 MiB wasm stack)
  *
  * The script runs as a classic (sloppy) script with top-level await allowed; if it only parses
  * as an ES module (import/export statements), it runs as a module instead. After the script,
@@ -41,6 +42,11 @@
 /* Shadow-stack budget for JS recursion checks (bytes); see build.py for the wasm stack. */
 #ifndef WARDEN_JS_STACK
 #define WARDEN_JS_STACK (256 * 1024)
+#endif
+/* The linked shadow stack (build.py: -z stack-size); --stack-size may use up to this less
+   64 KiB for the driver's own frames. */
+#ifndef WARDEN_WASM_STACK
+#define WARDEN_WASM_STACK (1024 * 1024)
 #endif
 
 static JSRuntime *rt;
@@ -922,6 +928,25 @@ static int warden_run(int argc, char **argv)
         return 2;
     }
     JS_UpdateStackTop(rt); /* the stack top recorded at setup may differ from this one */
+    /* qjs --stack-size=BYTES script.js: JS recursion budget, for a host that runs us with
+       a larger wasm stack than the default 1 MiB (use about a quarter of it). */
+    if (strncmp(argv[1], "--stack-size=", 13) == 0) {
+        char *end;
+        unsigned long n = strtoul(argv[1] + 13, &end, 10);
+        if (*end != '\0' || n < 65536 || n > WARDEN_WASM_STACK - 65536) {
+            fprintf(stderr, "qjs: --stack-size must be 65536..%d bytes\n",
+                    WARDEN_WASM_STACK - 65536);
+            return 2;
+        }
+        JS_SetMaxStackSize(rt, (size_t)n);
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+        if (argc < 2) {
+            fputs("qjs: no script after --stack-size\n", stderr);
+            return 2;
+        }
+    }
     install_run_globals(argc, argv);
     reserve_memory();
 
