@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from sandboxes.languages import LANGUAGES
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant
 from sandboxes.units import format_size
 
@@ -56,7 +57,15 @@ def _read(path: Path, what: str) -> bytes:
 
 @app.command()
 def run(
-    module: Annotated[Path, typer.Argument(help="A .wasm binary, .wat text or WASI P2 component")],
+    module: Annotated[Path, typer.Argument(
+        help="A .wasm binary, .wat text, WASI P2 component, or source (.c .cpp .zig .rs .py .js)"
+    )],
+    lang: Annotated[
+        str | None, typer.Option(help="Source language id (default: from the file suffix)")
+    ] = None,
+    flag: Annotated[
+        list[str] | None, typer.Option(help="Allowed compiler flag, e.g. -O3 (repeatable)")
+    ] = None,
     stdin: Annotated[
         Path | None, typer.Option(help="File whose bytes are the guest's stdin")
     ] = None,
@@ -76,8 +85,9 @@ def run(
     stack: Annotated[str | None, typer.Option(help="Wasm stack limit, e.g. 1MiB")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
-    """Run a WebAssembly command module under limits, with only the listed grants."""
+    """Run a WebAssembly module, or compile source in the jail and run it, under limits."""
     source = _read(module, "module")
+    language = lang or _language_of(module)
     overrides: dict[str, object] = {
         k: v
         for k, v in {
@@ -101,7 +111,12 @@ def run(
         raise _fail(_validation_text(exc)) from None
     from sandboxes.sandbox import Sandbox  # deferred: wasmtime import is not free
 
-    result = Sandbox().run(source, limits, grants)
+    if language is not None:
+        from sandboxes.source_runner import SourceRunner
+
+        result = SourceRunner(Sandbox()).run(language, source, limits, grants, flag or [])
+    else:
+        result = Sandbox().run(source, limits, grants)
     if json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -110,6 +125,42 @@ def run(
         sys.stdout.flush()
         typer.echo(_summary(result), err=True)
     raise typer.Exit(_exit_code(result))
+
+
+def _language_of(path: Path) -> str | None:
+    if path.suffix in (".wasm", ".wat"):
+        return None
+    for language in LANGUAGES.values():
+        if Path(language.file_name).suffix == path.suffix:
+            return language.id
+    return None
+
+
+@app.command()
+def languages(
+    json: Annotated[bool, typer.Option("--json", help="Print the registry as JSON")] = False,
+) -> None:
+    """List the source languages (the same registry GET /v1/languages serves)."""
+    if json:
+        sys.stdout.write(
+            "[" + ",".join(lang.model_dump_json() for lang in LANGUAGES.values()) + "]\n"
+        )
+        return
+    for lang in LANGUAGES.values():
+        typer.echo(f"{lang.id:<11} {lang.name:<11} judge0={lang.judge0_id:<5} {lang.version}")
+
+
+@app.command()
+def warm() -> None:
+    """Build the zig sysroot and QuickJS and compile the interpreters (run by install)."""
+    import time
+
+    from sandboxes.sandbox import Sandbox
+    from sandboxes.source_runner import SourceRunner
+
+    started = time.perf_counter()
+    SourceRunner(Sandbox()).warm()
+    typer.echo(f"warden: toolchains ready in {time.perf_counter() - started:.1f}s")
 
 
 def _validation_text(exc: ValidationError) -> str:

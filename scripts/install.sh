@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything Warden needs on a fresh Debian machine: system packages (bubblewrap
-# for the compile jail) and the Python package with its dependencies.
+# for the compile jail; Debian's rustc with its wasm32-wasi std for Rust), the Python package
+# with its dependencies, then builds the language toolchains once (`warden warm`).
 # Usage: scripts/install.sh [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+[ -x /usr/bin/rustc ] || need_apt+=(rustc)
+[ -d /usr/lib/rustlib/wasm32-wasi ] || need_apt+=(libstd-rust-dev-wasm32)
 if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -20,3 +23,7 @@ fi
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 python3 -m pip install -q --disable-pip-version-check -e ".${extras}"
+
+# zig's libc/libc++ sysroot, the QuickJS module and the CPython artifact: minutes once, then
+# nothing (each step is skipped when already built).
+python3 -m service.cli warm
