@@ -909,6 +909,7 @@ static int warden_setup(int eager)
     if (!ctx)
         return -1;
     install_static_globals();
+    reserve_memory();
     if (eager) {
         if (ensure_inspect() < 0)
             return -1;
@@ -948,7 +949,6 @@ static int warden_run(int argc, char **argv)
         }
     }
     install_run_globals(argc, argv);
-    reserve_memory();
 
     const char *name = argv[1];
     size_t len = 0;
