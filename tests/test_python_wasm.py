@@ -31,9 +31,10 @@ CACHE_DIR = Path(tempfile.gettempdir()) / "warden-test-python-wasm"
 
 @pytest.fixture(scope="module")
 def python() -> Iterator[tuple[Sandbox, Prepared]]:
-    sb = Sandbox(Settings(data_dir=CACHE_DIR, compile_timeout_s=120))
+    sb = Sandbox(Settings(data_dir=CACHE_DIR))
     try:
-        yield sb, sb.prepare(python_wasm_bytes(), LIMITS)
+        # The first compile takes 4 s idle, a minute on a busy 2-core machine.
+        yield sb, sb.prepare(python_wasm_bytes(), LIMITS, compile_timeout_s=600)
     finally:
         sb.compiler.close()
 
