@@ -81,7 +81,8 @@ _ZIP_SIZE: Final = 3_599_761
 _ZIP_SHA256: Final = "8bfdca871d7f94b19eac07787c6d8e72ccc30cda8b2047e4739406da0708589b"
 _ZIP_GUEST_PATH: Final = "/usr/local/lib/python312.zip"
 _OVERLAY_MEMBERS: Final = ("encodings/__init__.pyc", "encodings/aliases.pyc", "encodings/utf_8.pyc")
-# CPython 3.12 bytecode (unchecked-hash-free timestamp pyc, mtime 0) of
+# CPython 3.12 bytecode (.pyc header: 3.12 magic, flags 0, mtime 0, size 0; a sourceless
+# .pyc is never checked against a source) of
 #   import encodings
 #   encodings.__path__.append("/usr/local/lib/python312.zip/encodings")
 # made by the pinned interpreter itself (compile + marshal.dumps): with ``encodings`` taken
