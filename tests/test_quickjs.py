@@ -113,6 +113,35 @@ def test_formatting_like_node(sandbox: Sandbox, prepared: Prepared) -> None:
     ]
 
 
+def test_c_fast_path_prints_exactly_like_the_js_formatter(
+    sandbox: Sandbox, prepared: Prepared
+) -> None:
+    # Flat arrays/objects are printed in C; "%O" always goes through inspect.js.
+    source = r"""
+      class K { constructor() { this.a = 1; } }
+      const extra = [1, 2]; extra.x = 3;
+      const values = [
+        [], {}, [1, 2, 3], [1, "a", null, undefined, true, -0, 1n], ["it's"], ["a\nb"],
+        { a: 1, "b-c": 2 }, { 1: "a", b: 2 }, { a: {} }, [[1]], [1, , 3], [1, 2, 3, 4, 5, 6, 7],
+        ["x".repeat(30), "y".repeat(30), "z".repeat(30)], Object.create(null), new K(), extra,
+        { get g() { return 1; } }, { [Symbol("s")]: 1 }, ["héllo ✓"], ["\x85"], ["\ud800"],
+        { a: 1, b: "two", c: 3.5, d: false, e: null, f: undefined, g: 7n },
+        { $x: 1, _y: 2 }, [1.5e300, NaN, -Infinity], [function f() {}], [Symbol("t")],
+        [1, 2, 3, 4, 5, 6], { k1: "a".repeat(20), k2: "b".repeat(20), k3: "c".repeat(20) },
+      ];
+      for (const v of values) {
+        console.log(v); console.log("~~"); console.log("%O", v); console.log("----");
+      }
+    """
+    result = run_js(sandbox, prepared, source)
+    assert result.status is RunStatus.OK, result
+    chunks = out(result).split("----\n")[:-1]
+    assert len(chunks) == 28
+    for chunk in chunks:
+        fast, slow = chunk.split("~~\n")
+        assert fast == slow
+
+
 def test_long_arrays_are_grouped_and_capped(sandbox: Sandbox, prepared: Prepared) -> None:
     result = run_js(sandbox, prepared, "console.log(Array.from({ length: 150 }, (_, i) => i))")
     assert result.status is RunStatus.OK, result

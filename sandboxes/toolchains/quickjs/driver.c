@@ -164,12 +164,187 @@ static int put_simple(Buf *b, JSValueConst v)
     return 0;
 }
 
+/* ---- C fast path for flat arrays and plain objects (what debug prints mostly are) ----
+   The JS formatter costs ~70 k instructions plus ~20 k per item; this path a few thousand.
+   It handles only what it can print exactly like inspect.js (and Node): an array of at
+   most 6 primitives with no holes or extra keys, or a plain object (Object.prototype,
+   identifier-like string keys, data properties) of primitives, fitting one 80-column line.
+   Everything else returns 0 and goes to inspect.js. */
+static JSValue array_proto, object_proto; /* captured at setup */
+static JSClassID array_class, object_class;
+
+static void capture_protos(void)
+{
+    JSValue a = JS_NewArray(ctx), o = JS_NewObject(ctx);
+    array_class = JS_GetClassID(a);
+    object_class = JS_GetClassID(o);
+    array_proto = JS_GetPrototype(ctx, a);
+    object_proto = JS_GetPrototype(ctx, o);
+    JS_FreeValue(ctx, a);
+    JS_FreeValue(ctx, o);
+}
+
+/* Quoted like Node when no escaping is needed (else 0): printable ASCII without ' and \,
+   UTF-8 except C1 controls and lone surrogates. */
+static int put_quoted(Buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || c == '\'' || c == '\\')
+            return 0;
+        if (c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] < 0xA0)
+            return 0; /* U+0080..U+009F */
+        if (c == 0xED && i + 1 < n && (unsigned char)s[i + 1] >= 0xA0)
+            return 0; /* surrogate code point */
+    }
+    buf_put(b, "'", 1);
+    buf_put(b, s, n);
+    buf_put(b, "'", 1);
+    return 1;
+}
+
+/* One nested primitive as inspect prints it: 1 done, 0 not flat, -1 exception. */
+static int put_flat_item(Buf *b, JSValueConst v)
+{
+    if (JS_IsString(v)) {
+        size_t n;
+        const char *s = JS_ToCStringLen(ctx, &n, v);
+        if (!s)
+            return -1;
+        int r = put_quoted(b, s, n);
+        JS_FreeCString(ctx, s);
+        return r;
+    }
+    if (JS_IsNumber(v) || JS_IsBool(v) || JS_IsNull(v) || JS_IsUndefined(v))
+        return put_simple(b, v) < 0 ? -1 : 1;
+    if (JS_IsBigInt(v)) {
+        if (put_simple(b, v) < 0)
+            return -1;
+        buf_put(b, "n", 1);
+        return 1;
+    }
+    return 0;
+}
+
+static int is_identifier(const char *s)
+{
+    if (!*s || (*s >= '0' && *s <= '9'))
+        return 0;
+    for (; *s; s++) {
+        char c = *s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '$'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Own data property `atom` of v, formatted; 1 ok, 0 not flat, -1 exception. */
+static int put_flat_property(Buf *b, JSValueConst v, JSAtom atom)
+{
+    JSPropertyDescriptor desc;
+    int has = JS_GetOwnProperty(ctx, &desc, v, atom);
+    if (has <= 0)
+        return has;
+    int r = 0;
+    if (!(desc.flags & JS_PROP_GETSET) && (desc.flags & JS_PROP_ENUMERABLE))
+        r = put_flat_item(b, desc.value);
+    JS_FreeValue(ctx, desc.value);
+    JS_FreeValue(ctx, desc.getter);
+    JS_FreeValue(ctx, desc.setter);
+    return r;
+}
+
+static int same_object(JSValueConst a, JSValueConst b)
+{
+    return JS_IsObject(a) && JS_IsObject(b) && JS_VALUE_GET_PTR(a) == JS_VALUE_GET_PTR(b);
+}
+
+static int try_flat(Buf *out, JSValueConst v)
+{
+    if (!JS_IsObject(v))
+        return 0;
+    JSClassID cls = JS_GetClassID(v);
+    int is_array = cls == array_class;
+    if (!is_array && cls != object_class)
+        return 0;
+    JSValue proto = JS_GetPrototype(ctx, v);
+    int plain = same_object(proto, is_array ? array_proto : object_proto);
+    JS_FreeValue(ctx, proto);
+    if (!plain)
+        return 0;
+    JSPropertyEnum *tab;
+    uint32_t count;
+    if (JS_GetOwnPropertyNames(ctx, &tab, &count, v,
+                               JS_GPN_STRING_MASK | JS_GPN_SYMBOL_MASK | JS_GPN_ENUM_ONLY) < 0)
+        return -1;
+    int r = 1;
+    Buf b = {0};
+    size_t total = 0;
+    if (is_array) {
+        int64_t len;
+        if (JS_GetLength(ctx, v, &len) < 0)
+            r = -1;
+        else if (len != (int64_t)count || len > 6)
+            r = 0;
+        for (uint32_t i = 0; r == 1 && i < count; i++) {
+            size_t before = b.len;
+            if (i)
+                buf_put(&b, ", ", 2);
+            JSAtom atom = JS_NewAtomUInt32(ctx, i);
+            r = put_flat_property(&b, v, atom);
+            JS_FreeAtom(ctx, atom);
+            total += b.len - before - (i ? 2 : 0);
+        }
+    } else {
+        for (uint32_t i = 0; r == 1 && i < count; i++) {
+            size_t before = b.len;
+            if (i)
+                buf_put(&b, ", ", 2);
+            const char *key = JS_AtomToCString(ctx, tab[i].atom);
+            if (!key) {
+                r = -1;
+                break;
+            }
+            JSValue kv = JS_AtomToValue(ctx, tab[i].atom);
+            if (JS_IsSymbol(kv) || !is_identifier(key)) {
+                r = 0;
+            } else {
+                buf_put(&b, key, strlen(key));
+                buf_put(&b, ": ", 2);
+                r = put_flat_property(&b, v, tab[i].atom);
+            }
+            JS_FreeValue(ctx, kv);
+            JS_FreeCString(ctx, key);
+            total += b.len - before - (i ? 2 : 0);
+        }
+    }
+    JS_FreePropertyEnum(ctx, tab, count);
+    /* Node's isBelowBreakLength with start = n + 1 + 10 at indentation 0. */
+    if (r == 1 && count > 0 && (3 * count + 11 > 80 || 2 * count + 11 + total > 80))
+        r = 0;
+    if (r == 1 && !b.oom) {
+        const char *open = is_array ? "[" : "{", *close = is_array ? "]" : "}";
+        buf_put(out, open, 1);
+        if (count) {
+            buf_put(out, " ", 1);
+            buf_put(out, b.buf, b.len);
+            buf_put(out, " ", 1);
+        }
+        buf_put(out, close, 1);
+    } else if (r == 1) {
+        r = 0;
+    }
+    free(b.buf);
+    return r;
+}
+
 /* Format console arguments like Node's util.format into b; -1 with a pending exception. */
 static int format_args(Buf *b, int argc, JSValueConst *argv)
 {
-    int simple = 1;
+    int simple = 1; /* primitives print in C; objects too if try_flat can do them */
     for (int i = 0; i < argc && simple; i++)
-        simple = is_simple(argv[i]);
+        simple = is_simple(argv[i]) || JS_IsObject(argv[i]);
     if (simple && argc > 1 && JS_IsString(argv[0])) {
         size_t n;
         const char *s = JS_ToCStringLen(ctx, &n, argv[0]);
@@ -179,13 +354,22 @@ static int format_args(Buf *b, int argc, JSValueConst *argv)
         JS_FreeCString(ctx, s);
     }
     if (simple) {
+        size_t start = b->len;
         for (int i = 0; i < argc; i++) {
             if (i)
                 buf_put(b, " ", 1);
-            if (put_simple(b, argv[i]) < 0)
+            int r = JS_IsObject(argv[i]) ? try_flat(b, argv[i])
+                                         : (put_simple(b, argv[i]) < 0 ? -1 : 1);
+            if (r < 0)
                 return -1;
+            if (r == 0) { /* not flat after all: let inspect.js do the whole line */
+                b->len = start;
+                simple = 0;
+                break;
+            }
         }
-        return 0;
+        if (simple)
+            return 0;
     }
     if (ensure_inspect() < 0)
         return -1;
@@ -909,6 +1093,7 @@ static int warden_setup(int eager)
     if (!ctx)
         return -1;
     install_static_globals();
+    capture_protos();
     reserve_memory();
     if (eager) {
         if (ensure_inspect() < 0)
