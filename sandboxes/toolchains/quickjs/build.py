@@ -17,6 +17,7 @@ preopen; see driver.c for the JavaScript API (console, readline, readStdin, ...)
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import re
@@ -472,13 +473,20 @@ def build_quickjs(
 def ensure_built(cache_dir: Path) -> Path:
     """``cache_dir/qjs-<fingerprint>.wasm``, built first if missing (sdist kept in the cache).
 
-    The name changes whenever the pinned sdist, driver.c, inspect.js, flags or zig change,
-    so a stale module is never reused; old ones are left for the caller to prune.
+    The name changes whenever the pinned sdist, driver.c, inspect.js, build.py, flags or zig
+    change, so a stale module is never reused; older ``qjs-*.wasm`` there are removed.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = cache_dir / f"qjs-{build_fingerprint()[:16]}.wasm"
-    if not out.is_file():
-        build_quickjs(out, cache_dir / "work")
+    if out.is_file():
+        return out
+    with (cache_dir / ".build.lock").open("a") as lock:  # one builder per cache dir
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_file():
+            build_quickjs(out, cache_dir / "work")
+            for old in cache_dir.glob("qjs-*.wasm"):  # builds of earlier sources
+                if old != out and re.fullmatch(r"qjs-[0-9a-f]{16}\.wasm", old.name):
+                    old.unlink(missing_ok=True)
     return out
 
 
