@@ -15,7 +15,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.schema import Limits
-from sandboxes.toolchains.python_wasm import PYTHON_VERSION
+from sandboxes.toolchains.python_wasm import OVERLAY_DIR, PYTHON_VERSION
 from sandboxes.toolchains.quickjs.build import TOOLCHAIN_VERSION as QUICKJS_VERSION
 from sandboxes.toolchains.rust import DEBIAN_RUSTC_VERSION
 from sandboxes.toolchains.zig import ZIG_VERSION
@@ -49,6 +49,9 @@ class Language(BaseModel):
     allowed_flags: tuple[str, ...] = Field(
         default=(), description="Regexes; a tenant flag must match one in full"
     )
+    reserved_paths: tuple[str, ...] = Field(
+        default=(), description="Top-level names under / that the runtime itself uses"
+    )
     default_limits: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the sandbox defaults for this language"
     )
@@ -69,11 +72,9 @@ class Language(BaseModel):
 
     def check_files(self, names: list[str]) -> str | None:
         """Interpreted programs live under /app: a granted file there would shadow them."""
-        if not self.interpreted:
-            return None
         for name in names:
-            if name == APP_DIR or name.startswith(APP_DIR + "/"):
-                return f"file {name!r}: /{APP_DIR} holds the program for {self.id}"
+            if name.split("/")[0] in self.reserved_paths:
+                return f"file {name!r}: /{name.split('/')[0]} is reserved by the {self.id} runtime"
         return None
 
     def limits(self, given: dict[str, Any] | None = None) -> Limits:
@@ -122,12 +123,14 @@ LANGUAGES: Final[dict[str, Language]] = {
         Language(
             id="python", name="Python", version=f"{PYTHON_VERSION} (CPython for WASI)",
             file_name="main.py", judge0_id=71, toolchain=Toolchain.PYTHON,
-            compile_command="python -S /app/main.py",
+            compile_command="python -s /app/main.py (startup overlay in /pylib)",
+            reserved_paths=(APP_DIR, OVERLAY_DIR),
         ),
         Language(
             id="javascript", name="JavaScript", version=QUICKJS_VERSION,
             file_name="main.js", judge0_id=63, toolchain=Toolchain.QUICKJS,
             compile_command="qjs /app/main.js (readStdin(), readline() read stdin)",
+            reserved_paths=(APP_DIR,),
         ),
     )
 }

@@ -41,8 +41,6 @@ class Interpreter:
     load: Callable[[], bytes]
 
     def args(self, user_args: list[str]) -> list[str]:
-        if self.argv0 == python_wasm.ARGV0:
-            return python_wasm.python_args("/" + self.script_file, user_args)
         return ["/" + self.script_file, *user_args]
 
 
@@ -164,12 +162,17 @@ class SourceRunner:
         if clash is not None:
             return _refuse(RunStatus.UNSUPPORTED, clash)
         prepared = self._interpreter_prepared(language.id, limits)
-        run_grants = grants.model_copy(
-            update={
-                "files": {**grants.files, interp.script_file: source},
-                "args": interp.args(list(grants.args)),
-            }
-        )
+        if language.toolchain is Toolchain.PYTHON:
+            run_grants = python_wasm.python_grants(
+                source, stdin=grants.stdin, args=grants.args, env=grants.env, files=grants.files
+            ).model_copy(update={"scratch": grants.scratch})
+        else:
+            run_grants = grants.model_copy(
+                update={
+                    "files": {**grants.files, interp.script_file: source},
+                    "args": interp.args(list(grants.args)),
+                }
+            )
         return self.sandbox.run_prepared(prepared, limits, run_grants, cancel, interp.argv0)
 
     def _interpreter_prepared(self, language_id: str, limits: Limits) -> Prepared:
