@@ -39,7 +39,10 @@ class Waiter:
                         self._wake_all()
                     elif message["type"] == "message":
                         self._wake(message["data"].decode())
-            except redis.RedisError:
+            except Exception:
+                # Redis errors, and redis-py's own on a connection closed under it (ValueError:
+                # I/O operation on closed file): a dead waiter would turn every wait into a
+                # full timeout, so subscribe again whatever happened.
                 threading.Event().wait(0.5)
 
     def _wake(self, job_id: str) -> None:

@@ -201,7 +201,7 @@ def test_a_running_job_and_a_wait_in_progress_survive_a_redis_crash(fresh_cluste
     c.start_api()
     c.start_worker()
     c.wait_ready(1)
-    job_id = c.submit({"wat": W.sleep(2.5), "limits": {"wall_time_s": 10}})
+    job_id = c.submit({"wat": W.sleep(3.5), "limits": {"wall_time_s": 10}})
     _running_on(c, job_id, 1)
     answers: list[Any] = []
 
@@ -212,7 +212,7 @@ def test_a_running_job_and_a_wait_in_progress_survive_a_redis_crash(fresh_cluste
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.3)
+    time.sleep(1.0)  # the wait is under way (a read during the outage is a fair 503)
     c.restart_redis(kill=True)
     waiter.join(40)
     (r, elapsed), = answers
