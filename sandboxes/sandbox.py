@@ -29,7 +29,7 @@ from sandboxes.schema import Grants, Limits, RunResult, RunStatus
 from sandboxes.settings import Settings, get_settings
 from sandboxes.wasi_p1 import WASI_P1, bind_control, build_linker
 from sandboxes.wasmtime_ext import set_deadline_check, set_stdin_bytes
-from sandboxes.workspace import Workspace
+from sandboxes.workspace import FileTrees, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class Sandbox:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self._engines: dict[int, EngineContext] = {}
+        self.file_trees = FileTrees(self.settings.scratch_root)
         self._lock = threading.Lock()
         self.compiler = CompilerProcess(
             self.settings.compile_timeout_s, self.settings.compile_memory_bytes
@@ -184,7 +185,7 @@ class Sandbox:
         else:
             wasi.stdout_custom = stdout
             wasi.stderr_custom = stderr
-        with Workspace(self.settings.scratch_root, grants) as workspace:
+        with Workspace(self.settings.scratch_root, grants, self.file_trees) as workspace:
             workspace.configure(wasi)
             if workspace.scratch is not None:
                 control.add_periodic_check(_SCRATCH_SCAN_S, workspace.scratch_check)

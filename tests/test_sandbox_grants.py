@@ -46,7 +46,26 @@ def test_escapes_denied_with_files_and_scratch(sandbox: Sandbox, tmp_path: Path)
 def test_workspace_is_removed_after_run(sandbox: Sandbox) -> None:
     root = sandbox.settings.scratch_root
     sandbox.run(FS_ESCAPE, grants=Grants(files={"input.txt": b"x"}, scratch=ScratchGrant()))
-    assert list(root.iterdir()) == []
+    left = [p.name for p in root.iterdir()]
+    assert not [n for n in left if not n.startswith("trees-")]  # scratch dirs are gone
+    trees = [t for n in left for t in (root / n).iterdir()]
+    assert all(t.name.startswith("files-") for t in trees)  # only shared read-only trees
+
+
+def test_shared_file_trees_stay_intact_and_separate(sandbox: Sandbox) -> None:
+    """File trees are reused by content; a guest can change neither its own nor another's."""
+    for _ in range(2):
+        result = sandbox.run(FS_ESCAPE, grants=Grants(files={"input.txt": b"granted data\n"}))
+        assert result.status is RunStatus.OK
+        assert lines(result.stdout, "OPEN write") == []  # no writable preopen at all
+        assert b"granted data" in result.stdout
+    other = sandbox.run(FS_ESCAPE, grants=Grants(files={"other.txt": b"o"}))
+    listed = sorted(x.split()[2] for x in lines(other.stdout, "LIST /"))
+    assert listed == [".", "..", "other.txt"]  # never the first tree's input.txt
+    trees = list(sandbox.settings.scratch_root.glob("trees-*/files-*/input.txt"))
+    contents = {t.read_bytes() for t in trees}
+    assert b"granted data\n" in contents
+    assert contents <= {b"granted data\n", b"x"}  # what this module's tests granted, unchanged
 
 
 def test_scratch_quota(sandbox: Sandbox) -> None:
