@@ -7,7 +7,16 @@ import time
 import pytest
 
 from sandboxes.sandbox import Sandbox
-from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus, ScratchGrant, TrapKind
+from sandboxes.schema import (
+    LIMIT_BOUNDS,
+    Grants,
+    Limits,
+    MiB,
+    RunResult,
+    RunStatus,
+    ScratchGrant,
+    TrapKind,
+)
 from tests import wat_modules as W
 
 
@@ -246,3 +255,12 @@ def _many_functions(count: int) -> bytes:
     exports = _section(7, _leb(1) + _leb(6) + b"_start" + b"\x00" + _leb(0))
     code = _section(10, _leb(count) + b"\x02\x00\x0b" * count)
     return b"\0asm\x01\0\0\0" + types + funcs + exports + code
+
+
+def test_largest_allowed_stack_runs(sandbox: Sandbox) -> None:
+    """The stack maximum must be one wasmtime accepts: above it, engine creation aborts."""
+    top = int(LIMIT_BOUNDS["stack_bytes"].maximum)
+    result = sandbox.run(W.HELLO, Limits(stack_bytes=top))
+    assert result.status is RunStatus.OK
+    with pytest.raises(ValueError):
+        Limits(stack_bytes=top + 1)
