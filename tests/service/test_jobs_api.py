@@ -54,6 +54,17 @@ def test_submit_with_wait_seconds_and_wait_false(cluster: Cluster) -> None:
     assert r.status_code == 202 and r.json()["state"] == "queued", r.text
 
 
+def test_submit_with_a_wait_that_runs_out(cluster: Cluster) -> None:
+    start = time.monotonic()
+    r = cluster.http.post("/v1/jobs", params={"wait": 0.5}, json={"wat": W.sleep(3)})
+    elapsed = time.monotonic() - start
+    assert r.status_code == 200, r.text  # the record, in whatever state it has reached
+    record = r.json()
+    assert record["state"] in ("queued", "running") and record["result"] is None, record
+    assert 0.4 <= elapsed < 2.5, elapsed
+    assert cluster.wait_state(record["id"])["result"]["status"] == "ok"
+
+
 def test_get_with_wait_returns_when_the_job_ends(cluster: Cluster) -> None:
     job_id = cluster.submit({"wat": W.sleep(0.5)})
     start = time.monotonic()
