@@ -22,7 +22,7 @@ from sandboxes.languages import APP_DIR, LANGUAGES, Language, Toolchain
 from sandboxes.sandbox import Prepared, Sandbox
 from sandboxes.schema import LIMIT_BOUNDS, Grants, Limits, RunResult, RunStatus
 from sandboxes.toolchains import python_wasm
-from sandboxes.toolchains.base import CompileOutcome, file_lock
+from sandboxes.toolchains.base import CompileOutcome
 from sandboxes.toolchains.jail import JailLimits, check_jail
 from sandboxes.toolchains.quickjs import build as quickjs_build
 from sandboxes.toolchains.rust import RustToolchain, rust_available
@@ -190,15 +190,8 @@ class SourceRunner:
         return prepared
 
     def _quickjs_bytes(self) -> bytes:
-        fingerprint = quickjs_build.build_fingerprint()[:16]
-        home = self.sandbox.settings.toolchain_dir / f"quickjs-{fingerprint}"
-        out = home / "qjs.wasm"
-        if not out.exists():
-            home.mkdir(parents=True, exist_ok=True)
-            with file_lock(home / ".lock"):
-                if not out.exists():
-                    quickjs_build.build_quickjs(out, home / "work")
-        return out.read_bytes()
+        built = quickjs_build.ensure_built(self.sandbox.settings.toolchain_dir / "quickjs")
+        return built.read_bytes()
 
 
 def _refuse(status: RunStatus, message: str) -> RunResult:
