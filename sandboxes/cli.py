@@ -87,7 +87,7 @@ def run(
 ) -> None:
     """Run a WebAssembly module, or compile source in the jail and run it, under limits."""
     source = _read(module, "module")
-    language = lang or _language_of(module)
+    language = lang or language_of(module)
     overrides: dict[str, object] = {
         k: v
         for k, v in {
@@ -127,7 +127,8 @@ def run(
     raise typer.Exit(_exit_code(result))
 
 
-def _language_of(path: Path) -> str | None:
+def language_of(path: Path) -> str | None:
+    """The language whose source files end like ``path`` (None for modules)."""
     if path.suffix in (".wasm", ".wat"):
         return None
     for language in LANGUAGES.values():

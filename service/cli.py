@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sandboxes.cli import EXIT_INVALID, app
+from sandboxes.cli import EXIT_INVALID, app, language_of
 from sandboxes.settings import Settings, get_settings
 
 __all__ = ["app"]
@@ -72,8 +72,12 @@ def worker(
 
 @app.command()
 def submit(
-    file: Annotated[Path, typer.Argument(help="A .wasm/.wat module, or source with --lang")],
-    lang: Annotated[str | None, typer.Option(help="Source language id")] = None,
+    file: Annotated[Path, typer.Argument(
+        help="A .wasm/.wat module, or source (.c .cpp .zig .rs .py .js, or any file with --lang)"
+    )],
+    lang: Annotated[
+        str | None, typer.Option(help="Source language id (default: from the file suffix)")
+    ] = None,
     stdin: Annotated[Path | None, typer.Option(help="File to use as stdin")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the result")] = True,
     json: Annotated[bool, typer.Option("--json", help="Print the record as JSON")] = False,
@@ -91,6 +95,7 @@ def submit(
     except OSError as exc:
         typer.echo(f"warden: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+    lang = lang or language_of(file)
     if lang:
         sub = JobSubmission(language=lang, source=data.decode(errors="replace"), grants=grants)
     elif data.startswith(b"\0asm"):
@@ -114,6 +119,8 @@ def submit(
     elif outcome.result is not None:
         sys.stdout.buffer.write(outcome.result.stdout)
         sys.stderr.buffer.write(outcome.result.stderr)
+        if outcome.result.compile_output:
+            typer.echo(outcome.result.compile_output, err=True)
         typer.echo(f"[warden] job {outcome.id} {outcome.state.value}: "
                    f"{outcome.result.status.value}", err=True)
     else:
