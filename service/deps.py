@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from service.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain ``def`` dependency in its threadpool (a hop per request)
     state: AppState = request.app.state.warden
     return state
 

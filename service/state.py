@@ -8,10 +8,14 @@ import threading
 from dataclasses import dataclass, field
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
 
+from sandboxes.schema import JobRecord, JobSpec
 from sandboxes.settings import Settings
-from workers.queue import JobQueue
-from workers.store import EVENTS, JobStore
+from workers.queue import JobQueue, QueueFullError
+from workers.store import EVENTS, JobStore, job_key, record_from_fields
 
 
 class Waiter:
@@ -84,6 +88,8 @@ class AppState:
     store: JobStore
     queue: JobQueue
     waiter: Waiter
+    # The hot path (submit, read a record) uses asyncio Redis: no threadpool hop per call.
+    aclient: aioredis.Redis | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -95,7 +101,34 @@ class AppState:
         )
         store = JobStore(client, settings.job_ttl_s, settings.lease_s)
         queue = JobQueue(client, store, settings.queue_name, settings.max_queue_length)
-        return cls(settings, client, store, queue, Waiter(client))
+        with contextlib.suppress(redis.RedisError):
+            queue.rq.get_redis_server_version()  # RQ asks once; not later, on the loop
+        # Unlike the sync pool, the asyncio one hands out a connection the server closed
+        # (Redis restarted) without noticing: retry such a command once on a new one.
+        aclient = aioredis.Redis.from_url(
+            settings.redis_url, max_connections=256, health_check_interval=30,
+            retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
+        )
+        return cls(settings, client, store, queue, Waiter(client), aclient)
+
+    async def submit(self, spec: JobSpec, module: tuple[str, bytes] | None,
+                     job_id: str) -> None:
+        """``queue.submit`` in two async round trips: the length check, then one MULTI."""
+        assert self.aclient is not None
+        if await self.aclient.llen(self.queue.rq.key) >= self.queue.max_length:
+            raise QueueFullError
+        pipe = self.aclient.pipeline(transaction=True)
+        for args in self.queue.commands(spec, module, job_id):
+            pipe.execute_command(*args)
+        await pipe.execute()
+
+    async def record(self, job_id: str) -> JobRecord | None:
+        """``store.get`` on the asyncio client."""
+        assert self.aclient is not None
+        fields: dict[bytes, bytes] = await self.aclient.hgetall(  # type: ignore[assignment]
+            job_key(job_id)
+        )
+        return record_from_fields(job_id, fields)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

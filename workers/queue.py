@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Final
+from typing import Any, Final
 
 import redis
 from rq import Queue
@@ -33,18 +33,33 @@ class JobQueue:
         self.rq = Queue(name, connection=client)
         self.max_length = max_length
 
-    def submit(self, spec: JobSpec, module: tuple[str, bytes] | None = None) -> str:
+    def submit(self, spec: JobSpec, module: tuple[str, bytes] | None = None,
+               job_id: str | None = None) -> str:
         """Create the record and enqueue it; QueueFullError when the queue is at its cap."""
         if self.rq.count >= self.max_length:
             raise QueueFullError
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
+        self._pipeline(spec, module, job_id).execute()
+        return job_id
+
+    def commands(self, spec: JobSpec, module: tuple[str, bytes] | None,
+                 job_id: str) -> list[tuple[Any, ...]]:
+        """The commands of one submission's MULTI (written by RQ's own enqueue code), for
+        a client that sends them itself (the API's asyncio Redis)."""
+        pipe = self._pipeline(spec, module, job_id)
+        try:
+            return [args for args, _ in pipe.command_stack]
+        finally:
+            pipe.reset()
+
+    def _pipeline(self, spec: JobSpec, module: tuple[str, bytes] | None,
+                  job_id: str) -> redis.client.Pipeline:
         pipe = self.client.pipeline(transaction=True)
         self._enqueue(job_id, job_id, spec.limits.wall_time_s, pipe)  # RQ opens the MULTI
         if module is not None:
             self.store.put_module(module[0], module[1], pipe)
         self.store.create(job_id, spec, pipe)
-        pipe.execute()
-        return job_id
+        return pipe
 
     def requeue(self, job_id: str) -> None:
         spec = self.store.spec(job_id)

@@ -236,6 +236,11 @@ class JobStore:
         return self.r.hget(job_key(job_id), "cancel_requested") == b"1"
 
 
+def record_from_fields(job_id: str, fields: dict[bytes, bytes]) -> JobRecord | None:
+    """A record from its hash's fields (HGETALL), None if the hash does not exist."""
+    return _record(job_id, fields) if fields else None
+
+
 def _record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
     def text(name: str) -> str | None:
         value = fields.get(name.encode())
