@@ -16,7 +16,7 @@ from typing import Any
 import wasmtime
 import wasmtime.component
 
-from sandboxes import components
+from sandboxes import components, wasmtime_ext
 from sandboxes.artifacts import ArtifactCache
 from sandboxes.compiler import CompilerProcess
 from sandboxes.control import CancelToken, RunControl, StopReason
@@ -256,20 +256,15 @@ def _call_core(
 ) -> tuple[BaseException | None, int]:
     assert pre is not None
     try:
-        instance = pre.instantiate(store)
+        instance = wasmtime_ext.instantiate(pre, store)
     except wasmtime.WasmtimeError as exc:
         return _InstantiateError(_instantiate_outcome(exc)), 0
-    exports = instance.exports(store)
     error: BaseException | None = None
     try:
-        start = exports["_start"]
-        assert isinstance(start, wasmtime.Func)
-        start(store)
+        wasmtime_ext.call_export(store, instance, b"_start")  # type checked at link time
     except Exception as exc:
         error = exc
-    memory = exports.get("memory")
-    peak = memory.data_len(store) if isinstance(memory, wasmtime.Memory) else 0
-    return error, peak
+    return error, wasmtime_ext.memory_size(store, instance)
 
 
 def _call_component(

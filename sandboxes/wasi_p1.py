@@ -7,7 +7,9 @@ deadline, so timeouts and cancels end sleeping guests too.
 
 ``fd_write`` to fds 1 and 2 goes straight into the run's capped sinks (wasmtime's
 ``stdout_custom`` bridge costs ~100 µs per run and ~65 µs at store teardown; this costs a few
-µs). See ``build_linker`` for when that fast path applies.
+µs), through a raw ctypes callback (``wasmtime_ext.define_memory_func``: no wasmtime-py
+trampoline, ``Caller`` or ``Val`` objects). See ``build_linker`` for when that fast path
+applies.
 
 Host functions here never raise: an exception would go through wasmtime-py's process-global
 ``LAST_EXCEPTION`` and could surface in another thread's run. Errors become WASI errnos.
@@ -23,6 +25,7 @@ import time
 import wasmtime
 
 from sandboxes.control import RunControl, StopReason
+from sandboxes.wasmtime_ext import define_memory_func
 
 _ERRNO_SUCCESS = 0
 _ERRNO_BADF = 8
@@ -118,22 +121,24 @@ def _wait(
 
 
 def _fd_write(
-    caller: wasmtime.Caller, fd: int, iovs_ptr: int, iovs_len: int, nwritten_ptr: int
+    base: int, size: int, fd: int, iovs_ptr: int, iovs_len: int, nwritten_ptr: int
 ) -> int:
+    """preview1 ``fd_write`` for fds 1 and 2, into the run's sinks.
+
+    ``base``/``size`` are the caller's memory (``define_memory_func``); the arguments are
+    the guest's u32 values.
+    """
     try:
         control = _control()
         if control is None or fd not in (1, 2):
             return _ERRNO_BADF  # this linker is only used when no other fd is writable
         sink = control.stdout if fd == 1 else control.stderr
-        memory = caller.get("memory")
-        if sink is None or not isinstance(memory, wasmtime.Memory):
+        if sink is None or not base:
             return _ERRNO_BADF
-        if iovs_len < 0 or iovs_len > _MAX_IOVS:
+        if iovs_len > _MAX_IOVS:
             return _ERRNO_INVAL
-        size = memory.data_len(caller)
-        if iovs_ptr < 0 or iovs_ptr + 8 * iovs_len > size or not 0 <= nwritten_ptr <= size - 4:
+        if iovs_ptr + 8 * iovs_len > size or nwritten_ptr + 4 > size:
             return _ERRNO_FAULT
-        base = ctypes.addressof(memory.data_ptr(caller).contents)
         raw = ctypes.string_at(base + iovs_ptr, 8 * iovs_len)
         total = 0
         for i in range(iovs_len):
@@ -164,6 +169,6 @@ def build_linker(engine: wasmtime.Engine, *, stdio_fast_path: bool) -> wasmtime.
     linker.allow_shadowing = True
     linker.define_func(WASI_P1, "poll_oneoff", four_i32_to_i32, _poll_oneoff, access_caller=True)
     if stdio_fast_path:
-        linker.define_func(WASI_P1, "fd_write", four_i32_to_i32, _fd_write, access_caller=True)
+        define_memory_func(linker, WASI_P1, "fd_write", _fd_write, on_error=_ERRNO_IO)
     linker.allow_shadowing = False
     return linker

@@ -1,22 +1,34 @@
-"""Two wasmtime C-API entry points that wasmtime-py 50 binds but does not wrap.
+"""wasmtime C-API entry points that wasmtime-py 50 binds but does not wrap, or wraps slowly.
 
 * ``wasmtime_store_epoch_deadline_callback``: lets each store decide at every epoch tick
   whether to go on or trap. This is how one run is stopped (wall time, cancel, output cap)
   without touching other runs that share the engine.
 * ``wasi_config_set_stdin_bytes``: stdin from memory, so no temp file is written per run.
+* The per-run hot path (see docs/notes/core-performance.md): ``instantiate``,
+  ``call_export`` and ``memory_size`` skip wasmtime-py's per-call wrapping (export maps,
+  ``FuncType`` objects, ``Val`` conversions: ~40 µs of a ~180 µs hello run), and
+  ``define_memory_func`` registers a host function through ``define_func_unchecked`` with
+  a raw ctypes callback that hands it the caller's memory base and size (the wasmtime-py
+  trampoline builds a ``Caller``, four ``Val``s and a ``Memory`` per call: ~20 µs).
+  Errors surface exactly as wasmtime-py raises them (``WasmtimeError._from_ptr``,
+  ``Trap._from_ptr``, ``ExitTrap``).
 
-Both come from ``wasmtime._bindings``; tests/test_wasmtime_ext.py pins their behaviour so an
-upgrade that changes them fails loudly.
+All come from ``wasmtime._bindings``; tests pin their behaviour so an upgrade that changes
+them fails loudly.
 """
 
 from __future__ import annotations
 
 import ctypes
+import struct
 import threading
 from collections.abc import Callable
+from typing import cast
 
 import wasmtime
 from wasmtime import _bindings as ffi
+from wasmtime import _ffi
+from wasmtime._func import maybe_raise_last_exn
 
 # Return None to keep running for one more tick, or a message to trap with.
 DeadlineCheck = Callable[[], str | None]
@@ -82,3 +94,163 @@ def set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
         ctypes.byref(vec), len(data), ctypes.cast(buf, ctypes.POINTER(ffi.wasm_byte_t))
     )
     ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))
+
+
+# -- the per-run hot path ----------------------------------------------------------------
+
+
+def _proto(name: str, restype: type | None, *argtypes: type) -> Callable[..., object]:
+    """A private foreign-function object for ``name`` taking plain ints (no pointer objects).
+
+    A fresh object, so wasmtime-py's own ``argtypes`` on the shared one stay untouched; it
+    releases the GIL like every ctypes call into the library.
+    """
+    prototype = ctypes.CFUNCTYPE(restype, *argtypes)
+    return prototype((name, _ffi.dll))
+
+
+_VP = ctypes.c_void_p
+_caller_export_get = _proto(
+    "wasmtime_caller_export_get", ctypes.c_bool, _VP, ctypes.c_char_p, ctypes.c_size_t, _VP
+)
+_caller_context = _proto("wasmtime_caller_context", _VP, _VP)
+_memory_data = _proto("wasmtime_memory_data", _VP, _VP, _VP)
+_memory_data_size = _proto("wasmtime_memory_data_size", ctypes.c_size_t, _VP, _VP)
+_instance_export_get = _proto(
+    "wasmtime_instance_export_get", ctypes.c_bool, _VP, _VP, ctypes.c_char_p, ctypes.c_size_t, _VP
+)
+
+# (env, caller, args_and_results, count) -> trap pointer; args are 16-byte ``ValRaw`` slots
+_RAW_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_size_t, _VP, _VP, _VP, ctypes.c_size_t)
+_NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, _VP))
+_ARGS4 = struct.Struct("<I12xI12xI12xI12x")  # i32 arguments read as the u32 WASI means
+_EXTERN_MEMORY = int(_ffi.WASMTIME_EXTERN_MEMORY.value)
+_EXTERN_FUNC = int(_ffi.WASMTIME_EXTERN_FUNC.value)
+_MEMORY = b"memory"
+
+
+def _kind(item: ffi.wasmtime_extern_t) -> int:
+    return cast(int, item.kind)  # a c_uint8 field reads as int
+_keep_alive: list[object] = []
+
+# fn(memory_base, memory_size, a, b, c, d) -> i32; base and size are 0 without a "memory"
+MemoryFunc = Callable[[int, int, int, int, int, int], int]
+
+
+def define_memory_func(
+    linker: wasmtime.Linker, module: str, name: str, fn: MemoryFunc, on_error: int
+) -> None:
+    """Define ``module.name`` as ``(i32, i32, i32, i32) -> i32`` calling ``fn`` directly.
+
+    ``fn`` gets the address and size of the caller's exported ``memory`` (valid for the
+    call only: nothing can grow it meanwhile) and the four arguments. It must not raise:
+    if it does, the guest gets ``on_error`` (an exception may never unwind through
+    wasmtime's frames, and wasmtime-py's process-global ``LAST_EXCEPTION`` is not used).
+    """
+    item_type = ffi.wasmtime_extern_t
+
+    def callback(_env: int | None, caller: int | None, args: int | None, _count: int) -> int:
+        try:
+            base = size = 0
+            item = item_type()
+            if _caller_export_get(caller, _MEMORY, 6, ctypes.addressof(item)) and (
+                _kind(item) == _EXTERN_MEMORY
+            ):
+                context = _caller_context(caller)
+                memory = ctypes.addressof(item.of.memory)
+                base = _memory_data(context, memory) or 0  # type: ignore[assignment]
+                size = _memory_data_size(context, memory)  # type: ignore[assignment]
+            a, b, c, d = _ARGS4.unpack(ctypes.string_at(args or 0, 64))
+            result = fn(base, size, a, b, c, d)
+        except BaseException:
+            result = on_error
+        try:
+            ctypes.c_int32.from_address(args or 0).value = result
+        except BaseException:
+            ctypes.c_int32.from_address(args or 0).value = on_error
+        return 0
+
+    raw = _RAW_CALLBACK(callback)
+    _keep_alive.append(raw)
+    i32 = wasmtime.ValType.i32()
+    ty = wasmtime.FuncType([i32, i32, i32, i32], [i32])
+    module_b, name_b = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(),
+        ctypes.create_string_buffer(module_b),
+        len(module_b),
+        ctypes.create_string_buffer(name_b),
+        len(name_b),
+        ty.ptr(),
+        ctypes.cast(raw, ffi.wasmtime_func_unchecked_callback_t),
+        None,
+        _NO_FINALIZER,
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+def _raise_from(
+    error: ctypes._Pointer[ffi.wasmtime_error_t] | None,
+    trap: ctypes._Pointer[ffi.wasm_trap_t],
+) -> None:
+    """Raise what wasmtime-py's ``enter_wasm`` would for this error/trap pair."""
+    if error:
+        exc = wasmtime.WasmtimeError._from_ptr(error)
+        maybe_raise_last_exn()
+        raise exc
+    if trap:
+        trap_obj = wasmtime.Trap._from_ptr(trap)
+        maybe_raise_last_exn()
+        raise trap_obj
+
+
+def instantiate(pre: wasmtime.InstancePre, store: wasmtime.Store) -> ffi.wasmtime_instance_t:
+    """``pre.instantiate(store)`` without wrapping the result in an ``Instance``."""
+    instance = ffi.wasmtime_instance_t()
+    trap = ctypes.POINTER(ffi.wasm_trap_t)()
+    error = ffi.wasmtime_instance_pre_instantiate(
+        pre.ptr(), store._context(), ctypes.byref(instance), ctypes.byref(trap)
+    )
+    if error or trap:
+        _raise_from(error, trap)
+    return instance
+
+
+def _export(
+    store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes
+) -> ffi.wasmtime_extern_t | None:
+    item = ffi.wasmtime_extern_t()
+    context = ctypes.cast(store._context(), _VP).value
+    found = _instance_export_get(
+        context, ctypes.addressof(instance), name, len(name), ctypes.addressof(item)
+    )
+    return item if found else None
+
+
+def call_export(store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes) -> None:
+    """Call the exported ``() -> ()`` function ``name``; raises like ``Func.__call__``.
+
+    The caller has checked the export's type (``_start`` is checked when a module is
+    linked); a missing or non-function export raises ``KeyError``.
+    """
+    item = _export(store, instance, name)
+    if item is None or _kind(item) != _EXTERN_FUNC:
+        raise KeyError(name.decode())
+    trap = ctypes.POINTER(ffi.wasm_trap_t)()
+    error = ffi.wasmtime_func_call(
+        store._context(), ctypes.byref(item.of.func), None, 0, None, 0, ctypes.byref(trap)
+    )
+    if error or trap:
+        _raise_from(error, trap)
+
+
+def memory_size(store: wasmtime.Store, instance: ffi.wasmtime_instance_t) -> int:
+    """Bytes in the instance's exported ``memory`` now (0 when it exports none)."""
+    item = _export(store, instance, _MEMORY)
+    if item is None or _kind(item) != _EXTERN_MEMORY:
+        return 0
+    context = ctypes.cast(store._context(), _VP).value
+    size = _memory_data_size(context, ctypes.addressof(item.of.memory))
+    assert isinstance(size, int)
+    return size
