@@ -175,8 +175,9 @@ class Sandbox:
         )
         store.set_fuel(limits.fuel)
         wasi = wasmtime.WasiConfig()
-        wasi.argv = [argv0, *grants.args]
-        wasi.env = list(grants.env.items())
+        wasmtime_ext.set_argv(wasi, (argv0, *grants.args))
+        if grants.env:  # a new WasiConfig has no environment
+            wasi.env = list(grants.env.items())
         if grants.stdin:
             set_stdin_bytes(wasi, grants.stdin)
         fast_stdio = not is_component and grants.scratch is None
@@ -185,7 +186,10 @@ class Sandbox:
         else:
             wasi.stdout_custom = stdout
             wasi.stderr_custom = stderr
-        with Workspace(self.settings.scratch_root, grants, self.file_trees) as workspace:
+        workspace: Workspace | _NoWorkspace = _NO_WORKSPACE  # nothing to create or remove
+        if grants.files or grants.scratch is not None:
+            workspace = Workspace(self.settings.scratch_root, grants, self.file_trees)
+        with workspace:
             workspace.configure(wasi)
             if workspace.scratch is not None:
                 control.add_periodic_check(_SCRATCH_SCAN_S, workspace.scratch_check)
@@ -218,7 +222,7 @@ class Sandbox:
         if isinstance(error, _InstantiateError):
             outcome = error.outcome
         fuel_used = limits.fuel - store.get_fuel()
-        return RunResult.model_construct(  # every field is computed here: skip re-validation
+        return RunResult(  # validating is cheaper than model_construct (~3 vs ~10 µs)
             status=outcome.status,
             trap_kind=outcome.trap_kind,
             exit_code=outcome.exit_code,
@@ -231,6 +235,27 @@ class Sandbox:
             memory_peak_bytes=memory_peak,
             message=outcome.message,
         )
+
+
+class _NoWorkspace:
+    """The workspace of a run granted no files and no scratch dir: no directories at all."""
+
+    scratch: str | None = None
+
+    def __enter__(self) -> _NoWorkspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def configure(self, wasi: wasmtime.WasiConfig) -> None:
+        pass
+
+    def scratch_check(self) -> StopReason | None:
+        return None
+
+
+_NO_WORKSPACE = _NoWorkspace()
 
 
 class _InstantiateError(Exception):

@@ -86,6 +86,28 @@ def set_deadline_check(store: wasmtime.Store, check: DeadlineCheck) -> None:
     store.set_epoch_deadline(1)
 
 
+_ARGV_CACHE_ENTRIES = 256
+_argv_arrays: dict[tuple[str, ...], ctypes.Array[ctypes.c_char_p]] = {}
+_set_argv = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)(
+    ("wasi_config_set_argv", _ffi.dll)
+)
+
+
+def set_argv(wasi: wasmtime.WasiConfig, argv: tuple[str, ...]) -> None:
+    """``wasi.argv = argv``, reusing the C string array of an argv seen before.
+
+    wasmtime copies the strings, so the array is only host-side scratch (no guest state).
+    """
+    array = _argv_arrays.get(argv)
+    if array is None:
+        array = (ctypes.c_char_p * len(argv))(*(a.encode() for a in argv))
+        if len(_argv_arrays) >= _ARGV_CACHE_ENTRIES:
+            _argv_arrays.clear()
+        _argv_arrays[argv] = array
+    if not _set_argv(ctypes.cast(wasi.ptr(), ctypes.c_void_p), len(argv), array):
+        raise wasmtime.WasmtimeError("failed to configure argv")
+
+
 def set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
     """Give the guest ``data`` as stdin, from memory."""
     vec = ffi.wasm_byte_vec_t()
