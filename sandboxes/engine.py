@@ -106,7 +106,9 @@ class EpochTicker:
     def __enter__(self) -> EpochTicker:
         with self._lock:
             self._active += 1
-            if self._active == 1:
+            # The ticker clears ``_busy`` only under this lock, after lingering idle, so a
+            # run that finds it set needs no Event.set (Condition lock + notify: ~1.5 µs).
+            if self._active == 1 and not self._busy.is_set():
                 self._busy.set()
         return self
 

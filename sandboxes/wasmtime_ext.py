@@ -124,10 +124,12 @@ def set_stdin_bytes(wasi: wasmtime.WasiConfig, data: bytes) -> None:
 def _proto(name: str, restype: type | None, *argtypes: type) -> Callable[..., object]:
     """A private foreign-function object for ``name`` taking plain ints (no pointer objects).
 
-    A fresh object, so wasmtime-py's own ``argtypes`` on the shared one stay untouched; it
-    releases the GIL like every ctypes call into the library.
+    A fresh object, so wasmtime-py's own ``argtypes`` on the shared one stay untouched.
+    Only for lookups that return at once: it keeps the GIL (``PYFUNCTYPE``), which saves a
+    release/reacquire per call; anything that runs wasm goes through wasmtime-py's
+    bindings, which release it.
     """
-    prototype = ctypes.CFUNCTYPE(restype, *argtypes)
+    prototype = ctypes.PYFUNCTYPE(restype, *argtypes)
     return prototype((name, _ffi.dll))
 
 
