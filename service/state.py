@@ -90,6 +90,7 @@ class AppState:
     waiter: Waiter
     # The hot path (submit, read a record) uses asyncio Redis: no threadpool hop per call.
     aclient: aioredis.Redis | None = None
+    _enqueue_sha: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -113,14 +114,20 @@ class AppState:
 
     async def submit(self, spec: JobSpec, module: tuple[str, bytes] | None,
                      job_id: str) -> None:
-        """``queue.submit`` in two async round trips: the length check, then one MULTI."""
+        """``queue.submit`` in one async round trip: a script checks the queue's length and
+        runs the submission's writes (built by RQ's own enqueue code) atomically."""
         assert self.aclient is not None
-        if await self.aclient.llen(self.queue.rq.key) >= self.queue.max_length:
+        script = self.queue.guarded_enqueue_script
+        args = self.queue.guarded_enqueue_args(spec, module, job_id)
+        if self._enqueue_sha is None:
+            self._enqueue_sha = await self.aclient.script_load(script)
+        try:
+            queued = await self.aclient.evalsha(self._enqueue_sha, *args)
+        except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
+            self._enqueue_sha = await self.aclient.script_load(script)
+            queued = await self.aclient.evalsha(self._enqueue_sha, *args)
+        if not queued:
             raise QueueFullError
-        pipe = self.aclient.pipeline(transaction=True)
-        for args in self.queue.commands(spec, module, job_id):
-            pipe.execute_command(*args)
-        await pipe.execute()
 
     async def record(self, job_id: str) -> JobRecord | None:
         """``store.get`` on the asyncio client."""

@@ -16,6 +16,21 @@ TASK: Final = "workers.tasks.execute"
 BACKSTOP_MARGIN_S: Final = 60
 
 
+# KEYS[1]=RQ queue ARGV: max_length, then each command as (argc, command, args...).
+# The queue-length check and the submission's writes in one atomic step (one round trip,
+# and no check-then-enqueue race between API processes).
+_GUARDED_ENQUEUE = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+
 class QueueFullError(Exception):
     pass
 
@@ -51,6 +66,18 @@ class JobQueue:
             return [args for args, _ in pipe.command_stack]
         finally:
             pipe.reset()
+
+    guarded_enqueue_script: Final = _GUARDED_ENQUEUE
+
+    def guarded_enqueue_args(self, spec: JobSpec, module: tuple[str, bytes] | None,
+                             job_id: str) -> list[Any]:
+        """``EVAL`` arguments after the script: the submission's commands, run only if the
+        queue is below its cap (the script returns 0 when it is full)."""
+        args: list[Any] = [1, self.rq.key, self.max_length]
+        for command in self.commands(spec, module, job_id):
+            args.append(len(command))
+            args.extend(command)
+        return args
 
     def _pipeline(self, spec: JobSpec, module: tuple[str, bytes] | None,
                   job_id: str) -> redis.client.Pipeline:
