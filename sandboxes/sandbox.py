@@ -89,7 +89,7 @@ class Sandbox:
             ctx = self._engines.get(size)
             if ctx is None:
                 spec = EngineSpec(size)
-                engine = spec.build()
+                engine = spec.build(pooled=True)
                 ctx = EngineContext(
                     spec,
                     engine,

@@ -278,3 +278,20 @@ def memory_size(store: wasmtime.Store, instance: ffi.wasmtime_instance_t) -> int
     size = _memory_data_size(context, ctypes.addressof(item.of.memory))
     assert isinstance(size, int)
     return size
+
+
+def use_pooling_allocator(cfg: wasmtime.Config, limits: dict[str, int]) -> None:
+    """Switch ``cfg`` to wasmtime's pooling instance allocator with these pool ``limits``.
+
+    Keys are the ``wasmtime_pooling_allocation_config_<key>_set`` names (``total_memories``,
+    ``max_memory_size``, ...). Slots are reserved address space, reused between stores and
+    decommitted (zeroed) when a store drops its instance.
+    """
+    pool = ffi.wasmtime_pooling_allocation_config_new()
+    try:
+        for key, value in limits.items():
+            setter = getattr(ffi, f"wasmtime_pooling_allocation_config_{key}_set")
+            setter(pool, value)
+        ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
+    finally:
+        ffi.wasmtime_pooling_allocation_config_delete(pool)
