@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import mmap
 import threading
 import time
 from dataclasses import dataclass
@@ -65,7 +67,7 @@ class EngineSpec:
         cfg.wasm_multi_memory = False
         cfg.wasm_gc = False
         cfg.wasm_component_model = True
-        if pooled:
+        if pooled and _can_reserve(_pool_reservation_bytes()):
             use_pooling_allocator(cfg, POOL_LIMITS)
         return wasmtime.Engine(cfg)
 
@@ -93,6 +95,38 @@ POOL_LIMITS: dict[str, int] = {
     "max_component_instance_size": 32 * 1024**2,
     "max_core_instances_per_component": 64,  # the store limit for components
 }
+_GUARD_BYTES = 64 * 1024**2  # wasmtime's default guard (32 MiB), doubled for slack
+_MAP_NORESERVE = 0x4000  # Linux; Python 3.11's mmap module does not name it
+
+log = logging.getLogger(__name__)
+
+
+def _pool_reservation_bytes() -> int:
+    """An upper bound of the address space a pooled engine reserves (~0.6 TiB)."""
+    lim = POOL_LIMITS
+    memories = lim["total_memories"] * (lim["max_memory_size"] + _GUARD_BYTES)
+    tables = lim["total_tables"] * lim["table_elements"] * 8
+    instances = lim["total_core_instances"] * lim["max_core_instance_size"]
+    components = lim["total_component_instances"] * lim["max_component_instance_size"]
+    return memories + tables + instances + components
+
+
+def _can_reserve(size: int) -> bool:
+    """Whether ``size`` bytes of address space can be reserved now (then released).
+
+    wasmtime *aborts the process* when a pool's reservation fails (the C API unwraps the
+    engine's creation), e.g. under ``ulimit -v`` or valgrind: check first, and fall back
+    to the on-demand allocator (same code and limits, ~20 µs more per run).
+    """
+    try:
+        probe = mmap.mmap(
+            -1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE, prot=0
+        )
+    except (OSError, OverflowError, ValueError) as exc:
+        log.warning("no address space for the pooling allocator (%s): using on-demand", exc)
+        return False
+    probe.close()
+    return True
 
 
 def stack_class(stack_bytes: int) -> int:
