@@ -377,22 +377,33 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--wrk", action="store_true", help="also run the throughput phase in wrk")
     ap.add_argument("--keep", action="store_true", help="keep the data dir (logs)")
+    ap.add_argument("--hide-extras", action="store_true",
+                    help="run the cluster as if uvloop, httptools and hiredis were not "
+                         "installed (uvicorn and redis-py pick them up when they are)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="extra WARDEN_NAME=VALUE for the cluster (e.g. --set lease_s=10)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="warden-bench-http-"))
+    if args.hide_extras:
+        stubs = data_dir / "hide-extras"
+        stubs.mkdir()
+        for name in EXTRAS:
+            (stubs / f"{name}.py").write_text('raise ImportError("hidden by bench_http")\n')
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(stubs), os.environ.get("PYTHONPATH")]))
     # Workers warming the source-language toolchains at start compile for tens of seconds:
     # off by default here (module jobs only), or it lands in the figures.
     settings = {"warm_languages": "false", **dict(s.split("=", 1) for s in args.set)}
     cluster = BenchCluster(data_dir, args.workers, settings)
     figures: dict[str, object] = {
-        "workers": args.workers, "cpus": os.cpu_count(),
+        "workers": args.workers, "cpus": os.cpu_count(), "extras": _extras(args.hide_extras),
         "loadavg_before": os.getloadavg()[0],
     }
     print(f"warden HTTP bench: {args.workers} worker(s), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} before start; data {data_dir}")
+    print(f"speed-ups the cluster can use: {figures['extras'] or 'none'}")
     try:
         t0 = time.perf_counter()
         cluster.start()
@@ -457,6 +468,15 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+EXTRAS = ("uvloop", "httptools", "hiredis")
+
+
+def _extras(hidden: bool) -> list[str]:
+    import importlib.util
+
+    return [] if hidden else [n for n in EXTRAS if importlib.util.find_spec(n) is not None]
 
 
 async def _one(port: int, request: bytes) -> bytes:
