@@ -18,7 +18,9 @@ bottleneck. ``--wrk`` also runs the throughput phase with ``wrk`` (C) when it is
 Prints figures; asserts nothing but the answers' correctness (targets: issue "The service").
 
 Usage: python bench/bench_http.py [--workers 2] [--concurrency 32] [--duration 10]
-       [--latency-requests 1000] [--rss-jobs 10000] [--wrk] [--json out.json]
+       [--throughput-runs 2] [--latency-requests 1000] [--rss-jobs 10000] [--wrk]
+       [--hide-extras] [--set NAME=VALUE] [--json out.json]
+Figures and method: docs/notes/http-performance.md.
 """
 
 from __future__ import annotations
