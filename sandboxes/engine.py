@@ -71,6 +71,12 @@ class EngineSpec:
             use_pooling_allocator(cfg, POOL_LIMITS)
         return wasmtime.Engine(cfg)
 
+    def build_for_runs(self) -> tuple[wasmtime.Engine, int | None]:
+        """A pooled engine if the address space allows, and its run capacity in units
+        (``POOL_RUN_UNITS``; None: on-demand allocator, no pool to exhaust)."""
+        pooled = _can_reserve(_pool_reservation_bytes())
+        return self.build(pooled=pooled), POOL_RUN_UNITS if pooled else None
+
 
 # The pooling allocator: instance, memory and table slots reserved once per engine and
 # reused, instead of an mmap/munmap of a 4 GiB + guard reservation per run (hello:
@@ -95,6 +101,13 @@ POOL_LIMITS: dict[str, int] = {
     "max_component_instance_size": 32 * 1024**2,
     "max_core_instances_per_component": 64,  # the store limit for components
 }
+# Admission, so a busy process waits for a slot instead of failing instantiation ("maximum
+# concurrent limit ... reached"): a core run takes 1 unit (<= 1 memory, 1 instance, 4
+# tables), a component run 8 (<= 1 memory, 64 core instances, 64 tables). 128 units keep
+# every mix within the pools: memories <= 128, core instances and tables <= 8 x 128.
+POOL_RUN_UNITS = 128
+CORE_RUN_UNITS = 1
+COMPONENT_RUN_UNITS = 8
 _GUARD_BYTES = 64 * 1024**2  # wasmtime's default guard (32 MiB), doubled for slack
 _MAP_NORESERVE = 0x4000  # Linux; Python 3.11's mmap module does not name it
 
@@ -146,14 +159,27 @@ class EpochTicker:
     Each run's deadline callback is consulted once per tick, so the tick bounds how late a
     timeout, cancel or output-cap stop can land. An engine stops ticking after ``_LINGER_S``
     without runs (waking the thread for every short run costs more than the ticks).
+
+    With a ``capacity`` (pooled engines), runs enter through ``core`` or ``component``, which
+    wait while the engine's pool could not hold one more run of that kind (only past
+    ``POOL_RUN_UNITS`` concurrent runs). The wait comes before the run's wall clock starts;
+    a cancel during it takes effect as soon as the run starts.
     """
 
-    def __init__(self, engine: wasmtime.Engine, tick_s: float) -> None:
+    def __init__(
+        self, engine: wasmtime.Engine, tick_s: float, capacity: int | None = None
+    ) -> None:
         self._engine = engine
         self._tick_s = tick_s
         self._active = 0
         self._lock = threading.Lock()
         self._busy = threading.Event()
+        self._capacity = capacity
+        self._used = 0
+        self._waiting = 0
+        self._room = threading.Condition(self._lock)
+        self.core = _Admission(self, CORE_RUN_UNITS)
+        self.component = _Admission(self, COMPONENT_RUN_UNITS)
         self._thread = threading.Thread(target=self._loop, name="warden-epoch", daemon=True)
         self._thread.start()
 
@@ -172,15 +198,49 @@ class EpochTicker:
                     self._busy.clear()
                     idle_since = None
 
-    def __enter__(self) -> EpochTicker:
+    def enter(self, units: int) -> None:
         with self._lock:
+            if self._capacity is not None:
+                while self._used and self._used + units > self._capacity:
+                    self._waiting += 1
+                    try:
+                        self._room.wait()
+                    finally:
+                        self._waiting -= 1
+                self._used += units
             self._active += 1
             # The ticker clears ``_busy`` only under this lock, after lingering idle, so a
             # run that finds it set needs no Event.set (Condition lock + notify: ~1.5 µs).
             if self._active == 1 and not self._busy.is_set():
                 self._busy.set()
+
+    def exit(self, units: int) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._capacity is not None:
+                self._used -= units
+                if self._waiting:
+                    self._room.notify_all()
+
+    def __enter__(self) -> EpochTicker:
+        self.enter(CORE_RUN_UNITS)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._active -= 1
+        self.exit(CORE_RUN_UNITS)
+
+
+class _Admission:
+    """``with ticker.core:`` / ``with ticker.component:``: one run of that kind."""
+
+    __slots__ = ("_ticker", "_units")
+
+    def __init__(self, ticker: EpochTicker, units: int) -> None:
+        self._ticker = ticker
+        self._units = units
+
+    def __enter__(self) -> None:
+        self._ticker.enter(self._units)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ticker.exit(self._units)

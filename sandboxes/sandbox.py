@@ -89,11 +89,11 @@ class Sandbox:
             ctx = self._engines.get(size)
             if ctx is None:
                 spec = EngineSpec(size)
-                engine = spec.build(pooled=True)
+                engine, capacity = spec.build_for_runs()
                 ctx = EngineContext(
                     spec,
                     engine,
-                    EpochTicker(engine, self.settings.epoch_tick_s),
+                    EpochTicker(engine, self.settings.epoch_tick_s, capacity),
                     build_linker(engine, stdio_fast_path=True),
                     build_linker(engine, stdio_fast_path=False),
                     _component_linker(engine),
@@ -161,6 +161,20 @@ class Sandbox:
         cancel: CancelToken | None = None,
         argv0: str = "main.wasm",
     ) -> RunResult:
+        """Run a prepared module. The run holds its engine's ticker (and, for a pooled engine,
+        pool slots) from before its store exists until after the store is closed."""
+        ticker = prepared.ctx.ticker
+        with ticker.component if prepared.module.kind is ModuleKind.COMPONENT else ticker.core:
+            return self._run_prepared(prepared, limits, grants, cancel, argv0)
+
+    def _run_prepared(
+        self,
+        prepared: Prepared,
+        limits: Limits,
+        grants: Grants,
+        cancel: CancelToken | None,
+        argv0: str,
+    ) -> RunResult:
         control = RunControl(limits.wall_time_s, cancel)
         stdout = CappedSink(limits.stdout_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
         stderr = CappedSink(limits.stderr_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
@@ -200,12 +214,11 @@ class Sandbox:
             memory_peak = 0
             t0 = time.perf_counter()
             try:
-                with prepared.ctx.ticker:
-                    if is_component:
-                        error, memory_peak = _call_component(store, prepared)
-                    else:
-                        pre = prepared.pre if fast_stdio else prepared.scratch_pre()
-                        error, memory_peak = _call_core(store, pre)
+                if is_component:
+                    error, memory_peak = _call_component(store, prepared)
+                else:
+                    pre = prepared.pre if fast_stdio else prepared.scratch_pre()
+                    error, memory_peak = _call_core(store, pre)
             finally:
                 bind_control(None)
                 elapsed = time.perf_counter() - t0
@@ -222,6 +235,7 @@ class Sandbox:
         if isinstance(error, _InstantiateError):
             outcome = error.outcome
         fuel_used = limits.fuel - store.get_fuel()
+        store.close()  # free its instance and pool slots now, not when a traceback cycle dies
         return RunResult(  # validating is cheaper than model_construct (~3 vs ~10 µs)
             status=outcome.status,
             trap_kind=outcome.trap_kind,
@@ -264,8 +278,13 @@ class _InstantiateError(Exception):
         self.outcome = outcome
 
 
+_POOL_FULL = "maximum concurrent"  # wasmtime's pooling allocator ran out of slots
+
+
 def _instantiate_outcome(exc: wasmtime.WasmtimeError) -> Outcome:
     text = str(exc)
+    if _POOL_FULL in text:  # admission (EpochTicker) should prevent it: not the guest's fault
+        return Outcome(RunStatus.INTERNAL_ERROR, message=f"instance pool full: {text}")
     lowered = text.lower()
     if "memory" in lowered and ("limit" in lowered or "exceed" in lowered):
         return Outcome(RunStatus.MEMORY_LIMIT, message=f"module needs more memory: {text}")
@@ -303,7 +322,7 @@ def _call_component(
         trap = components.as_trap(exc)
         if isinstance(trap, wasmtime.Trap) or components.stopped_by_control(exc):
             return trap, 0  # a start function trapped or was stopped: classify as a run
-        refused = components.instantiate_refusal(exc)
+        refused = None if _POOL_FULL in str(exc) else components.instantiate_refusal(exc)
         outcome = Outcome(*refused) if refused else _instantiate_outcome(exc)
         return _InstantiateError(outcome), 0
     return error, 0
