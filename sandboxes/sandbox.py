@@ -72,7 +72,7 @@ class Sandbox:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self._engines: dict[int, EngineContext] = {}
-        self.file_trees = FileTrees(self.settings.scratch_root)
+        self.file_trees = FileTrees(self.settings.file_trees_root)
         self._lock = threading.Lock()
         self.compiler = CompilerProcess(
             self.settings.compile_timeout_s, self.settings.compile_memory_bytes

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,11 +74,19 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis to use; unset: `warden up` starts an embedded one"
     )
+    redis_appendfsync: Literal["always", "everysec"] = Field(
+        default="everysec", description="AOF fsync policy of the embedded Redis: `always` "
+        "survives a Redis crash with nothing lost at about half the throughput",
+    )
     host: str = Field(default="127.0.0.1", description="API listen address")
     port: int = Field(default=8000, ge=0, le=65535, description="API listen port")
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
         description="Worker processes `warden up` starts",
+    )
+    worker_lanes: int = Field(
+        default=1, ge=1, le=64, description="Jobs one worker process runs at once (threads: "
+        "wasmtime releases the GIL); a stopping worker finishes its lanes' jobs",
     )
     queue_name: str = Field(default="warden", description="RQ queue the jobs go through")
     job_ttl_s: int = Field(default=86_400, ge=60, description="How long finished jobs are kept")
@@ -105,6 +114,10 @@ class Settings(BaseSettings):
     @property
     def compile_root(self) -> Path:
         return self.data_dir / "compile-jobs"
+
+    @property
+    def file_trees_root(self) -> Path:
+        return self.data_dir / "files"
 
     @property
     def scratch_root(self) -> Path:

@@ -54,7 +54,9 @@ class Supervisor:
     def start(self) -> str:
         url = self.settings.redis_url
         if url is None:
-            self.redis = EmbeddedRedis(Path(self.settings.data_dir) / "redis").start()
+            self.redis = EmbeddedRedis(
+                Path(self.settings.data_dir) / "redis", fsync=self.settings.redis_appendfsync
+            ).start()
             url = self.redis.url
         env = self._env(url)
         py = sys.executable

@@ -46,10 +46,7 @@ def test_escapes_denied_with_files_and_scratch(sandbox: Sandbox, tmp_path: Path)
 def test_workspace_is_removed_after_run(sandbox: Sandbox) -> None:
     root = sandbox.settings.scratch_root
     sandbox.run(FS_ESCAPE, grants=Grants(files={"input.txt": b"x"}, scratch=ScratchGrant()))
-    left = [p.name for p in root.iterdir()]
-    assert not [n for n in left if not n.startswith("trees-")]  # scratch dirs are gone
-    trees = [t for n in left for t in (root / n).iterdir()]
-    assert all(t.name.startswith("files-") for t in trees)  # only shared read-only trees
+    assert list(root.iterdir()) == []  # read-only file trees live apart, in file_trees_root
 
 
 def test_shared_file_trees_stay_intact_and_separate(sandbox: Sandbox) -> None:
@@ -62,7 +59,7 @@ def test_shared_file_trees_stay_intact_and_separate(sandbox: Sandbox) -> None:
     other = sandbox.run(FS_ESCAPE, grants=Grants(files={"other.txt": b"o"}))
     listed = sorted(x.split()[2] for x in lines(other.stdout, "LIST /"))
     assert listed == [".", "..", "other.txt"]  # never the first tree's input.txt
-    trees = list(sandbox.settings.scratch_root.glob("trees-*/files-*/input.txt"))
+    trees = list(sandbox.settings.file_trees_root.glob("trees-*/files-*/input.txt"))
     contents = {t.read_bytes() for t in trees}
     assert b"granted data\n" in contents
     assert contents <= {b"granted data\n", b"x"}  # what this module's tests granted, unchanged

@@ -38,8 +38,20 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int = 0) -> None:
+    """A private redis-server with AOF persistence.
+
+    ``fsync="everysec"`` (the default, WARDEN_REDIS_APPENDFSYNC) keeps 500 jobs/s on 2 cores
+    but, while the disk is slow to fsync, Redis may postpone an AOF write by up to 2 s after
+    acknowledging it: a SIGKILL of Redis in that window loses those submissions (a clean
+    stop or an API/worker crash loses nothing). ``"always"`` loses nothing even then, at
+    about half the throughput (measured: 230 vs 469 jobs/s).
+    """
+
+    def __init__(self, data_dir: Path, port: int = 0, fsync: str = "everysec") -> None:
+        if fsync not in ("always", "everysec"):
+            raise ValueError(f"appendfsync must be always or everysec, not {fsync!r}")
         self.data_dir = data_dir
+        self.fsync = fsync
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -52,7 +64,7 @@ class EmbeddedRedis:
         self.proc = subprocess.Popen(
             [
                 redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+                "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", self.fsync,
                 "--save", "", "--protected-mode", "yes", "--loglevel", "warning",
                 "--logfile", str(self.data_dir / "redis.log"),
             ],

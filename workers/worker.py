@@ -30,7 +30,6 @@ the worker. Jobs stay ordinary RQ jobs (``workers.tasks.execute(job_id)``): a st
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Final
@@ -53,7 +52,6 @@ from workers.tasks import run_spec
 
 log = logging.getLogger(__name__)
 
-LANES: Final = 1  # WARDEN_WORKER_LANES overrides
 _HOUSEKEEPING_S: Final = 1.0
 _HEARTBEAT_S: Final = 10.0
 _LANE_BLOCK_S: Final = 1  # BLMOVE timeout: bounds how long a stop waits for an idle lane
@@ -63,7 +61,7 @@ _EXECUTION_TTL_S: Final = int(LIMIT_BOUNDS["wall_time_s"].maximum) + BACKSTOP_MA
 
 
 class WardenWorker(SimpleWorker):
-    def __init__(self, rt: WorkerRuntime, lanes: int = LANES) -> None:
+    def __init__(self, rt: WorkerRuntime, lanes: int = 1) -> None:
         super().__init__([rt.queue.rq], connection=rt.client, default_result_ttl=0)
         self.rt = rt
         self.rq_queue: Queue = rt.queue.rq
@@ -295,5 +293,4 @@ def _result_json(result: RunResult) -> str:
 def run_worker(burst: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     rt = runtime()  # connect and build the sandbox before taking jobs
-    lanes = int(os.environ.get("WARDEN_WORKER_LANES", LANES))
-    WardenWorker(rt, lanes).work(burst=burst, logging_level="WARNING")
+    WardenWorker(rt, rt.settings.worker_lanes).work(burst=burst, logging_level="WARNING")

@@ -51,7 +51,8 @@ def worker_name(proc: subprocess.Popen[bytes]) -> str:
 class Cluster:
     def __init__(self, data_dir: Path, **settings: object) -> None:
         self.data_dir = data_dir
-        self.redis = EmbeddedRedis(data_dir / "redis").start()
+        # Tests kill Redis and expect nothing acknowledged to be lost: fsync every write.
+        self.redis = EmbeddedRedis(data_dir / "redis", fsync="always").start()
         self.port = free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")},
@@ -124,7 +125,9 @@ class Cluster:
             self.redis.kill()
         else:
             self.redis.stop()
-        self.redis = EmbeddedRedis(self.data_dir / "redis", port=self.redis.port).start()
+        self.redis = EmbeddedRedis(
+            self.data_dir / "redis", port=self.redis.port, fsync=self.redis.fsync
+        ).start()
 
     def start_api(self) -> None:
         self.api = self._spawn("api")
