@@ -9,7 +9,7 @@ import redis
 from rq import Queue
 
 from sandboxes.schema import JobSpec
-from workers.store import JobStore, new_job_id
+from workers.store import JobStore, job_key, new_job_id
 
 TASK: Final = "workers.tasks.execute"
 # RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
@@ -91,7 +91,10 @@ class JobQueue:
     def requeue(self, job_id: str) -> None:
         spec = self.store.spec(job_id)
         rq_id = f"{job_id}-{uuid.uuid4().hex[:12]}"
-        self._enqueue(job_id, rq_id, spec.limits.wall_time_s if spec else 60.0, None)
+        pipe = self.client.pipeline(transaction=True)
+        self._enqueue(job_id, rq_id, spec.limits.wall_time_s if spec else 60.0, pipe)
+        pipe.hset(job_key(job_id), "rq_id", rq_id)  # a cancel while queued removes this entry
+        pipe.execute()
 
     def _enqueue(self, job_id: str, rq_id: str, wall_time_s: float,
                  pipe: redis.client.Pipeline | None) -> None:

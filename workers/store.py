@@ -65,10 +65,15 @@ redis.call('PUBLISH', KEYS[3], ARGV[7])
 return 1
 """
 
-# KEYS[1]=job ARGV: now, ttl, job_id, result_json
+# KEYS[1]=job KEYS[2]=events KEYS[3]=cancel KEYS[4]=RQ queue ARGV: now, ttl, job_id, result
+# A queued job also leaves RQ's queue (and its RQ job hash): it no longer takes a queue slot.
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'queued' then
+  local rq = redis.call('HGET', KEYS[1], 'rq_id')
+  if not rq or rq == '' then rq = ARGV[3] end
+  redis.call('LREM', KEYS[4], 0, rq)
+  redis.call('DEL', 'rq:job:' .. rq)
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'result', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('PUBLISH', KEYS[2], ARGV[3])
@@ -81,7 +86,7 @@ end
 return state or 'missing'
 """
 
-# KEYS[1]=job ARGV: now, max_attempts, ttl, job_id
+# KEYS[1]=job ARGV: now, max_attempts, ttl, job_id, cancelled result
 _REAP = """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
@@ -89,7 +94,8 @@ redis.call('ZREM', KEYS[2], ARGV[4])
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
-  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'lease', '')
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'lease', '',
+             'result', ARGV[5])
 elseif attempts < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'lease', '')
   return 'requeue'
@@ -211,11 +217,11 @@ class JobStore:
             )
         )
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str, rq_queue_key: str) -> str:
         """'cancelled' (was queued), 'cancelling' (running), else the terminal state."""
         result = RunResult(status=RunStatus.CANCELLED, message="cancelled before it ran")
         outcome = self._cancel(
-            keys=[job_key(job_id), EVENTS, CANCEL],
+            keys=[job_key(job_id), EVENTS, CANCEL, rq_queue_key],
             args=[repr(time.time()), self.job_ttl_s, job_id, result.model_dump_json()],
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
@@ -226,9 +232,12 @@ class JobStore:
 
     def reap(self, job_id: str, max_attempts: int) -> str:
         """For an expired lease: 'requeue', 'ended' (failed/cancelled), or 'alive'/'gone'."""
+        cancelled = RunResult(
+            status=RunStatus.CANCELLED, message="cancelled; its worker stopped while it ran"
+        )
         outcome = self._reap(
             keys=[job_key(job_id), LEASES, EVENTS],
-            args=[time.time(), max_attempts, self.job_ttl_s, job_id],
+            args=[time.time(), max_attempts, self.job_ttl_s, job_id, cancelled.model_dump_json()],
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
 

@@ -203,7 +203,7 @@ async def get_job(job_id: str, state: StateDep, wait: WaitQuery = 0) -> JobRecor
 @router.delete("/{job_id}")
 async def cancel_job(job_id: str, state: StateDep, wait: WaitQuery = 5) -> JobRecord:
     """Cancel a queued job at once, or stop a running one within an epoch tick."""
-    outcome = await run_in_threadpool(state.store.cancel, job_id)
+    outcome = await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
     if outcome == "missing":
         raise _not_found(job_id)
     return await _wait_for(state, job_id, wait if outcome == "cancelling" else 0)

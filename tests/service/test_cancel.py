@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests import wat_modules as W
 from tests.service.cluster import Cluster, stdout_of
 
@@ -95,11 +93,6 @@ def test_cancel_twice(cluster: Cluster) -> None:
     assert second.json()["finished_at"] == first.json()["finished_at"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workers/queue.py counts the RQ queue's length for max_queue_length, and cancelling a "
-    "queued job (workers/store.py) leaves its RQ entry in the queue: cancelled jobs keep "
-    "taking queue slots until a worker drains them"
-))
 def test_cancelled_queued_jobs_free_their_queue_slots(fresh_cluster: Cluster) -> None:
     fresh_cluster.start_api()  # no worker (max_queue_length=5)
     ids = [fresh_cluster.submit({"wat": W.HELLO}) for _ in range(5)]
@@ -109,3 +102,7 @@ def test_cancelled_queued_jobs_free_their_queue_slots(fresh_cluster: Cluster) ->
         assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
     r = fresh_cluster.http.post("/v1/jobs", json={"wat": W.HELLO})
     assert r.status_code == 202, r.text  # nothing is queued any more
+    assert not any(fresh_cluster.client.exists(f"rq:job:{job_id}") for job_id in ids)
+    fresh_cluster.start_worker()
+    assert fresh_cluster.wait_state(r.json()["id"])["state"] == "finished"
+    assert all(fresh_cluster.get(job_id)["attempts"] == 0 for job_id in ids)

@@ -278,3 +278,4 @@ def test_cancel_of_a_job_whose_worker_is_gone(fresh_cluster: Cluster) -> None:
     record = c.wait_state(job_id, timeout_s=15)
     assert record["state"] == "cancelled", record
     assert record["attempts"] == 1  # not run again
+    assert record["result"]["status"] == "cancelled"  # like the other two cancel paths
