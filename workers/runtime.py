@@ -19,7 +19,7 @@ from sandboxes.sandbox import Sandbox
 from sandboxes.settings import Settings, get_settings
 from sandboxes.source_runner import SourceRunner
 from workers.queue import JobQueue
-from workers.store import CANCEL, JobStore
+from workers.store import CANCEL, WORKER_NAME, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,25 @@ class WorkerRuntime:
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._renewer = threading.Thread(
+            target=self._renew_loop, name="warden-lease-renewer", daemon=True
+        )
+        self._renewer.start()
         for target, name in (
-            (self._renew_loop, "lease-renewer"),
             (self._cancel_loop, "cancel-listener"),
             (self._reap_loop, "reaper"),
             *([(self._warm, "warm-languages")] if settings.warm_languages else []),
         ):
             threading.Thread(target=target, name=f"warden-{name}", daemon=True).start()
+
+    def retire(self) -> None:
+        """A clean stop: no more heartbeats, and readiness stops counting this worker now."""
+        self._stop.set()
+        self._renewer.join(timeout=5)
+        try:
+            self.store.retire(WORKER_NAME)
+        except redis.RedisError:
+            log.warning("could not retire the worker heartbeat (it expires within a lease)")
 
     def module(self, sha256: str) -> bytes | None:
         """A module's bytes: from this process's LRU, else from Redis (then kept)."""
@@ -93,7 +105,14 @@ class WorkerRuntime:
             log.exception("warming the language toolchains failed (source jobs will retry)")
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self.settings.lease_s / 3):
+        """Renew running jobs' leases and this worker's own heartbeat (for /readyz)."""
+        while True:
+            try:
+                self.store.heartbeat(WORKER_NAME)
+            except redis.RedisError:
+                log.warning("could not send the worker heartbeat")
+            if self._stop.wait(self.settings.lease_s / 3):
+                return
             with self._lock:
                 running = list(self._running.items())
             for job_id, job in running:

@@ -26,6 +26,9 @@ PREFIX: Final = "warden:"
 LEASES: Final = PREFIX + "leases"
 EVENTS: Final = PREFIX + "events"
 CANCEL: Final = PREFIX + "cancel"
+# Sorted set of live workers scored by heartbeat expiry: readiness counts the unexpired ones
+# (RQ keeps a SIGKILLed worker registered for minutes).
+WORKERS: Final = PREFIX + "workers"
 MODULE_TTL_S: Final = 7 * 86_400
 WORKER_NAME: Final = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -240,6 +243,17 @@ class JobStore:
             args=[time.time(), max_attempts, self.job_ttl_s, job_id, cancelled.model_dump_json()],
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
+    def heartbeat(self, worker: str) -> None:
+        self.r.zadd(WORKERS, {worker: time.time() + self.lease_s})
+
+    def retire(self, worker: str) -> None:
+        self.r.zrem(WORKERS, worker)
+
+    def live_workers(self) -> int:
+        now = time.time()
+        self.r.zremrangebyscore(WORKERS, "-inf", now)
+        return int(self.r.zcount(WORKERS, now, "+inf"))
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(job_key(job_id), "cancel_requested") == b"1"

@@ -105,6 +105,7 @@ class WardenWorker(SimpleWorker):
             for t in threads:
                 t.join()
             self.teardown()  # type: ignore[no-untyped-call]
+            self.rt.retire()
         return True
 
     def _check_suspension(self, burst: bool) -> None:

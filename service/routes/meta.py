@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from rq import Worker
 from starlette.concurrency import run_in_threadpool
 
 from sandboxes.languages import LANGUAGES, Language
@@ -21,14 +20,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> dict[str, object]:
-    """Redis answers and at least one worker is registered."""
-
-    def check() -> int:
-        state.client.ping()
-        return Worker.count(connection=state.client, queue=state.queue.rq)
-
+    """Redis answers and at least one worker's heartbeat is fresh (within a lease)."""
     try:
-        workers = await run_in_threadpool(check)
+        workers = await run_in_threadpool(state.store.live_workers)
     except Exception:
         raise Problem(503, "not-ready", "Redis is not reachable",
                       headers={"Retry-After": "1"}) from None

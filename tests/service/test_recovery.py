@@ -279,3 +279,24 @@ def test_cancel_of_a_job_whose_worker_is_gone(fresh_cluster: Cluster) -> None:
     assert record["state"] == "cancelled", record
     assert record["attempts"] == 1  # not run again
     assert record["result"]["status"] == "cancelled"  # like the other two cancel paths
+
+
+def test_readiness_drops_within_a_lease_when_the_last_worker_is_killed(
+    fresh_cluster: Cluster,
+) -> None:
+    c = fresh_cluster
+    c.start_api()
+    proc = c.start_worker()
+    c.wait_ready(1)
+    assert c.http.get("/readyz").json()["workers"] == 1
+    proc.kill()  # SIGKILL: no goodbye; RQ would keep it registered for minutes
+    proc.wait()
+    deadline = time.monotonic() + 10  # lease_s is 2 in these tests
+    while c.http.get("/readyz").status_code != 503:
+        assert time.monotonic() < deadline, "still ready 10 s after the only worker died"
+        time.sleep(0.1)
+    replacement = c.start_worker()
+    c.wait_ready(1)
+    replacement.terminate()  # a clean stop retires the heartbeat at once
+    replacement.wait(timeout=30)
+    assert c.http.get("/readyz").status_code == 503
