@@ -88,6 +88,11 @@ class JobQueue:
         self.store.create(job_id, spec, pipe)
         return pipe
 
+    @property
+    def intermediate_key(self) -> str:
+        """Where a worker's BLMOVE puts a job between taking and starting it (RQ's name)."""
+        return f"{self.rq.key}:intermediate"
+
     def requeue(self, job_id: str) -> None:
         spec = self.store.spec(job_id)
         rq_id = f"{job_id}-{uuid.uuid4().hex[:12]}"

@@ -111,6 +111,17 @@ redis.call('PUBLISH', KEYS[3], ARGV[4])
 return 'ended'
 """
 
+# KEYS[1]=intermediate list KEYS[2]=RQ queue KEYS[3]=job ARGV: rq_id
+# A job taken off the queue by a worker that died (or lost Redis) before starting it: put
+# it back at the head if it is still queued, else just drop the stale entry.
+_UNSTICK = """
+local state = redis.call('HGET', KEYS[3], 'state')
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if state ~= 'queued' then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
 # KEYS[1]=job ARGV: token, expiry, job_id
 _RENEW = """
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
@@ -131,6 +142,7 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._reap = client.register_script(_REAP)
         self._renew = client.register_script(_RENEW)
+        self._unstick = client.register_script(_UNSTICK)
 
     # -- pipelined transitions (the worker's hot path) ------------------------------------
     # Script objects called on a pipeline make redis-py send SCRIPT EXISTS before every
@@ -243,6 +255,11 @@ class JobStore:
             args=[time.time(), max_attempts, self.job_ttl_s, job_id, cancelled.model_dump_json()],
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
+    def unstick(self, intermediate_key: str, queue_key: str, rq_id: str, job_id: str) -> bool:
+        """Put a job a dead worker took (but never started) back on the queue; True if so."""
+        return bool(self._unstick(keys=[intermediate_key, queue_key, job_key(job_id)],
+                                  args=[rq_id]))
 
     def heartbeat(self, worker: str) -> None:
         self.r.zadd(WORKERS, {worker: time.time() + self.lease_s})

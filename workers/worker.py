@@ -66,7 +66,7 @@ class WardenWorker(SimpleWorker):
         self.rt = rt
         self.rq_queue: Queue = rt.queue.rq
         self.lanes = lanes
-        self._intermediate = f"{self.rq_queue.key}:intermediate"
+        self._intermediate = rt.queue.intermediate_key
         self._lanes_stop = threading.Event()
         self._paused = threading.Event()
         self._busy = 0

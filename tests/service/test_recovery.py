@@ -300,3 +300,22 @@ def test_readiness_drops_within_a_lease_when_the_last_worker_is_killed(
     replacement.terminate()  # a clean stop retires the heartbeat at once
     replacement.wait(timeout=30)
     assert c.http.get("/readyz").status_code == 503
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_still_runs(
+    fresh_cluster: Cluster,
+) -> None:
+    """The window between RQ's BLMOVE and Warden's START: the job sits in RQ's intermediate
+    list with its record still queued; a live worker's reaper puts it back within a lease."""
+    c = fresh_cluster
+    c.start_api()
+    job_id = c.submit({"wat": W.hello("rescued\n")})
+    queue_key = "rq:queue:warden"
+    taken = c.client.lmove(queue_key, f"{queue_key}:intermediate")  # what the dead one did
+    assert taken is not None and taken.decode() == job_id
+    c.start_worker()
+    record = c.wait_state(job_id, timeout_s=30)
+    assert record["state"] == "finished", record
+    assert stdout_of(record) == b"rescued\n"
+    assert record["attempts"] == 1
+    assert c.client.llen(f"{queue_key}:intermediate") == 0
