@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from sandboxes.sandbox import Sandbox
@@ -51,18 +52,21 @@ def test_workspace_is_removed_after_run(sandbox: Sandbox) -> None:
 
 def test_shared_file_trees_stay_intact_and_separate(sandbox: Sandbox) -> None:
     """File trees are reused by content; a guest can change neither its own nor another's."""
+    data = f"granted data {uuid.uuid4()}\n".encode()
     for _ in range(2):
-        result = sandbox.run(FS_ESCAPE, grants=Grants(files={"input.txt": b"granted data\n"}))
+        result = sandbox.run(FS_ESCAPE, grants=Grants(files={"input.txt": data}))
         assert result.status is RunStatus.OK
         assert lines(result.stdout, "OPEN write") == []  # no writable preopen at all
-        assert b"granted data" in result.stdout
+        assert data.strip() in result.stdout
     other = sandbox.run(FS_ESCAPE, grants=Grants(files={"other.txt": b"o"}))
     listed = sorted(x.split()[2] for x in lines(other.stdout, "LIST /"))
     assert listed == [".", "..", "other.txt"]  # never the first tree's input.txt
-    trees = list(sandbox.settings.file_trees_root.glob("trees-*/files-*/input.txt"))
-    contents = {t.read_bytes() for t in trees}
-    assert b"granted data\n" in contents
-    assert contents <= {b"granted data\n", b"x"}  # what this module's tests granted, unchanged
+    ours = [
+        t.parent for t in sandbox.settings.file_trees_root.glob("trees-*/files-*/input.txt")
+        if t.read_bytes() == data
+    ]
+    assert len(ours) == 1  # written once, shared by both runs
+    assert [p.name for p in ours[0].iterdir()] == ["input.txt"]  # the guest added nothing
 
 
 def test_scratch_quota(sandbox: Sandbox) -> None:
