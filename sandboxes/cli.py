@@ -152,16 +152,28 @@ def languages(
 
 
 @app.command()
-def warm() -> None:
-    """Build the zig sysroot and QuickJS and compile the interpreters (run by install)."""
+def warm(
+    python: Annotated[
+        bool, typer.Option("--python/--no-python", help="Build Warden's CPython (~5 min once)")
+    ] = True,
+) -> None:
+    """Build the zig sysroot, QuickJS and Warden's CPython; compile the interpreters."""
     import time
 
     from sandboxes.sandbox import Sandbox
+    from sandboxes.settings import get_settings
     from sandboxes.source_runner import SourceRunner
+    from sandboxes.toolchains.python_runtime import ensure_built
 
     started = time.perf_counter()
-    SourceRunner(Sandbox()).warm()
-    typer.echo(f"warden: toolchains ready in {time.perf_counter() - started:.1f}s")
+    if python:
+        problem = ensure_built(get_settings().toolchain_dir)
+        if problem is not None:  # Python jobs still run, on the slower pinned build
+            typer.echo(f"warden: {problem}; Python uses the pinned -O0 build", err=True)
+    runner = SourceRunner(Sandbox())
+    runner.warm()
+    typer.echo(f"warden: toolchains ready in {time.perf_counter() - started:.1f}s "
+               f"(Python {runner.python.version})")
 
 
 def _validation_text(exc: ValidationError) -> str:

@@ -15,7 +15,9 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.schema import Limits
-from sandboxes.toolchains.python_wasm import OVERLAY_DIR, PYTHON_VERSION
+from sandboxes.settings import get_settings
+from sandboxes.toolchains.python_runtime import select as select_python
+from sandboxes.toolchains.python_wasm import OVERLAY_DIR
 from sandboxes.toolchains.quickjs.build import TOOLCHAIN_VERSION as QUICKJS_VERSION
 from sandboxes.toolchains.rust import DEBIAN_RUSTC_VERSION
 from sandboxes.toolchains.zig import ZIG_VERSION
@@ -90,6 +92,9 @@ _OPT = r"-O[0123s]"
 C_STDS = r"-std=(c89|c99|c11|c17|c18|c2x|c23|gnu89|gnu99|gnu11|gnu17|gnu2x|gnu23)"
 CXX_STDS = r"-std=(c\+\+(11|14|17|20|2a|23|2b)|gnu\+\+(11|14|17|20|23))"
 
+# The CPython this machine runs (Warden's -O2 build once `warden warm` made it).
+PYTHON: Final = select_python(get_settings().toolchain_dir)
+
 LANGUAGES: Final[dict[str, Language]] = {
     lang.id: lang
     for lang in (
@@ -121,9 +126,9 @@ LANGUAGES: Final[dict[str, Language]] = {
             ),
         ),
         Language(
-            id="python", name="Python", version=f"{PYTHON_VERSION} (CPython for WASI)",
+            id="python", name="Python", version=PYTHON.version,
             file_name="main.py", judge0_id=71, toolchain=Toolchain.PYTHON,
-            compile_command="python -s /app/main.py (startup overlay in /pylib)",
+            compile_command="python -s /app/main.py",
             reserved_paths=(APP_DIR, OVERLAY_DIR),
         ),
         Language(

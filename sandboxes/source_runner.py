@@ -24,6 +24,7 @@ from sandboxes.schema import LIMIT_BOUNDS, Grants, Limits, RunResult, RunStatus
 from sandboxes.toolchains import python_wasm
 from sandboxes.toolchains.base import CompileOutcome
 from sandboxes.toolchains.jail import JailLimits, check_jail
+from sandboxes.toolchains.python_runtime import select as select_python
 from sandboxes.toolchains.quickjs import build as quickjs_build
 from sandboxes.toolchains.rust import RustToolchain, rust_available
 from sandboxes.toolchains.zig import ZigToolchain
@@ -60,9 +61,10 @@ class SourceRunner:
             s.compiled_dir if s.compiled_cache_bytes > 0 else None,
             s.memory_cache_entries, s.compiled_cache_bytes,
         )
+        self.python = select_python(s.toolchain_dir)
         self._interpreters: dict[str, Interpreter] = {
             "python": Interpreter(
-                python_wasm.ARGV0, python_wasm.SCRIPT_FILE, python_wasm.python_wasm_bytes
+                python_wasm.ARGV0, python_wasm.SCRIPT_FILE, self.python.load
             ),
             "javascript": Interpreter("qjs", f"{APP_DIR}/main.js", self._quickjs_bytes),
         }
@@ -163,9 +165,7 @@ class SourceRunner:
             return _refuse(RunStatus.UNSUPPORTED, clash)
         prepared = self._interpreter_prepared(language.id, limits)
         if language.toolchain is Toolchain.PYTHON:
-            run_grants = python_wasm.python_grants(
-                source, stdin=grants.stdin, args=grants.args, env=grants.env, files=grants.files
-            ).model_copy(update={"scratch": grants.scratch})
+            run_grants = self.python.grants(source, grants)
         else:
             run_grants = grants.model_copy(
                 update={
