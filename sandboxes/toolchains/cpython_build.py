@@ -11,6 +11,8 @@ Sources and tools, nothing else:
   a private sources list, so the system's apt configuration is not touched), checked against
   a pinned SHA-256. Debian's own patches are not applied. ``--source TARBALL`` uses a local
   copy of the same file instead (same hash check).
+* zlib: Debian trixie's ``zlib`` source package (1.3.1), same fetch and hash check, built
+  with the cross compiler below into a static ``libz.a`` for CPython's ``zlib`` module.
 * The build interpreter: the same sources built natively with the system ``gcc``/``make``
   (CPython cross-builds need a build Python of the same version).
 * The cross compiler: PyPI ``ziglang`` (``python -m ziglang cc -target wasm32-wasi``; zig's
@@ -66,6 +68,20 @@ DEBIAN_SUITE: Final = "trixie"
 ORIG_TARBALL: Final = "python3.13_3.13.5.orig.tar.xz"
 ORIG_SHA256: Final = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
 SOURCE_DIR_NAME: Final = f"Python-{CPYTHON_VERSION}"
+#: zlib for the ``zlib`` module (gzip, zipfile deflate), from the same suite; Debian's
+#: "dfsg" tarball is zlib 1.3.1 minus non-free contrib files (the library sources are intact).
+ZLIB_SOURCE_PACKAGE: Final = "zlib"
+ZLIB_DEBIAN_VERSION: Final = "1:1.3.dfsg+really1.3.1-1"
+ZLIB_TARBALL: Final = "zlib_1.3.dfsg+really1.3.1.orig.tar.gz"
+ZLIB_SHA256: Final = "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb"
+ZLIB_DIR_NAME: Final = "zlib-1.3.1"
+#: Without zlib's own configure: _LARGEFILE64_SOURCE makes gzguts.h declare lseek (through
+#: unistd.h); without it gzlib.c fails on an undeclared lseek.
+ZLIB_CFLAGS: Final[tuple[str, ...]] = ("-O2", "-D_LARGEFILE64_SOURCE=1", "-DHAVE_HIDDEN")
+ZLIB_SOURCES: Final[tuple[str, ...]] = (
+    "adler32", "compress", "crc32", "deflate", "gzclose", "gzlib", "gzread", "gzwrite",
+    "infback", "inffast", "inflate", "inftrees", "trees", "uncompr", "zutil",
+)
 ZIGLANG_VERSION: Final = "0.17.1"
 
 HOST_TRIPLE: Final = "wasm32-wasip1"
@@ -254,21 +270,26 @@ def _run(
         raise BuildError(f"{cmd[0]} failed with exit code {proc.returncode}; end of {log}:\n{tail}")
 
 
-def fetch_source(work: Path, local: Path | None) -> Path:
-    """The verified CPython tarball: ``local`` or one fetched with ``apt-get source``."""
-    if local is not None:
-        tarball = local
-    else:
-        tarball = work / "apt" / ORIG_TARBALL
-        if not tarball.exists():
-            _apt_download(work / "apt")
-    digest = sha256_file(tarball)
-    if digest != ORIG_SHA256:
-        raise BuildError(f"{tarball} has SHA-256 {digest}, expected the pinned {ORIG_SHA256}")
-    return tarball
+def fetch_sources(work: Path, local: Path | None) -> tuple[Path, Path]:
+    """The verified CPython and zlib tarballs (CPython from ``local`` if given)."""
+    apt = work / "apt"
+    tarball = local if local is not None else apt / ORIG_TARBALL
+    zlib = apt / ZLIB_TARBALL
+    wanted = [
+        (DEBIAN_SOURCE_PACKAGE, DEBIAN_VERSION, tarball),
+        (ZLIB_SOURCE_PACKAGE, ZLIB_DEBIAN_VERSION, zlib),
+    ]
+    missing = [(pkg, ver) for pkg, ver, path in wanted if not path.exists()]
+    if missing:
+        _apt_download(apt, missing)
+    for path, pinned in ((tarball, ORIG_SHA256), (zlib, ZLIB_SHA256)):
+        digest = sha256_file(path)
+        if digest != pinned:
+            raise BuildError(f"{path} has SHA-256 {digest}, expected the pinned {pinned}")
+    return tarball, zlib
 
 
-def _apt_download(apt: Path) -> None:
+def _apt_download(apt: Path, packages: Sequence[tuple[str, str]]) -> None:
     """``apt-get source --download-only`` with a private deb-src list (system apt untouched)."""
     for sub in ("lists/partial", "cache/archives/partial", "etc"):
         (apt / sub).mkdir(parents=True, exist_ok=True)
@@ -283,17 +304,14 @@ def _apt_download(apt: Path) -> None:
     ]
     log = apt / "apt.log"
     _run(["apt-get", *opts, "update"], cwd=apt, log=log)
-    try:
-        _run(
-            ["apt-get", *opts, "source", "--download-only",
-             f"{DEBIAN_SOURCE_PACKAGE}={DEBIAN_VERSION}"],
-            cwd=apt, log=log,
-        )
-    except BuildError:
-        # A newer Debian revision of the same upstream release carries the same orig
-        # tarball; its hash is checked by the caller either way.
-        _run(["apt-get", *opts, "source", "--download-only", DEBIAN_SOURCE_PACKAGE],
-             cwd=apt, log=log)
+    for package, version in packages:
+        try:
+            _run(["apt-get", *opts, "source", "--download-only", f"{package}={version}"],
+                 cwd=apt, log=log)
+        except BuildError:
+            # A newer Debian revision of the same upstream release carries the same orig
+            # tarball; its hash is checked by the caller either way.
+            _run(["apt-get", *opts, "source", "--download-only", package], cwd=apt, log=log)
 
 
 def freeze_specs(lib: Path) -> list[str]:
@@ -400,12 +418,36 @@ def build_shim(work: Path, tools: Mapping[str, str]) -> Path:
     return lib
 
 
-def build_host(tree: Path, work: Path, build_python: Path, jobs: int) -> Path:
+def build_zlib(tarball: Path, work: Path, tools: Mapping[str, str]) -> tuple[Path, Path]:
+    """zlib for wasm32-wasi with the same compiler; returns (include dir, libz.a)."""
+    root = work / "zlib"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(root, filter="data")
+    src = root / ZLIB_DIR_NAME
+    objs = []
+    log, env = work / "zlib.log", zig_env(work)
+    for name in ZLIB_SOURCES:
+        obj = src / f"{name}.o"
+        _run([tools["CC"], *ZLIB_CFLAGS, "-c", src / f"{name}.c", "-o", obj],
+             cwd=src, log=log, env=env)
+        objs.append(obj)
+    lib = src / "libz.a"
+    _run([tools["AR"], "rcs", lib, *objs], cwd=src, log=log, env=env)
+    return src, lib
+
+
+def build_host(
+    tree: Path, work: Path, build_python: Path, jobs: int, zlib_tarball: Path
+) -> Path:
     """Cross-build the interpreter for wasm32-wasip1; returns ``python.wasm``."""
     build = work / "wasi"
     build.mkdir(parents=True, exist_ok=True)
     log = work / "wasi.log"
     tools = write_wrappers(work / "bin")
+    zlib_include, zlib_lib = build_zlib(zlib_tarball, work, tools)
     config_site = work / "config.site-wasm32-wasi-zig"
     config_site.write_text(
         f". {tree / 'Tools' / 'wasm' / 'config.site-wasm32-wasi'}\n{_CONFIG_SITE_EXTRA}"
@@ -419,6 +461,9 @@ def build_host(tree: Path, work: Path, build_python: Path, jobs: int) -> Path:
         "OPT": OPT_FLAGS,
         "LDFLAGS": HOST_LDFLAGS,
         "LIBS": str(build_shim(work, tools)),
+        # Read by configure's PKG_CHECK_MODULES([ZLIB]) instead of asking pkg-config.
+        "ZLIB_CFLAGS": f"-I{zlib_include}",
+        "ZLIB_LIBS": str(zlib_lib),
         "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
     }
     configure = os.path.relpath(tree / "configure", build)
@@ -476,14 +521,14 @@ def build(out_dir: Path, work: Path, jobs: int, source: Path | None) -> dict[str
         print(f"[cpython_build] {name}: {timings[name]} s", flush=True)
 
     t = time.monotonic()
-    tarball = fetch_source(work, source)
+    tarball, zlib_tarball = fetch_sources(work, source)
     tree = extract(tarball, work)
     step("source", t)
     t = time.monotonic()
     build_python = build_native(tree, work, jobs)
     step("native_build", t)
     t = time.monotonic()
-    wasm = build_host(tree, work, build_python, jobs)
+    wasm = build_host(tree, work, build_python, jobs, zlib_tarball)
     step("wasi_build", t)
     t = time.monotonic()
     zip_out = out_dir / STDLIB_ZIP_NAME
@@ -495,6 +540,8 @@ def build(out_dir: Path, work: Path, jobs: int, source: Path | None) -> dict[str
         "cpython": CPYTHON_VERSION,
         "source": {"debian_package": f"{DEBIAN_SOURCE_PACKAGE}={DEBIAN_VERSION}",
                    "suite": DEBIAN_SUITE, "file": ORIG_TARBALL, "sha256": ORIG_SHA256},
+        "zlib": {"debian_package": f"{ZLIB_SOURCE_PACKAGE}={ZLIB_DEBIAN_VERSION}",
+                 "file": ZLIB_TARBALL, "sha256": ZLIB_SHA256},
         "compiler": f"ziglang {ZIGLANG_VERSION} (zig cc -target wasm32-wasi)",
         "opt": OPT_FLAGS,
         "configure": [f"--host={HOST_TRIPLE}", *CONFIGURE_ARGS],
