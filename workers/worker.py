@@ -293,5 +293,10 @@ def _result_json(result: RunResult) -> str:
 
 def run_worker(burst: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
-    rt = runtime()  # connect and build the sandbox before taking jobs
-    WardenWorker(rt, rt.settings.worker_lanes).work(burst=burst, logging_level="WARNING")
+    try:
+        rt = runtime()  # connect and build the sandbox before taking jobs
+        worker = WardenWorker(rt, rt.settings.worker_lanes)
+    except redis.ConnectionError as exc:  # e.g. Redis stopping while this worker starts
+        log.error("cannot reach Redis at start-up (%s); exiting", exc)
+        raise SystemExit(1) from None
+    worker.work(burst=burst, logging_level="WARNING")
