@@ -35,7 +35,9 @@ class PythonRuntime:
 
 
 def built_dir(toolchain_dir: Path) -> Path:
-    return toolchain_dir / f"cpython-{cpython_build.CPYTHON_VERSION}"
+    """Keyed on the build script's own bytes: a changed recipe means a new build."""
+    recipe = hashlib.sha256(Path(cpython_build.__file__).read_bytes()).hexdigest()[:12]
+    return toolchain_dir / f"cpython-{cpython_build.CPYTHON_VERSION}-{recipe}"
 
 
 def optimised(toolchain_dir: Path) -> PythonRuntime | None:
@@ -101,6 +103,9 @@ def ensure_built(toolchain_dir: Path) -> str | None:
             cpython_build.build(staged / "out", staged / "work", 2, None)
             shutil.rmtree(home, ignore_errors=True)
             (staged / "out").rename(home)
+            for old in toolchain_dir.glob("cpython-*"):  # builds of earlier recipes
+                if old != home:
+                    shutil.rmtree(old, ignore_errors=True)
         except (cpython_build.BuildError, OSError) as exc:
             return f"building CPython for WASI failed: {exc}"
         finally:
