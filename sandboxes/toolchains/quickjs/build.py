@@ -17,7 +17,6 @@ preopen; see driver.c for the JavaScript API (console, readline, readStdin, ...)
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import os
 import re
@@ -30,6 +29,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
+
+from sandboxes.toolchains.base import file_lock
+from sandboxes.toolchains.wasm_bytes import read_sleb, read_uleb, sha256_file
+from sandboxes.toolchains.zig import ZIG_VERSION
 
 QUICKJS_NG_VERSION: Final = "0.17.0.2"
 """Version of the ``quickjs-ng`` sdist on PyPI (the Python binding's release)."""
@@ -88,30 +91,13 @@ def build_fingerprint() -> str:
     h = hashlib.sha256()
     for part in (
         QUICKJS_NG_VERSION, QUICKJS_NG_SDIST_SHA256, str(DRIVER_VERSION),
-        repr(COMPILE_FLAGS), repr(LINK_FLAGS), str(JS_STACK_BYTES), zig_version(),
+        repr(COMPILE_FLAGS), repr(LINK_FLAGS), str(JS_STACK_BYTES), ZIG_VERSION,
         str(SNAPSHOT_FORMAT),
     ):
         h.update(part.encode() + b"\0")
     h.update(Path(__file__).read_bytes() + b"\0")
     h.update(DRIVER_C.read_bytes() + b"\0")
     h.update(INSPECT_JS.read_bytes())
-    return h.hexdigest()
-
-
-def zig_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("ziglang")
-    except Exception:
-        return "unknown"
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -131,7 +117,7 @@ def fetch_sdist(work_dir: Path) -> Path:
     """The pinned sdist in ``work_dir`` (downloaded with pip unless already there), verified."""
     work_dir.mkdir(parents=True, exist_ok=True)
     archive = work_dir / _SDIST_NAME
-    if archive.is_file() and _sha256_file(archive) == QUICKJS_NG_SDIST_SHA256:
+    if archive.is_file() and sha256_file(archive) == QUICKJS_NG_SDIST_SHA256:
         return archive
     requirements = work_dir / "quickjs-ng-requirements.txt"
     requirements.write_text(
@@ -147,7 +133,7 @@ def fetch_sdist(work_dir: Path) -> Path:
     )
     if not archive.is_file():
         raise BuildError(f"pip did not produce {archive}")
-    digest = _sha256_file(archive)
+    digest = sha256_file(archive)
     if digest != QUICKJS_NG_SDIST_SHA256:
         raise BuildError(
             f"{archive.name}: sha256 {digest} != pinned {QUICKJS_NG_SDIST_SHA256}"
@@ -161,7 +147,7 @@ def unpack_engine(archive: Path, dest: Path) -> Path:
     Members are matched by exact path and written under their base name, so links, device
     files, absolute paths and ``..`` in the archive are never followed or created.
     """
-    if _sha256_file(archive) != QUICKJS_NG_SDIST_SHA256:
+    if sha256_file(archive) != QUICKJS_NG_SDIST_SHA256:
         raise BuildError(f"{archive}: checksum mismatch")
     dest.mkdir(parents=True, exist_ok=True)
     prefix = f"quickjs_ng-{QUICKJS_NG_VERSION}/upstream-quickjs/"
@@ -213,30 +199,6 @@ _SEC_MEMORY, _SEC_GLOBAL, _SEC_EXPORT, _SEC_START = 5, 6, 7, 8
 _SEC_DATA, _SEC_DATACOUNT = 11, 12
 
 
-def _read_uleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return result, pos
-
-
-def _read_sleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result, pos
-
-
 def _uleb(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -272,7 +234,7 @@ def _sections(module: bytes) -> list[tuple[int, bytes]]:
     pos = 8
     while pos < len(module):
         sid = module[pos]
-        size, pos = _read_uleb(module, pos + 1)
+        size, pos = read_uleb(module, pos + 1)
         out.append((sid, module[pos : pos + size]))
         pos += size
     return out
@@ -280,12 +242,12 @@ def _sections(module: bytes) -> list[tuple[int, bytes]]:
 
 def _stack_top(global_section: bytes) -> int:
     """Initial value of global 0, which wasm-ld makes ``__stack_pointer`` (mutable i32)."""
-    count, pos = _read_uleb(global_section, 0)
+    count, pos = read_uleb(global_section, 0)
     if count < 1 or global_section[pos] != 0x7F or global_section[pos + 1] != 1:
         raise BuildError("global 0 is not a mutable i32 (__stack_pointer)")
     if global_section[pos + 2] != 0x41:
         raise BuildError("__stack_pointer is not initialised by i32.const")
-    value, _ = _read_sleb(global_section, pos + 3)
+    value, _ = read_sleb(global_section, pos + 3)
     return value
 
 
@@ -325,22 +287,22 @@ def rewrite_snapshot(reactor: bytes, memory: bytes) -> bytes:
     out = bytearray(reactor[:8])
     for sid, body in sections:
         if sid == _SEC_MEMORY:
-            count, pos = _read_uleb(body, 0)
+            count, pos = read_uleb(body, 0)
             flags = body[pos]
             if count != 1 or flags not in (0, 1):
                 raise BuildError("expected one 32-bit memory")
-            _, rest = _read_uleb(body, pos + 1)
+            _, rest = read_uleb(body, pos + 1)
             body = _uleb(1) + bytes([flags]) + _uleb(len(memory) // _WASM_PAGE) + body[rest:]
         elif sid == _SEC_EXPORT:
-            count, pos = _read_uleb(body, 0)
+            count, pos = read_uleb(body, 0)
             entries: list[bytes] = []
             seen: set[str] = set()
             for _ in range(count):
-                length, pos = _read_uleb(body, pos)
+                length, pos = read_uleb(body, pos)
                 name = body[pos : pos + length].decode()
                 pos += length
                 kind = body[pos]
-                index, pos = _read_uleb(body, pos + 1)
+                index, pos = read_uleb(body, pos + 1)
                 if name in ("_initialize", "warden_init"):
                     continue
                 if name == "warden_start":
@@ -355,16 +317,16 @@ def rewrite_snapshot(reactor: bytes, memory: bytes) -> bytes:
         elif sid == _SEC_DATACOUNT:
             body = _uleb(len(segments))
         elif sid == _SEC_DATA:
-            count, pos = _read_uleb(body, 0)
+            count, pos = read_uleb(body, 0)
             for _ in range(count):  # only active segments of memory 0 can be replaced safely
                 if body[pos] != 0:
                     raise BuildError("reactor has passive or indexed data segments")
                 if body[pos + 1] != 0x41:
                     raise BuildError("data segment offset is not i32.const")
-                _, pos = _read_sleb(body, pos + 2)
+                _, pos = read_sleb(body, pos + 2)
                 if body[pos] != 0x0B:
                     raise BuildError("data segment offset expression too long")
-                size, pos = _read_uleb(body, pos + 1)
+                size, pos = read_uleb(body, pos + 1)
                 pos += size
             body = _uleb(len(segments)) + b"".join(
                 b"\x00\x41" + _sleb(offset - (1 << 32) if offset >= 1 << 31 else offset)
@@ -480,8 +442,7 @@ def ensure_built(cache_dir: Path) -> Path:
     out = cache_dir / f"qjs-{build_fingerprint()[:16]}.wasm"
     if out.is_file():
         return out
-    with (cache_dir / ".build.lock").open("a") as lock:  # one builder per cache dir
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(cache_dir / ".build.lock"):  # one builder per cache dir
         if not out.is_file():
             build_quickjs(out, cache_dir / "work")
             for old in cache_dir.glob("qjs-*.wasm"):  # builds of earlier sources

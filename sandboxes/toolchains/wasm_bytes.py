@@ -1,0 +1,41 @@
+"""Small byte-level helpers the toolchain builders share: LEB128 as the wasm binary format
+encodes integers, and hashing a (possibly large) file without reading it whole."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def read_uleb(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 at ``pos``: (value, position after it)."""
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return result, pos
+
+
+def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
+    """A signed LEB128 at ``pos``: (value, position after it)."""
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            if byte & 0x40:
+                result -= 1 << shift
+            return result, pos
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
