@@ -31,7 +31,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from workers.processes import stop_gracefully  # noqa: E402
 from workers.redis_server import EmbeddedRedis, free_port  # noqa: E402
 
 HELLO = ROOT / "tests" / "fixtures" / "hello.wasm"
@@ -140,22 +140,9 @@ class BenchCluster:
         return [proc_rss_kib(p.pid) for p in self.workers]
 
     def stop(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self.api is not None and self.api.poll() is None:
-            self.api.terminate()
-            try:
-                self.api.wait(10)
-            except subprocess.TimeoutExpired:
-                self.api.kill()
-                self.api.wait()
+        stop_gracefully(self.workers, 15)
+        if self.api is not None:
+            stop_gracefully([self.api], 10)
         self.redis.stop()
         for log in self._logs:
             log.close()  # type: ignore[attr-defined]

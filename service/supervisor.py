@@ -7,7 +7,6 @@ finish their current job), then the API, then the embedded Redis.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandboxes.settings import Settings
-from workers.processes import child_setup
+from workers.processes import child_setup, stop_gracefully
 from workers.redis_server import EmbeddedRedis
 
 _MAX_BACKOFF_S = 10.0
@@ -94,17 +93,6 @@ class Supervisor:
         workers = [c for c in self.children if c.name.startswith("worker")]
         api = [c for c in self.children if c.name == "api"]
         for group in (workers, api):
-            for child in group:
-                if child.alive() and child.proc is not None:
-                    child.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + _STOP_GRACE_S
-            for child in group:
-                if child.proc is None:
-                    continue
-                try:
-                    child.proc.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait()
+            stop_gracefully([c.proc for c in group if c.proc is not None], _STOP_GRACE_S)
         if self.redis is not None:
             self.redis.stop()

@@ -12,6 +12,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
+import time
+from collections.abc import Sequence
 
 _PR_SET_PDEATHSIG = 1
 
@@ -21,3 +24,17 @@ def child_setup() -> None:
     os.setsid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+def stop_gracefully(procs: Sequence[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM every process still running, wait up to ``grace_s`` in all, then SIGKILL."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +14,7 @@ from typing import Any
 import httpx
 import redis
 
+from workers.processes import stop_gracefully
 from workers.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,22 +155,8 @@ class Cluster:
         raise RuntimeError(f"{workers} worker(s) did not become ready")
 
     def stop_workers(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_gracefully(self.workers, 15)
         self.workers.clear()
-        # RQ keeps a dead worker's registration for its TTL; clear it so readiness is exact.
-        from rq import Worker
-
-        with contextlib.suppress(redis.RedisError):
-            for w in Worker.all(connection=self.client):
-                w.register_death()
 
     def kill_api(self) -> None:
         if self.api is not None:
@@ -185,11 +170,6 @@ class Cluster:
                 proc.kill()
         self.stop_workers()
         if self.api is not None:
-            self.api.terminate()
-            try:
-                self.api.wait(10)
-            except subprocess.TimeoutExpired:
-                self.api.kill()
-                self.api.wait()
+            stop_gracefully([self.api], 10)
         self.http.close()
         self.redis.stop()
