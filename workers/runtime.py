@@ -50,6 +50,9 @@ class WorkerRuntime:
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Readiness means "taking jobs": the heartbeat starts only once the worker has its
+        # signal handlers (a SIGTERM before then kills the process with no retire).
+        self._serving = threading.Event()
         self._renewer = threading.Thread(
             target=self._renew_loop, name="warden-lease-renewer", daemon=True
         )
@@ -61,8 +64,17 @@ class WorkerRuntime:
         ):
             threading.Thread(target=target, name=f"warden-{name}", daemon=True).start()
 
+    def serve(self) -> None:
+        """Start counting this worker for readiness (it now takes jobs and stops cleanly)."""
+        self._serving.set()
+        try:
+            self.store.heartbeat(WORKER_NAME)
+        except redis.RedisError:
+            log.warning("could not send the worker heartbeat")
+
     def retire(self) -> None:
         """A clean stop: no more heartbeats, and readiness stops counting this worker now."""
+        self._serving.clear()
         self._stop.set()
         self._renewer.join(timeout=5)
         try:
@@ -107,10 +119,11 @@ class WorkerRuntime:
     def _renew_loop(self) -> None:
         """Renew running jobs' leases and this worker's own heartbeat (for /readyz)."""
         while True:
-            try:
-                self.store.heartbeat(WORKER_NAME)
-            except redis.RedisError:
-                log.warning("could not send the worker heartbeat")
+            if self._serving.is_set():
+                try:
+                    self.store.heartbeat(WORKER_NAME)
+                except redis.RedisError:
+                    log.warning("could not send the worker heartbeat")
             if self._stop.wait(self.settings.lease_s / 3):
                 return
             with self._lock:

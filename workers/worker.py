@@ -85,6 +85,7 @@ class WardenWorker(SimpleWorker):
             t.start()
         last_heartbeat = time.monotonic()
         try:
+            self.rt.serve()
             while not self._stop_requested and any(t.is_alive() for t in threads):
                 try:
                     time.sleep(_HOUSEKEEPING_S)
