@@ -3,7 +3,8 @@
 Key: sha256 over (language id, toolchain version, allowed flags, source). It reuses the
 artifact cache's machinery (bounded memory LRU, bounded disk, checksummed files, one
 compile per key even when requests race). Compile *errors* are cached too: they are as
-deterministic as successes. Timeouts are not (they depend on load).
+deterministic as successes. Timeouts and transient failures (the jail could not start, the
+compiler was killed by a signal) are not: they depend on the machine, not the source.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class CompileCache:
 
         def build() -> bytes:
             outcome = compile_()
-            if outcome.timed_out:
+            if outcome.timed_out or outcome.transient:
                 raise _NotCacheableError(outcome)
             compiled.append(outcome)
             return _encode(outcome)

@@ -22,11 +22,14 @@ from sandboxes.languages import APP_DIR, LANGUAGES, Language, Toolchain
 from sandboxes.sandbox import Prepared, Sandbox
 from sandboxes.schema import LIMIT_BOUNDS, Grants, Limits, RunResult, RunStatus
 from sandboxes.toolchains import python_wasm
+from sandboxes.toolchains import rust as rust_toolchain
+from sandboxes.toolchains import zig as zig_toolchain
 from sandboxes.toolchains.base import CompileOutcome
 from sandboxes.toolchains.jail import JailLimits, check_jail
 from sandboxes.toolchains.python_runtime import select as select_python
 from sandboxes.toolchains.quickjs import build as quickjs_build
 from sandboxes.toolchains.rust import RustToolchain, rust_available
+from sandboxes.toolchains.wasm_bytes import recipe_hash
 from sandboxes.toolchains.zig import ZigToolchain
 
 log = logging.getLogger(__name__)
@@ -123,9 +126,10 @@ class SourceRunner:
         return self.cache.get(key, lambda: self._compile_jailed(language, source, flags))
 
     def toolchain_version(self, language: Language) -> str:
+        """The compiler's version and Warden's recipe for it (flags, link steps)."""
         if language.toolchain is Toolchain.RUSTC:
-            return self.rust.version
-        return f"zig-{self.zig.version}"
+            return f"{self.rust.version}/{recipe_hash(rust_toolchain.__file__)}"
+        return f"zig-{self.zig.version}/{recipe_hash(zig_toolchain.__file__)}"
 
     def warm(self) -> None:
         """Build or load everything a first request would otherwise wait for."""

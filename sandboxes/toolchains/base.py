@@ -22,6 +22,9 @@ class CompileOutcome:
     message: str
     timed_out: bool = False
     wall_s: float = 0.0
+    # Failed for a reason outside the source (the jail could not start, the compiler was
+    # killed, no module appeared): worth retrying, never worth caching.
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -57,10 +60,12 @@ def compile_in_jail(
             wall += result.wall_s
             if not result.ok:
                 message = describe_failure(result, limits)
-                return CompileOutcome(None, message, result.timed_out, wall)
+                transient = killed_by_signal(result) or result.output.startswith(b"bwrap: ")
+                return CompileOutcome(None, message, result.timed_out, wall, transient)
         wasm = read_output(job_dir, output_name, MAX_OUTPUT_MODULE_BYTES)
     if wasm is None:
-        return CompileOutcome(None, "the compiler produced no module", wall_s=wall)
+        return CompileOutcome(None, "the compiler produced no module", wall_s=wall,
+                              transient=True)
     return CompileOutcome(wasm, "", wall_s=wall)
 
 
@@ -70,9 +75,15 @@ def describe_failure(result: JailResult, limits: JailLimits) -> str:
         text += f"\n[compiler output cut at {limits.output_bytes} bytes; compile stopped]"
     if result.timed_out:
         text += f"\n[compile time limit of {limits.wall_s:g} s exceeded]"
-    elif result.returncode < 0:
-        text += f"\n[compiler killed by signal {-result.returncode} (memory or file size cap?)]"
+    elif killed_by_signal(result):
+        sig = -result.returncode if result.returncode < 0 else result.returncode - 128
+        text += f"\n[compiler killed by signal {sig} (memory or file size cap?)]"
     return text.strip() or f"compiler exited with status {result.returncode}"
+
+
+def killed_by_signal(result: JailResult) -> bool:
+    """bwrap reports a jailed process's death by signal N as exit status 128 + N."""
+    return result.returncode < 0 or result.returncode > 128
 
 
 @contextlib.contextmanager

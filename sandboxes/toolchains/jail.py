@@ -2,9 +2,10 @@
 
 Why a jail: a native compiler reads whatever path the source names (``#include
 "/etc/passwd"``, ``#embed``, ``.incbin``, ``include_str!``). Inside the jail the only files
-are the toolchain (read-only), the job's own directory and an empty /tmp; no network, no
-host environment, a fresh PID namespace. On top: an address-space cap, a per-file size cap,
-a wall-time cap (the whole process group is killed) and a cap on the output kept.
+are the toolchain (read-only), the job's own directory and a small empty /tmp; no network,
+no host environment, no procfs, a fresh PID namespace. On top: an address-space cap, a
+per-file size cap, a wall-time cap (the whole process group is killed) and a cap on the
+output kept.
 
 Fail closed: if ``bwrap`` is missing or cannot create namespaces, :func:`check_jail` says
 why, and callers refuse to compile rather than run a compiler unjailed.
@@ -29,6 +30,9 @@ from pathlib import Path
 
 BWRAP = "bwrap"
 JOB_GUEST_DIR = "/work"
+# The jail's /tmp is RAM (tmpfs), which RLIMIT_AS does not count: cap it (zig's private
+# caches for one compile take a few MB).
+TMP_BYTES = 256 * 1024 * 1024
 
 
 class JailUnavailableError(RuntimeError):
@@ -74,7 +78,10 @@ class Jail:
     binds: Sequence[Bind]
     env: Mapping[str, str] = field(default_factory=dict)
     symlinks: Mapping[str, str] = field(default_factory=dict)  # guest path -> target
-    proc: bool = True
+    # No procfs: /proc/self/mountinfo names the host path behind every bind, and /proc
+    # shows the host's kernel, CPUs and memory. Toolchains that find their own files via
+    # /proc/self/exe (zig, rustc) get just that, as a symlink to their binary.
+    self_exe: str | None = None
 
     def command(self, argv: Sequence[str], job_dir: Path) -> list[str]:
         cmd = [
@@ -85,9 +92,10 @@ class Jail:
             cmd += bind.args()
         for guest, target in self.symlinks.items():
             cmd += ["--symlink", target, guest]
-        cmd += ["--bind", str(job_dir), JOB_GUEST_DIR, "--tmpfs", "/tmp", "--dev", "/dev"]
-        if self.proc:
-            cmd += ["--proc", "/proc"]
+        cmd += ["--bind", str(job_dir), JOB_GUEST_DIR, "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+                "--dev", "/dev"]
+        if self.self_exe is not None:
+            cmd += ["--dir", "/proc/self", "--symlink", self.self_exe, "/proc/self/exe"]
         cmd += ["--chdir", JOB_GUEST_DIR]
         for key, value in {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **self.env}.items():
             cmd += ["--setenv", key, value]
@@ -195,7 +203,7 @@ def check_jail() -> str | None:
     if shutil.which(BWRAP) is None:
         return "bubblewrap (bwrap) is not installed; source jobs are disabled"
     with tempfile.TemporaryDirectory() as tmp:
-        jail = Jail(binds=[], proc=False)
+        jail = Jail(binds=[])
         try:
             proc = subprocess.run(
                 jail.command(["/nonexistent-probe"], Path(tmp)),

@@ -22,7 +22,7 @@ from pathlib import Path
 from sandboxes.schema import Grants
 from sandboxes.toolchains import cpython_build, python_wasm
 from sandboxes.toolchains.base import file_lock
-from sandboxes.toolchains.wasm_bytes import sha256_file
+from sandboxes.toolchains.wasm_bytes import recipe_hash, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class PythonRuntime:
 
 def built_dir(toolchain_dir: Path) -> Path:
     """Keyed on the build script's own bytes: a changed recipe means a new build."""
-    recipe = hashlib.sha256(Path(cpython_build.__file__).read_bytes()).hexdigest()[:12]
+    recipe = recipe_hash(cpython_build.__file__)
     return toolchain_dir / f"cpython-{cpython_build.CPYTHON_VERSION}-{recipe}"
 
 

@@ -66,16 +66,22 @@ class RustToolchain:
         return Jail(
             binds=_binds(),
             symlinks={"/lib": "usr/lib", "/lib64": "usr/lib64"},
+            self_exe=str(RUSTC),  # rustc finds its sysroot (rustlib) from its own path
         )
 
-    def compile(self, source: bytes, flags: Sequence[str]) -> CompileOutcome:
-        opt = [f for f in flags if f.startswith("-C") or f == "-O"] or ["-O"]
+    @staticmethod
+    def command(flags: Sequence[str]) -> list[str]:
+        """rustc's argv for the tenant's (already allow-listed) flags."""
+        # -O unless the tenant chose an opt level; other -C flags (overflow checks) add to it.
+        opt = [f for f in flags if f.startswith("-Copt-level=") or f == "-O"] or ["-O"]
+        codegen = [f for f in flags if f.startswith("-C") and not f.startswith("-Copt-level=")]
         edition = [f for f in flags if f.startswith("--edition=")] or ["--edition=2021"]
-        step = Step(
-            [str(RUSTC), "--target", "wasm32-wasi", edition[-1], "--crate-name", "main",
-             "-C", "strip=symbols", *opt, "--error-format=short", "main.rs",
-             "-o", "main.wasm"]
-        )
+        return [str(RUSTC), "--target", "wasm32-wasi", edition[-1], "--crate-name", "main",
+                "-C", "strip=symbols", opt[-1], *codegen, "--error-format=short", "main.rs",
+                "-o", "main.wasm"]
+
+    def compile(self, source: bytes, flags: Sequence[str]) -> CompileOutcome:
         return compile_in_jail(
-            self._jail, self.work_root, "main.rs", source, [step], "main.wasm", self.limits
+            self._jail, self.work_root, "main.rs", source, [Step(self.command(flags))],
+            "main.wasm", self.limits,
         )

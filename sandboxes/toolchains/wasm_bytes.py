@@ -3,6 +3,7 @@ encodes integers, and hashing a (possibly large) file without reading it whole."
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -39,3 +40,11 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def recipe_hash(module_file: str | None) -> str:
+    """A short hash of a build module's own code: its flags decide what it builds, so a
+    changed recipe must key new builds and cache entries."""
+    assert module_file is not None
+    return sha256_file(Path(module_file))[:12]

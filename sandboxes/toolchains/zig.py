@@ -100,6 +100,7 @@ class ZigToolchain:
     def jail(self) -> Jail:
         return Jail(
             binds=[Bind(ZIG_DIR, ZIG_GUEST), Bind(self.sysroot, SYSROOT_GUEST)],
+            self_exe=f"{ZIG_GUEST}/zig",  # zig finds its lib dir from its own path
             env={
                 "ZIG_GLOBAL_CACHE_DIR": "/tmp/zig-global",  # private, gone after the compile
                 "ZIG_LOCAL_CACHE_DIR": "/tmp/zig-local",
