@@ -1,7 +1,8 @@
 """The compile helper process: reads requests on stdin, writes serialized artifacts to stdout.
 
-Protocol (binary, one request at a time): request = 4-byte little-endian JSON length, JSON
-``{"kind", "stack_bytes", "size"}``, then ``size`` wasm bytes. Response = 1 status byte
+Protocol (binary): one ``R`` byte once started; then, one request at a time: request =
+4-byte little-endian JSON length, JSON ``{"kind", "stack_bytes", "size"}``, then ``size``
+wasm bytes. Response = 1 status byte
 (1 ok, 0 error), 8-byte length, then the artifact or a UTF-8 error message.
 """
 
@@ -16,6 +17,8 @@ import wasmtime
 import wasmtime.component
 
 from sandboxes.engine import EngineSpec
+
+READY = b"R"
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
@@ -38,6 +41,8 @@ def _compile(kind: str, stack_bytes: int, wasm: bytes) -> bytes:
 
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(READY)  # imports done: the parent starts a module's clock only now
+    stdout.flush()
     while True:
         try:
             (hlen,) = struct.unpack("<I", _read_exact(stdin, 4))

@@ -22,12 +22,14 @@ import sys
 import threading
 import time
 
+from sandboxes.compile_child import READY
 from sandboxes.engine import EngineSpec
 from sandboxes.errors import SandboxError
 from sandboxes.modules import ModuleBytes
 from sandboxes.schema import RunStatus
 
 _PR_SET_PDEATHSIG = 1
+_STARTUP_S = 60.0  # a cold Python + wasmtime import on a loaded machine
 
 
 class CompilerProcess:
@@ -56,6 +58,20 @@ class CompilerProcess:
             env={"PYTHONPATH": ":".join(p for p in sys.path if p)},
         )
 
+    def _start_ready(self) -> subprocess.Popen[bytes]:
+        """A fresh helper that has finished importing: its start-up (Python, wasmtime) must
+        not count against the next tenant's compile time limit."""
+        proc = self._start()
+        try:
+            ready = self._read(proc, 1, time.monotonic() + _STARTUP_S)
+        except (TimeoutError, EOFError, OSError):
+            ready = b""
+        if ready != READY:
+            self._proc = proc
+            self._kill()
+            raise SandboxError(RunStatus.INTERNAL_ERROR, "the module compiler could not start")
+        return proc
+
     def close(self) -> None:
         with self._lock:
             self._kill()
@@ -82,7 +98,7 @@ class CompilerProcess:
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._kill()
-                self._proc = self._start()
+                self._proc = self._start_ready()
             proc = self._proc
             assert proc.stdin is not None and proc.stdout is not None
             header = json.dumps(

@@ -92,6 +92,7 @@ class RunControl:
         self.deadline = self.started + wall_time_s
         self.wake = WakeFlag()
         self.reason: StopReason | None = None
+        self.exit_code: int | None = None  # what the guest passed to proc_exit
         self.stdout: CappedSink | None = None
         self.stderr: CappedSink | None = None
         self._periodic: list[tuple[float, float, Callable[[], StopReason | None]]] = []

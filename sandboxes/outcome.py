@@ -36,6 +36,10 @@ def classify(error: BaseException | None, control: RunControl) -> Outcome:
     """Status of a finished call. A stop the controller asked for wins over the trap it made."""
     if control.reason is not None:
         return Outcome(control.reason.value, message=_limit_message(control))
+    if control.exit_code is not None:  # Warden's proc_exit: the trap it made is the exit
+        exit_code = control.exit_code
+        return Outcome(RunStatus.OK if exit_code == 0 else RunStatus.NONZERO_EXIT,
+                       exit_code=exit_code)
     if error is None:
         return Outcome(RunStatus.OK, exit_code=0)
     if isinstance(error, wasmtime.ExitTrap):

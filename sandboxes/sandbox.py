@@ -25,7 +25,7 @@ from sandboxes.errors import SandboxError
 from sandboxes.modules import ModuleBytes, ModuleKind, decode_module
 from sandboxes.outcome import Outcome, classify
 from sandboxes.output import CappedSink
-from sandboxes.schema import Grants, Limits, RunResult, RunStatus
+from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
 from sandboxes.settings import Settings, get_settings
 from sandboxes.wasi_p1 import WASI_P1, bind_control, build_linker
 from sandboxes.wasmtime_ext import set_deadline_check, set_stdin_bytes
@@ -38,6 +38,19 @@ log = logging.getLogger(__name__)
 # allocators ask for big chunks (QuickJS failed a 16 MB array at 86 of 96 MiB).
 _MEMORY_SLACK_FRACTION = 4
 _SCRATCH_SCAN_S = 0.01
+
+
+# How guests react to a refused allocation: abort (unreachable), an error exit, or a bad
+# access through what they did get. A divide by zero or a stack overflow is the guest's own.
+_ALLOCATION_FAILURE_TRAPS = frozenset(
+    {TrapKind.UNREACHABLE, TrapKind.OTHER, TrapKind.MEMORY_OUT_OF_BOUNDS}
+)
+
+
+def _ends_like_failed_allocation(outcome: Outcome) -> bool:
+    return outcome.status is RunStatus.NONZERO_EXIT or (
+        outcome.status is RunStatus.TRAP and outcome.trap_kind in _ALLOCATION_FAILURE_TRAPS
+    )
 
 
 @dataclass
@@ -223,7 +236,7 @@ class Sandbox:
                 bind_control(None)
                 elapsed = time.perf_counter() - t0
         outcome = classify(error, control)
-        if outcome.status in (RunStatus.TRAP, RunStatus.NONZERO_EXIT) and (
+        if _ends_like_failed_allocation(outcome) and (
             memory_peak + limits.memory_bytes // _MEMORY_SLACK_FRACTION >= limits.memory_bytes
         ):
             outcome = Outcome(

@@ -19,6 +19,7 @@ them fails loudly.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import struct
 import threading
@@ -194,10 +195,38 @@ def define_memory_func(
             ctypes.c_int32.from_address(args or 0).value = on_error
         return 0
 
+    i32 = wasmtime.ValType.i32()
+    _define_raw(linker, module, name, callback, [i32, i32, i32, i32], [i32])
+
+
+_ARG1 = struct.Struct("<I12x")
+_trap_new = _proto("wasmtime_trap_new", _VP, ctypes.c_char_p, ctypes.c_size_t)
+
+
+def define_exit_func(
+    linker: wasmtime.Linker, module: str, name: str, fn: Callable[[int], None], message: bytes
+) -> None:
+    """Define ``module.name`` as ``(i32) -> ()`` that calls ``fn`` with the u32 argument and
+    then always traps with ``message`` (the run ends there: ``proc_exit``). ``fn`` must not
+    raise; if it does, the guest still traps."""
+
+    def callback(_env: int | None, _caller: int | None, args: int | None, _count: int) -> int:
+        with contextlib.suppress(BaseException):  # nothing may unwind through wasmtime
+            (code,) = _ARG1.unpack(ctypes.string_at(args or 0, 16))
+            fn(code)
+        return cast(int, _trap_new(message, len(message)))
+
+    _define_raw(linker, module, name, callback, [wasmtime.ValType.i32()], [])
+
+
+def _define_raw(
+    linker: wasmtime.Linker, module: str, name: str,
+    callback: Callable[[int | None, int | None, int | None, int], int],
+    params: list[wasmtime.ValType], results: list[wasmtime.ValType],
+) -> None:
     raw = _RAW_CALLBACK(callback)
     _keep_alive.append(raw)
-    i32 = wasmtime.ValType.i32()
-    ty = wasmtime.FuncType([i32, i32, i32, i32], [i32])
+    ty = wasmtime.FuncType(params, results)
     module_b, name_b = module.encode(), name.encode()
     error = ffi.wasmtime_linker_define_func_unchecked(
         linker.ptr(),

@@ -139,10 +139,23 @@ def test_one_huge_write(sandbox: Sandbox) -> None:
     assert len(result.stdout) == 1 * MiB
 
 
-def test_proc_exit_137_is_a_runtime_error(sandbox: Sandbox) -> None:
-    result = run_hostile(sandbox, W.PROC_EXIT.format(code=137))
-    assert result.status is RunStatus.TRAP
-    assert result.trap_kind is TrapKind.INVALID_EXIT_STATUS
+@pytest.mark.parametrize("code", [126, 137, 255, 4294967295])
+def test_proc_exit_137_keeps_its_code(sandbox: Sandbox, code: int) -> None:
+    """wasmtime's own proc_exit refuses codes >= 126 and loses the code; Warden's keeps it
+    (a judge reports 137 as 137), on both linkers (with and without a scratch dir)."""
+    result = run_hostile(sandbox, W.PROC_EXIT.format(code=code))
+    assert (result.status, result.exit_code, result.trap_kind) == (
+        RunStatus.NONZERO_EXIT, code, None), result.message
+    with_scratch = sandbox.run(
+        W.PROC_EXIT.format(code=code), Limits(), Grants(scratch=ScratchGrant())
+    )
+    assert (with_scratch.status, with_scratch.exit_code) == (RunStatus.NONZERO_EXIT, code)
+    assert_healthy(sandbox)
+
+
+def test_proc_exit_0_is_ok(sandbox: Sandbox) -> None:
+    result = run_hostile(sandbox, W.PROC_EXIT.format(code=0))
+    assert (result.status, result.exit_code) == (RunStatus.OK, 0)
 
 
 def test_proc_exit_3(sandbox: Sandbox) -> None:
