@@ -50,24 +50,27 @@ class ArtifactCache(Generic[T]):
                 return self._memory[key]
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
-            with self._lock:
-                if key in self._memory:
-                    self.hits += 1
-                    return self._memory[key]
-            value = self._from_disk(key, load)
-            if value is None:
-                self.misses += 1
-                blob = compile_()
-                value = load(blob)
-                self._to_disk(key, blob)
-            else:
-                self.disk_hits += 1
-            with self._lock:
-                self._memory[key] = value
-                while len(self._memory) > self._max_entries:
-                    self._memory.popitem(last=False)
-                self._key_locks.pop(key, None)
-            return value
+            try:
+                with self._lock:
+                    if key in self._memory:
+                        self.hits += 1
+                        return self._memory[key]
+                value = self._from_disk(key, load)
+                if value is None:
+                    self.misses += 1
+                    blob = compile_()
+                    value = load(blob)
+                    self._to_disk(key, blob)
+                else:
+                    self.disk_hits += 1
+                with self._lock:
+                    self._memory[key] = value
+                    while len(self._memory) > self._max_entries:
+                        self._memory.popitem(last=False)
+                return value
+            finally:  # also when compiling failed: one lock per key in flight, no more
+                with self._lock:
+                    self._key_locks.pop(key, None)
 
     def _path(self, key: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{key}.cwasm"
@@ -105,7 +108,11 @@ class ArtifactCache(Generic[T]):
 
     def _evict_disk(self) -> None:
         assert self._dir is not None
-        files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self._dir.glob("*.cwasm")]
+        files = []
+        for p in self._dir.glob("*.cwasm"):
+            with contextlib.suppress(OSError):  # another process may evict it meanwhile
+                st = p.stat()
+                files.append((st.st_mtime, st.st_size, p))
         total = sum(size for _, size, _ in files)
         for _, size, p in sorted(files):
             if total <= self._max_disk_bytes:

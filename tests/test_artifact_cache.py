@@ -71,3 +71,35 @@ def test_cache_key_includes_engine_config(tmp_path: Path) -> None:
     sandbox.run(W.HELLO, Limits(stack_bytes="2MiB"))
     keys = {p.name.rsplit("-", 1)[1] for p in sandbox.settings.cache_dir.glob("*.cwasm")}
     assert len(keys) == 2  # two engine fingerprints, two artifacts
+
+
+def test_memory_entries_are_bounded_lru(tmp_path: Path) -> None:
+    sb = Sandbox(Settings(data_dir=tmp_path, memory_cache_entries=2, disk_cache_bytes=0))
+    for text in ("a\n", "b\n", "a\n", "c\n"):  # a is used again before c evicts b
+        assert sb.run(W.hello(text)).stdout == text.encode()
+    assert (sb.cache.misses, sb.cache.hits) == (3, 1)
+    sb.run(W.hello("a\n"))
+    assert sb.cache.hits == 2  # a survived
+    sb.run(W.hello("b\n"))
+    assert sb.cache.misses == 4  # b was evicted (and nothing on disk: disk cache off)
+    assert not list(sb.settings.cache_dir.glob("*.cwasm"))
+
+
+def test_disk_cache_is_bounded(tmp_path: Path) -> None:
+    probe = make(tmp_path / "probe")
+    probe.run(W.hello("size\n"))
+    one = next(probe.settings.cache_dir.glob("*.cwasm")).stat().st_size
+    sb = Sandbox(Settings(data_dir=tmp_path / "bounded", disk_cache_bytes=int(one * 2.5)))
+    for i in range(6):
+        assert sb.run(W.hello(f"{i}xxx\n")).status is RunStatus.OK
+    files = list(sb.settings.cache_dir.glob("*.cwasm"))
+    assert 1 <= len(files) <= 2
+    assert sum(f.stat().st_size for f in files) <= one * 2.5
+
+
+def test_a_failed_compile_leaves_no_lock_behind(tmp_path: Path) -> None:
+    sb = make(tmp_path)
+    for _ in range(3):
+        assert sb.run(W.WAT_SYNTAX_ERROR).status is RunStatus.INVALID_MODULE
+        assert sb.run(b"\0asm\x01\0\0\0\x01\xff").status is RunStatus.INVALID_MODULE
+    assert not sb.cache._key_locks

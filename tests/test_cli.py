@@ -60,3 +60,47 @@ def test_limit_exit_code_and_bad_options(tmp_path: Path) -> None:
     proc = warden("run", str(module), "--env", "novalue", data_dir=tmp_path)
     assert proc.returncode == 125 and b"NAME=VALUE" in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+READ_FILE = """(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "input.txt")
+  (func (export "_start")
+    (drop (call $open (i32.const 3) (i32.const 0) (i32.const 16) (i32.const 9) (i32.const 0)
+                      (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 32)))
+    (i32.store (i32.const 40) (i32.const 1024)) (i32.store (i32.const 44) (i32.const 512))
+    (drop (call $read (i32.load (i32.const 32)) (i32.const 40) (i32.const 1) (i32.const 48)))
+    (i32.store (i32.const 44) (i32.load (i32.const 48)))
+    (drop (call $write (i32.const 1) (i32.const 40) (i32.const 1) (i32.const 52)))))"""
+
+
+def test_run_with_a_granted_file(tmp_path: Path) -> None:
+    module = tmp_path / "cat.wat"
+    module.write_text(READ_FILE)
+    data = tmp_path / "data.txt"
+    data.write_bytes(b"granted file contents\n")
+    proc = warden("run", str(module), "--file", f"input.txt={data}", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"granted file contents\n"
+    # Without the grant the file does not exist for the guest: nothing is printed.
+    proc = warden("run", str(module), data_dir=tmp_path)
+    assert proc.stdout == b""
+    proc = warden("run", str(module), "--file", f"../x={data}", data_dir=tmp_path)
+    assert proc.returncode == 125 and b"relative path" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_languages_lists_the_registry(tmp_path: Path) -> None:
+    from sandboxes.languages import LANGUAGES
+
+    proc = warden("languages", "--json", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(proc.stdout)
+    assert [lang["id"] for lang in listed] == list(LANGUAGES)
+    assert {lang["id"]: lang["judge0_id"] for lang in listed}["rust"] == 73
+    human = warden("languages", data_dir=tmp_path)
+    assert human.returncode == 0 and b"Rust" in human.stdout and b"1.63" in human.stdout

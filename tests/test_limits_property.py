@@ -83,3 +83,52 @@ def test_random_limits_are_never_exceeded(
             RunStatus.FUEL_EXHAUSTED, RunStatus.WALL_TIMEOUT, RunStatus.MEMORY_LIMIT,
             RunStatus.TRAP,
         )
+
+
+# Writes `chunks` x 1000 bytes to stderr, then grows its table by `rows` one at a time.
+GREEDY_STDERR_TABLE = """(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (table $t 1 funcref)
+  (func (export "_start") (local $i i32)
+    (i32.store (i32.const 0) (i32.const 32)) (i32.store (i32.const 4) (i32.const 8))
+    (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (i32.store (i32.const 16) (i32.const 1024)) (i32.store (i32.const 20) (i32.const 1000))
+    (local.set $i (i32.load (i32.const 32)))
+    (block $done (loop $out
+      (br_if $done (i32.eqz (local.get $i)))
+      (drop (call $write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 24)))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br $out)))
+    (local.set $i (i32.load (i32.const 36)))
+    (block $done (loop $grow
+      (br_if $done (i32.eqz (local.get $i)))
+      (if (i32.eq (table.grow $t (ref.null func) (i32.const 1)) (i32.const -1))
+        (then unreachable))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br $grow)))))"""
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    chunks=st.integers(0, 300),
+    rows=st.integers(0, 3000),
+    stderr_bytes=st.integers(0, 200_000),
+    table_elements=st.integers(1, 2000),
+)
+def test_random_stderr_and_table_limits_are_never_exceeded(
+    sandbox: Sandbox, chunks: int, rows: int, stderr_bytes: int, table_elements: int
+) -> None:
+    limits = Limits(stderr_bytes=stderr_bytes, table_elements=table_elements)
+    result = sandbox.run(GREEDY_STDERR_TABLE, limits,
+                         Grants(stdin=struct.pack("<II", chunks, rows)))
+    assert len(result.stderr) <= stderr_bytes
+    wants_output = chunks * 1000 > stderr_bytes
+    wants_table = 1 + rows > table_elements
+    if wants_output:
+        assert result.status is RunStatus.OUTPUT_LIMIT and result.stderr_truncated
+    elif wants_table:
+        assert result.status is RunStatus.TRAP, result  # table.grow refused -> unreachable
+    else:
+        assert result.status is RunStatus.OK and len(result.stderr) == chunks * 1000
