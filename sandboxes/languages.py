@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandboxes.schema import Limits
+from sandboxes.schema import MAX_COMPILER_FLAGS, Limits
 from sandboxes.settings import get_settings
 from sandboxes.toolchains.python_runtime import select as select_python
 from sandboxes.toolchains.python_wasm import OVERLAY_DIR
@@ -84,7 +84,7 @@ class Language(BaseModel):
         return Limits.model_validate({**self.default_limits, **(given or {})})
 
 
-MAX_FLAGS: Final = 16
+MAX_FLAGS: Final = MAX_COMPILER_FLAGS
 APP_DIR: Final = "app"  # where interpreted languages find the program (read-only)
 _MACRO = r"-D[A-Za-z_][A-Za-z0-9_]{0,63}(=[A-Za-z0-9_.+-]{0,64})?"
 _WARN = r"-W(all|extra|error|pedantic|shadow|conversion)|-w"

@@ -247,6 +247,10 @@ class JobState(StrEnum):
         return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
 
 
+MAX_COMPILER_FLAGS: Final = 16
+MAX_BATCH: Final = 100  # jobs per batch submission, ids per multi-get
+
+
 class JobSubmission(BaseModel):
     """What a tenant submits: exactly one of a module (base64 wasm or WAT) or source code."""
 
@@ -257,7 +261,7 @@ class JobSubmission(BaseModel):
     language: str | None = Field(default=None, description="Language id (see /v1/languages)")
     source: str | None = Field(default=None, description="Source code in `language`")
     compiler_flags: list[str] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list, max_length=MAX_COMPILER_FLAGS,
         description="Extra compiler flags, each matching the language's allow-list",
     )
     limits: Limits = Field(default_factory=Limits)
@@ -302,3 +306,24 @@ class JobRecord(BaseModel):
     worker: str | None = Field(default=None, description="host:pid of the last worker to run it")
     result: RunResult | None = None
     error: str | None = Field(default=None, description="Why a job failed outside its run")
+
+
+class JobAccepted(BaseModel):
+    """The answer to a submission that does not wait."""
+
+    id: str
+    state: JobState
+
+
+class BatchSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobSubmission] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchAccepted(BaseModel):
+    ids: list[str] = Field(description="Job ids, in the order submitted")
+
+
+class JobList(BaseModel):
+    jobs: list[JobRecord | None] = Field(description="In the order asked; null if unknown")

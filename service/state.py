@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from sandboxes.schema import JobRecord, JobSpec
+from sandboxes.schema import JobRecord
 from sandboxes.settings import Settings
-from workers.queue import JobQueue, QueueFullError
+from workers.queue import JobQueue, QueueFullError, Submission
 from workers.store import EVENTS, JobStore, job_key, record_from_fields
 
 
@@ -112,13 +112,13 @@ class AppState:
         )
         return cls(settings, client, store, queue, Waiter(client), aclient)
 
-    async def submit(self, spec: JobSpec, module: tuple[str, bytes] | None,
-                     job_id: str) -> None:
+    async def submit(self, submissions: list[Submission]) -> None:
         """``queue.submit`` in one async round trip: a script checks the queue's length and
-        runs the submission's writes (built by RQ's own enqueue code) atomically."""
+        runs the submissions' writes (built by RQ's own enqueue code) atomically, so a batch
+        is queued whole or not at all."""
         assert self.aclient is not None
         script = self.queue.guarded_enqueue_script
-        args = self.queue.guarded_enqueue_args(spec, module, job_id)
+        args = self.queue.guarded_enqueue_args(submissions)
         if self._enqueue_sha is None:
             self._enqueue_sha = await self.aclient.script_load(script)
         try:

@@ -8,20 +8,20 @@ from typing import Any, Final
 import redis
 from rq import Queue
 
-from sandboxes.schema import JobSpec
-from workers.store import JobStore, job_key, new_job_id
+from sandboxes.schema import LIMIT_BOUNDS, JobSpec
+from workers.store import JobStore, flatten, job_key, new_job_id
 
 TASK: Final = "workers.tasks.execute"
 # RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
 BACKSTOP_MARGIN_S: Final = 60
 
 
-# KEYS[1]=RQ queue ARGV: max_length, then each command as (argc, command, args...).
+# KEYS[1]=RQ queue ARGV: max_length, jobs, then each command as (argc, command, args...).
 # The queue-length check and the submission's writes in one atomic step (one round trip,
-# and no check-then-enqueue race between API processes).
+# and no check-then-enqueue race between API processes): a batch is queued whole or not.
 _GUARDED_ENQUEUE = """
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-local i = 2
+if redis.call('LLEN', KEYS[1]) + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end
+local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -29,6 +29,8 @@ while i <= #ARGV do
 end
 return 1
 """
+
+Submission = tuple[JobSpec, tuple[str, bytes] | None, str]  # spec, module, job id
 
 
 class QueueFullError(Exception):
@@ -51,32 +53,26 @@ class JobQueue:
     def submit(self, spec: JobSpec, module: tuple[str, bytes] | None = None,
                job_id: str | None = None) -> str:
         """Create the record and enqueue it; QueueFullError when the queue is at its cap."""
-        if self.rq.count >= self.max_length:
-            raise QueueFullError
         job_id = job_id or new_job_id()
-        self._pipeline(spec, module, job_id).execute()
+        args = self.guarded_enqueue_args([(spec, module, job_id)])
+        if not self.client.eval(_GUARDED_ENQUEUE, *args):
+            raise QueueFullError
         return job_id
 
     def commands(self, spec: JobSpec, module: tuple[str, bytes] | None,
                  job_id: str) -> list[tuple[Any, ...]]:
         """The commands of one submission's MULTI (written by RQ's own enqueue code), for
         a client that sends them itself (the API's asyncio Redis)."""
-        pipe = self._pipeline(spec, module, job_id)
-        try:
-            return [args for args, _ in pipe.command_stack]
-        finally:
-            pipe.reset()
+        return _stack(self._pipeline(spec, module, job_id))
 
     guarded_enqueue_script: Final = _GUARDED_ENQUEUE
 
-    def guarded_enqueue_args(self, spec: JobSpec, module: tuple[str, bytes] | None,
-                             job_id: str) -> list[Any]:
-        """``EVAL`` arguments after the script: the submission's commands, run only if the
-        queue is below its cap (the script returns 0 when it is full)."""
-        args: list[Any] = [1, self.rq.key, self.max_length]
-        for command in self.commands(spec, module, job_id):
-            args.append(len(command))
-            args.extend(command)
+    def guarded_enqueue_args(self, submissions: list[Submission]) -> list[Any]:
+        """``EVAL`` arguments after the script: the submissions' commands, run only if they
+        all fit below the queue's cap (the script returns 0 when they do not)."""
+        args: list[Any] = [1, self.rq.key, self.max_length, len(submissions)]
+        for spec, module, job_id in submissions:
+            args.extend(flatten(self.commands(spec, module, job_id)))
         return args
 
     def _pipeline(self, spec: JobSpec, module: tuple[str, bytes] | None,
@@ -93,13 +89,17 @@ class JobQueue:
         """Where a worker's BLMOVE puts a job between taking and starting it (RQ's name)."""
         return f"{self.rq.key}:intermediate"
 
-    def requeue(self, job_id: str) -> None:
+    def requeue_commands(self, job_id: str) -> list[tuple[Any, ...]]:
+        """What puts a job whose worker died back on the queue, under a fresh RQ id (so it
+        never collides with the dead run's RQ keys); the reaper runs these inside its own
+        script, so a job is never left queued in its record but absent from the queue."""
         spec = self.store.spec(job_id)
+        wall_time_s = spec.limits.wall_time_s if spec else LIMIT_BOUNDS["wall_time_s"].maximum
         rq_id = f"{job_id}-{uuid.uuid4().hex[:12]}"
         pipe = self.client.pipeline(transaction=True)
-        self._enqueue(job_id, rq_id, spec.limits.wall_time_s if spec else 60.0, pipe)
+        self._enqueue(job_id, rq_id, wall_time_s, pipe)
         pipe.hset(job_key(job_id), "rq_id", rq_id)  # a cancel while queued removes this entry
-        pipe.execute()
+        return _stack(pipe)
 
     def _enqueue(self, job_id: str, rq_id: str, wall_time_s: float,
                  pipe: redis.client.Pipeline | None) -> None:
@@ -112,3 +112,10 @@ class JobQueue:
             job_id=rq_id,
             pipeline=pipe,
         )
+
+
+def _stack(pipe: redis.client.Pipeline) -> list[tuple[Any, ...]]:
+    try:
+        return [args for args, _ in pipe.command_stack]
+    finally:
+        pipe.reset()

@@ -130,7 +130,8 @@ class WorkerRuntime:
                 running = list(self._running.items())
             for job_id, job in running:
                 try:
-                    self.store.renew(job_id, job.token)
+                    if self.store.renew(job_id, job.token) == 2:
+                        job.cancel.cancel()  # a cancel whose pub/sub message was missed
                 except redis.RedisError:
                     log.warning("could not renew lease of %s", job_id)
 
@@ -156,10 +157,10 @@ class WorkerRuntime:
         while not self._stop.wait(period):
             try:
                 for job_id in self.store.expired_leases():
-                    outcome = self.store.reap(job_id, self.settings.max_attempts)
+                    outcome = self.store.reap(job_id, self.settings.max_attempts,
+                                              self.queue.requeue_commands(job_id))
                     if outcome == "requeue":
                         log.warning("job %s: its worker died; running it again", job_id)
-                        self.queue.requeue(job_id)
                 taken_since = self._unstick(taken_since)
             except redis.RedisError:
                 log.warning("reaper could not reach Redis")

@@ -33,6 +33,15 @@ MODULE_TTL_S: Final = 7 * 86_400
 WORKER_NAME: Final = f"{socket.gethostname()}:{os.getpid()}"
 
 
+def flatten(commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Commands as the Lua scripts here replay them: (argc, command, args...) each."""
+    flat: list[Any] = []
+    for command in commands:
+        flat.append(len(command))
+        flat.extend(command)
+    return flat
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -89,7 +98,8 @@ end
 return state or 'missing'
 """
 
-# KEYS[1]=job ARGV: now, max_attempts, ttl, job_id, cancelled result
+# KEYS[1]=job ARGV: now, max_attempts, ttl, job_id, cancelled result, then the commands
+# that queue it again (argc, command, args...), run only when it is re-run
 _REAP = """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
@@ -101,6 +111,12 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
              'result', ARGV[5])
 elseif attempts < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'lease', '')
+  local i = 6
+  while i <= #ARGV do  -- the RQ enqueue, in the same step
+    local n = tonumber(ARGV[i])
+    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
   return 'requeue'
 else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'lease', '',
@@ -122,10 +138,12 @@ redis.call('LPUSH', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS[1]=job ARGV: token, expiry, job_id
+# KEYS[1]=job ARGV: token, expiry, job_id. 2: renewed, and a cancel was asked for (the
+# worker missed the pub/sub message, e.g. while reconnecting): stop the job now.
 _RENEW = """
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[3])
+if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 2 end
 return 1
 """
 
@@ -213,9 +231,10 @@ class JobStore:
         )
         return token if outcome == b"ok" else None
 
-    def renew(self, job_id: str, token: str) -> bool:
+    def renew(self, job_id: str, token: str) -> int:
+        """0: the lease is lost; 1: renewed; 2: renewed, and the job is to be cancelled."""
         expiry = time.time() + self.lease_s
-        return bool(self._renew(keys=[job_key(job_id), LEASES], args=[token, expiry, job_id]))
+        return int(self._renew(keys=[job_key(job_id), LEASES], args=[token, expiry, job_id]))
 
     def finish(
         self, job_id: str, token: str, state: JobState, result: RunResult | None,
@@ -245,14 +264,16 @@ class JobStore:
         members: list[bytes] = self.r.zrangebyscore(LEASES, "-inf", time.time())  # type: ignore[assignment]
         return [m.decode() for m in members]
 
-    def reap(self, job_id: str, max_attempts: int) -> str:
+    def reap(self, job_id: str, max_attempts: int,
+             requeue: list[tuple[Any, ...]] | None = None) -> str:
         """For an expired lease: 'requeue', 'ended' (failed/cancelled), or 'alive'/'gone'."""
         cancelled = RunResult(
             status=RunStatus.CANCELLED, message="cancelled; its worker stopped while it ran"
         )
         outcome = self._reap(
             keys=[job_key(job_id), LEASES, EVENTS],
-            args=[time.time(), max_attempts, self.job_ttl_s, job_id, cancelled.model_dump_json()],
+            args=[time.time(), max_attempts, self.job_ttl_s, job_id, cancelled.model_dump_json(),
+                  *flatten(requeue or [])],
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
 

@@ -8,10 +8,19 @@ import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
-from sandboxes.schema import JobRecord, JobSubmission
+from sandboxes.schema import (
+    MAX_BATCH,
+    BatchAccepted,
+    BatchSubmission,
+    JobAccepted,
+    JobList,
+    JobRecord,
+    JobState,
+    JobSubmission,
+)
 from service.deps import StateDep
 from service.problems import Problem
 from service.state import AppState
@@ -20,9 +29,6 @@ from workers.queue import QueueFullError
 from workers.store import new_job_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
-MAX_BATCH = 100
-
 
 def _wait_flag(value: object) -> object:
     """``?wait=true`` waits as long as allowed, ``?wait=false`` does not wait."""
@@ -59,24 +65,6 @@ async def _json_body(request: Request) -> None:  # async: no threadpool hop per 
 JsonBody = Depends(_json_body)
 
 
-class JobAccepted(BaseModel):
-    id: str
-    state: str
-
-
-class BatchSubmission(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    jobs: list[JobSubmission] = Field(min_length=1, max_length=MAX_BATCH)
-
-
-class BatchAccepted(BaseModel):
-    ids: list[str]
-
-
-class JobList(BaseModel):
-    jobs: list[JobRecord | None]
-
-
 def _not_found(job_id: str) -> Problem:
     return Problem(404, "job-not-found", "No such job", f"job {job_id!r} does not exist")
 
@@ -105,7 +93,7 @@ async def _submit(state: AppState, sub: JobSubmission, job_id: str) -> None:
     else:
         spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
     try:
-        await state.submit(spec, module, job_id)
+        await state.submit([(spec, module, job_id)])
     except QueueFullError:
         raise _queue_full() from None
 
@@ -160,7 +148,7 @@ async def submit_job(
         raise
     if fut is None:
         response.headers["Location"] = f"/v1/jobs/{job_id}"
-        return JobAccepted(id=job_id, state="queued")
+        return JobAccepted(id=job_id, state=JobState.QUEUED)
     record = await _wait_for(state, job_id, wait, fut)
     # Already a validated model: serialize it once, without FastAPI's response_model pass.
     return Response(record.model_dump_json(), media_type="application/json")
@@ -168,19 +156,15 @@ async def submit_job(
 
 @router.post("/batch", status_code=202, dependencies=[JsonBody])
 async def submit_batch(batch: BatchSubmission, state: StateDep) -> BatchAccepted:
-    """Queue up to 100 jobs; all are validated, and must fit in the queue, before any is
-    queued."""
-
-    def submit_all() -> list[str]:
-        prepared = [to_spec(sub) for sub in batch.jobs]
-        if state.queue.rq.count + len(prepared) > state.queue.max_length:
-            raise QueueFullError
-        return [state.queue.submit(spec, module) for spec, module in prepared]
-
+    """Queue up to 100 jobs: all are validated, and must fit in the queue, before any is
+    queued (one atomic step: never some queued and the rest refused)."""
+    prepared = await run_in_threadpool(lambda: [to_spec(sub) for sub in batch.jobs])
+    submissions = [(spec, module, new_job_id()) for spec, module in prepared]
     try:
-        return BatchAccepted(ids=await run_in_threadpool(submit_all))
+        await state.submit(submissions)
     except QueueFullError:
         raise _queue_full() from None
+    return BatchAccepted(ids=[job_id for _, _, job_id in submissions])
 
 
 @router.get("")
