@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from sandboxes.cli import EXIT_INVALID, app, language_of
+from sandboxes.cli import (
+    EXIT_INVALID,
+    EXIT_LIMIT,
+    _exit_code,
+    _fail,
+    _read,
+    _summary,
+    _validation_text,
+    app,
+    language_of,
+)
+from sandboxes.schema import JobRecord, JobState
 from sandboxes.settings import Settings, get_settings
 
 __all__ = ["app"]
@@ -18,7 +31,10 @@ __all__ = ["app"]
 def _settings(**overrides: object) -> Settings:
     base = get_settings().model_dump()
     base.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings.model_validate(base)
+    try:
+        return Settings.model_validate(base)
+    except ValidationError as exc:  # e.g. --workers 0: one line, not a traceback
+        raise _fail(_validation_text(exc)) from None
 
 
 @app.command()
@@ -34,13 +50,18 @@ def up(
     settings = _settings(host=host, port=port, workers=workers, data_dir=data_dir)
     sup = Supervisor(settings)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    host_part = f"[{settings.host}]" if ":" in settings.host else settings.host
     try:
         redis_url = sup.start()
-        typer.echo(f"warden: API on http://{settings.host}:{settings.port} "
-                   f"(docs: /docs), {settings.workers} worker(s), Redis {redis_url}")
+        typer.echo(f"warden: API on http://{host_part}:{settings.port} "
+                   f"(docs: /docs), {settings.workers} worker(s), Redis {redis_url}, "
+                   f"data in {sup.settings.data_dir}")
         sup.watch()
     except KeyboardInterrupt:
         typer.echo("warden: stopping…", err=True)
+    except RuntimeError as err:  # the embedded Redis could not start
+        typer.echo(f"warden: {err}", err=True)
+        raise typer.Exit(1) from None
     finally:
         sup.stop()
 
@@ -79,22 +100,36 @@ def submit(
         str | None, typer.Option(help="Source language id (default: from the file suffix)")
     ] = None,
     stdin: Annotated[Path | None, typer.Option(help="File to use as stdin")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the result")] = True,
-    json: Annotated[bool, typer.Option("--json", help="Print the record as JSON")] = False,
-    url: Annotated[str, typer.Option(help="API base URL")] = "http://127.0.0.1:8000",
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Wait for the result (--no-wait: print the job id)"
+    )] = True,
+    json: Annotated[bool, typer.Option("--json", help="Print the job record as JSON")] = False,
+    url: Annotated[str | None, typer.Option(
+        help="API base URL (default: http://WARDEN_HOST:WARDEN_PORT)"
+    )] = None,
 ) -> None:
-    """Submit a job to a running Warden and print its result."""
+    """Submit a job to a running Warden and print its result.
+
+    Exit code, as `warden run`: the guest's own for ok and nonzero_exit.
+
+    124: a limit, a trap or a cancel ended the job.
+
+    125: the API refused the job (its problem is printed) or cannot be reached.
+
+    125 too: the source did not compile (the compiler's messages are printed).
+    """
     import base64
 
-    from sandboxes.schema import Grants, JobRecord, JobSubmission
-    from service.client import WardenClient, WardenError
+    import httpx
 
+    from sandboxes.schema import Grants, JobSubmission
+    from service.client import WardenClient, WardenError, api_url
+
+    data = _read(file, "file")
     try:
-        data = file.read_bytes()
-        grants = Grants(stdin=stdin.read_bytes() if stdin else b"")
-    except OSError as exc:
-        typer.echo(f"warden: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        grants = Grants(stdin=_read(stdin, "stdin") if stdin else b"")
+    except ValidationError as exc:
+        raise _fail(_validation_text(exc)) from None
     lang = lang or language_of(file)
     if lang:
         sub = JobSubmission(language=lang, source=data.decode(errors="replace"), grants=grants)
@@ -102,30 +137,53 @@ def submit(
         sub = JobSubmission(wasm_base64=base64.b64encode(data).decode(), grants=grants)
     else:
         sub = JobSubmission(wat=data.decode(errors="replace"), grants=grants)
+    url = url or api_url(get_settings())
     try:
         with WardenClient(url) as client:
-            outcome = client.submit(sub, wait_s=60 if wait else 0)
+            if not wait:
+                job_id = client.submit(sub)
+                if json:
+                    sys.stdout.write(client.get(job_id).model_dump_json(indent=2) + "\n")
+                else:
+                    typer.echo(job_id)
+                return
+            record = client.submit_and_wait(sub, wait_s=math.inf)
+            try:
+                if not record.state.terminal:  # the server's longest wait ran out
+                    record = client.wait(record.id)
+            except KeyboardInterrupt:
+                typer.echo(f"warden: stopped waiting; job {record.id} is still "
+                           f"{record.state.value} (GET {url}/v1/jobs/{record.id})", err=True)
+                raise typer.Exit(130) from None
     except WardenError as err:
-        typer.echo(f"warden: {err}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except Exception as exc:  # connection refused and the like
-        typer.echo(f"warden: cannot reach {url}: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    if not isinstance(outcome, JobRecord):
-        typer.echo(outcome)
-        return
+        problem = err.title + (f": {err.detail}" if err.detail else "")
+        raise _fail(f"the API refused the job ({err.status} {err.kind}): {problem}") from None
+    except httpx.TransportError as exc:
+        raise _fail(f"cannot reach the Warden API at {url} ({exc or type(exc).__name__}); "
+                    "is `warden up` running?") from None
     if json:
-        sys.stdout.write(outcome.model_dump_json(indent=2) + "\n")
-    elif outcome.result is not None:
-        sys.stdout.buffer.write(outcome.result.stdout)
-        sys.stderr.buffer.write(outcome.result.stderr)
-        if outcome.result.compile_output:
-            typer.echo(outcome.result.compile_output, err=True)
-        typer.echo(f"[warden] job {outcome.id} {outcome.state.value}: "
-                   f"{outcome.result.status.value}", err=True)
+        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
+    elif record.result is not None:
+        sys.stdout.buffer.write(record.result.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(record.result.stderr)
+        sys.stderr.flush()
+        if record.result.compile_output:
+            typer.echo(record.result.compile_output.rstrip("\n"), err=True)
+        typer.echo(f"[warden] job {record.id} {record.state.value}: "
+                   + _summary(record.result).removeprefix("[warden] "), err=True)
     else:
-        typer.echo(f"[warden] job {outcome.id} {outcome.state.value} {outcome.error or ''}",
-                   err=True)
+        typer.echo(f"[warden] job {record.id} {record.state.value}: "
+                   f"{record.error or 'no result'}", err=True)
+    raise typer.Exit(_record_exit_code(record))
+
+
+def _record_exit_code(record: JobRecord) -> int:
+    """`warden run`'s exit code of the job's result; a job that ended without one (failed
+    outside the sandbox, or cancelled before it ran) is 125 or 124."""
+    if record.result is not None:
+        return _exit_code(record.result)
+    return EXIT_LIMIT if record.state is JobState.CANCELLED else EXIT_INVALID
 
 
 if __name__ == "__main__":

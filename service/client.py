@@ -1,27 +1,100 @@
-"""A typed Python client for the Warden API (httpx)."""
+"""A typed Python client for the Warden API (httpx).
+
+Every route has a method returning the API's own models (``sandboxes.schema``)::
+
+    with WardenClient("http://127.0.0.1:8000") as warden:
+        record = warden.submit_and_wait(JobSubmission(wat=WAT))
+        print(record.result.stdout if record.result else record.error)
+
+An API error (any 4xx/5xx) raises :class:`WardenError` carrying the RFC 9457 problem
+(``status``, ``type``, ``title``, ``detail``); an API that cannot be reached raises httpx's
+own ``httpx.TransportError`` (``ConnectError``, ``ReadTimeout``…).
+"""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Final
 
 import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from sandboxes.schema import Grants, JobRecord, JobSubmission, Limits
+from sandboxes.languages import Language
+from sandboxes.schema import (
+    BatchAccepted,
+    Grants,
+    JobAccepted,
+    JobList,
+    JobRecord,
+    JobSubmission,
+    Limits,
+)
+from sandboxes.settings import Settings
+
+# service.problems.TYPE_BASE, not imported: the client needs no FastAPI.
+PROBLEM_TYPE_BASE: Final = "https://warden.dev/problems/"
+DEFAULT_URL: Final = "http://127.0.0.1:8000"
+
+_LANGUAGES = TypeAdapter(list[Language])
+
+
+def api_url(settings: Settings) -> str:
+    """The URL to reach the API that ``settings`` makes listen (``WARDEN_HOST``/``PORT``):
+    a wildcard listen address is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(  # noqa: S104
+        settings.host, settings.host
+    )
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 class WardenError(Exception):
-    """An API error: the problem+json body's fields."""
+    """An API error: the problem+json body's fields (RFC 9457)."""
 
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        super().__init__(f"{status} {problem.get('title')}: {problem.get('detail', '')}")
+    def __init__(self, status: int, problem: dict[str, Any],
+                 retry_after: float | None = None) -> None:
         self.status = status
         self.problem = problem
+        self.type: str = str(problem.get("type") or "about:blank")
+        self.title: str = str(problem.get("title") or f"HTTP {status}")
+        detail = problem.get("detail")
+        self.detail: str | None = None if detail is None else str(detail)
+        self.retry_after = retry_after
+        super().__init__(f"{status} {self.title}" + (f": {self.detail}" if self.detail else ""))
+
+    @property
+    def kind(self) -> str:
+        """The stable short name of the problem type, e.g. ``"job-not-found"``."""
+        return self.type.removeprefix(PROBLEM_TYPE_BASE)
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    """``/readyz``: ready when Redis answers and at least one worker is live."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ready: bool
+    workers: int = 0
+    reason: str | None = None
 
 
 class WardenClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout_s: float = 90.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url
+        self._timeout_s = timeout_s
         self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, timeout_s: float = 30.0) -> WardenClient:
+        return cls(api_url(settings), timeout_s)
 
     def close(self) -> None:
         self._http.close()
@@ -32,40 +105,123 @@ class WardenClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check(self, response: httpx.Response) -> Any:
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"title": response.text}
-            raise WardenError(response.status_code, problem)
-        return response.json()
+    # -- plumbing --------------------------------------------------------------------------
+    def _timeout(self, wait_s: float) -> float:
+        """A waiting request's timeout: the wait, plus the usual timeout for the rest."""
+        return self._timeout_s + (wait_s if math.isfinite(wait_s) else 600.0)
 
-    def submit(self, submission: JobSubmission, wait_s: float = 0) -> JobRecord | str:
-        """The job id, or with ``wait_s`` > 0 the record once it ends (or the wait runs out)."""
-        body = submission.model_dump(mode="json", exclude_none=True)
-        data = self._check(self._http.post("/v1/jobs", json=body, params={"wait": wait_s}))
-        if wait_s > 0:
-            return JobRecord.model_validate(data)
-        return str(data["id"])
+    def _request(self, method: str, path: str, *, wait_s: float = 0.0,
+                 **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, timeout=self._timeout(wait_s), **kwargs)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    @staticmethod
+    def _wait_param(wait_s: float) -> str:
+        return "true" if math.isinf(wait_s) else repr(float(wait_s))
+
+    # -- jobs ------------------------------------------------------------------------------
+    def submit(self, submission: JobSubmission) -> str:
+        """Queue a job; its id."""
+        r = self._request("POST", "/v1/jobs", json=_body(submission))
+        return JobAccepted.model_validate_json(r.content).id
+
+    def submit_and_wait(self, submission: JobSubmission, wait_s: float = 60.0) -> JobRecord:
+        """Queue a job and wait up to ``wait_s`` (capped by the server's WARDEN_MAX_WAIT_S)
+        for it to end: its record, terminal unless the wait ran out first."""
+        if wait_s <= 0:
+            raise ValueError("wait_s must be > 0 (use submit() not to wait)")
+        r = self._request("POST", "/v1/jobs", wait_s=wait_s, json=_body(submission),
+                          params={"wait": self._wait_param(wait_s)})
+        return JobRecord.model_validate_json(r.content)
+
+    def submit_batch(self, submissions: Sequence[JobSubmission]) -> list[str]:
+        """Queue up to 100 jobs at once (all validated first: one bad job queues none)."""
+        r = self._request("POST", "/v1/jobs/batch",
+                          json={"jobs": [_body(s) for s in submissions]})
+        return BatchAccepted.model_validate_json(r.content).ids
+
+    def get(self, job_id: str, wait_s: float = 0.0) -> JobRecord:
+        """A job's record; with ``wait_s`` > 0, once it ends or the wait runs out."""
+        params = {"wait": self._wait_param(wait_s)} if wait_s else None
+        r = self._request("GET", f"/v1/jobs/{job_id}", wait_s=wait_s, params=params)
+        return JobRecord.model_validate_json(r.content)
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
+        """Wait (server-side, a minute at a time) until the job ends, or ``timeout_s``
+        passes: the last record read."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            left = 60.0 if deadline is None else min(60.0, deadline - time.monotonic())
+            record = self.get(job_id, wait_s=max(left, 0.0))
+            if record.state.terminal or left <= 0:
+                return record
+
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        """Up to 100 records in the order asked; None for an unknown id."""
+        r = self._request("GET", "/v1/jobs", params={"ids": ",".join(job_ids)})
+        return JobList.model_validate_json(r.content).jobs
+
+    def cancel(self, job_id: str, wait_s: float = 5.0) -> JobRecord:
+        """Cancel a queued or running job: its record, once a running job has stopped (or
+        ``wait_s`` has passed). Cancelling a job that already ended changes nothing."""
+        r = self._request("DELETE", f"/v1/jobs/{job_id}", wait_s=wait_s,
+                          params={"wait": self._wait_param(wait_s)})
+        return JobRecord.model_validate_json(r.content)
 
     def run_module(
         self, module: bytes, limits: Limits | None = None, grants: Grants | None = None,
         wait_s: float = 60,
     ) -> JobRecord:
+        """Submit a .wasm (binary) or .wat (text) module and wait for its record."""
         if module.startswith(b"\0asm"):
             sub = JobSubmission(wasm_base64=base64.b64encode(module).decode(),
                                 limits=limits or Limits(), grants=grants or Grants())
         else:
             sub = JobSubmission(wat=module.decode(), limits=limits or Limits(),
                                 grants=grants or Grants())
-        record = self.submit(sub, wait_s)
-        assert isinstance(record, JobRecord)
-        return record
+        return self.submit_and_wait(sub, wait_s)
 
-    def get(self, job_id: str, wait_s: float = 0) -> JobRecord:
-        data = self._check(self._http.get(f"/v1/jobs/{job_id}", params={"wait": wait_s}))
-        return JobRecord.model_validate(data)
+    # -- meta ------------------------------------------------------------------------------
+    def languages(self) -> list[Language]:
+        return _LANGUAGES.validate_json(self._request("GET", "/v1/languages").content)
 
-    def cancel(self, job_id: str) -> JobRecord:
-        return JobRecord.model_validate(self._check(self._http.delete(f"/v1/jobs/{job_id}")))
+    def health(self) -> Health:
+        """``/healthz``: the API process answers."""
+        return Health.model_validate(self._request("GET", "/healthz").json())
+
+    def ready(self) -> Readiness:
+        """``/readyz``; a 503 ``not-ready`` is ``Readiness(ready=False, reason=…)``, not an
+        error (other errors still raise)."""
+        try:
+            body = self._request("GET", "/readyz").json()
+        except WardenError as err:
+            if err.status == 503 and err.kind == "not-ready":
+                return Readiness(ready=False, reason=err.title)
+            raise
+        return Readiness(ready=body.get("status") == "ready", workers=int(body["workers"]))
+
+
+def _body(submission: JobSubmission) -> dict[str, Any]:
+    """What the caller set, nothing more: unset limits stay the server's (and the
+    language's) defaults rather than being pinned to this client's copy of them."""
+    body: dict[str, Any] = submission.model_dump(mode="json", exclude_unset=True,
+                                                 exclude_none=True)
+    return body
+
+
+def _error(response: httpx.Response) -> WardenError:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):
+        problem = {"title": response.reason_phrase or f"HTTP {response.status_code}",
+                   "detail": response.text[:500] or None}
+    retry = response.headers.get("retry-after")
+    try:
+        retry_after = float(retry) if retry is not None else None
+    except ValueError:
+        retry_after = None
+    return WardenError(response.status_code, problem, retry_after)

@@ -92,6 +92,26 @@ class EmbeddedRedis:
         client.close()
         return self
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the server has exited (negative: killed by that signal)."""
+        return None if self.proc is None else self.proc.poll()
+
+    def restart(self, timeout_s: float = 30.0) -> EmbeddedRedis:
+        """Start the server again on the same port and data dir: it reloads its AOF, so
+        queued jobs and records survive (what the last fsync wrote, see the class doc).
+        Clients reconnect on their own. The default wait is longer than ``start``'s: a
+        large AOF takes a while to load (Redis answers LOADING until then)."""
+        if self.alive():
+            raise RuntimeError("redis-server is still running")
+        if self.proc is not None:
+            self.proc.wait()  # reap it
+        self.proc = None
+        return self.start(timeout_s)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
