@@ -17,7 +17,7 @@ from importlib.metadata import version
 
 import wasmtime
 
-from sandboxes.wasmtime_ext import use_pooling_allocator
+from sandboxes.wasmtime_ext import set_async_stack_size, use_pooling_allocator
 
 WASMTIME_VERSION = version("wasmtime")
 
@@ -61,6 +61,9 @@ class EngineSpec:
         cfg.cranelift_opt_level = "speed"
         cfg.consume_fuel = True
         cfg.epoch_interruption = True
+        # wasmtime refuses (the C API aborts the process) a max_wasm_stack above its async
+        # stack size, 2 MiB by default, even though sync calls never use an async stack.
+        set_async_stack_size(cfg, self.stack_bytes + ASYNC_STACK_SLACK_BYTES)
         cfg.max_wasm_stack = self.stack_bytes
         cfg.wasm_threads = False
         cfg.wasm_memory64 = False
@@ -100,7 +103,11 @@ POOL_LIMITS: dict[str, int] = {
     "total_component_instances": 128,
     "max_component_instance_size": 32 * 1024**2,
     "max_core_instances_per_component": 64,  # the store limit for components
+    # Async fiber stacks: Warden only makes synchronous calls, which run on the calling
+    # thread's stack; without this the pool reserves 1000 x the async stack size.
+    "total_stacks": 1,
 }
+ASYNC_STACK_SLACK_BYTES = 1024**2
 # Admission, so a busy process waits for a slot instead of failing instantiation ("maximum
 # concurrent limit ... reached"): a core run takes 1 unit (<= 1 memory, 1 instance, 4
 # tables), a component run 8 (<= 1 memory, 64 core instances, 64 tables). 128 units keep

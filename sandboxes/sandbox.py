@@ -27,6 +27,7 @@ from sandboxes.outcome import Outcome, classify
 from sandboxes.output import CappedSink
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
 from sandboxes.settings import Settings, get_settings
+from sandboxes.stacks import call_with_stack
 from sandboxes.wasi_p1 import WASI_P1, bind_control, build_linker
 from sandboxes.wasmtime_ext import set_deadline_check, set_stdin_bytes
 from sandboxes.workspace import FileTrees, Workspace
@@ -177,8 +178,14 @@ class Sandbox:
         """Run a prepared module. The run holds its engine's ticker (and, for a pooled engine,
         pool slots) from before its store exists until after the store is closed."""
         ticker = prepared.ctx.ticker
-        with ticker.component if prepared.module.kind is ModuleKind.COMPONENT else ticker.core:
-            return self._run_prepared(prepared, limits, grants, cancel, argv0)
+
+        def run() -> RunResult:
+            with ticker.component if prepared.module.kind is ModuleKind.COMPONENT else (
+                ticker.core
+            ):
+                return self._run_prepared(prepared, limits, grants, cancel, argv0)
+
+        return call_with_stack(prepared.ctx.spec.stack_bytes, run)
 
     def _run_prepared(
         self,

@@ -69,10 +69,11 @@ LIMIT_BOUNDS: Final[dict[str, Bound]] = {
     "fuel": Bound(10_000_000_000, 1_000_000_000_000, 1_000),
     "wall_time_s": Bound(10.0, 300.0, 0.001),
     "memory_bytes": Bound(256 * MiB, 4 * GiB, 64 * KiB),
-    # Rounded up to a power of two (one engine per distinct value). At most wasmtime's
-    # async stack size (2 MiB), which wasmtime-py cannot raise: a larger max_wasm_stack
-    # makes engine creation panic and abort the whole process.
-    "stack_bytes": Bound(1 * MiB, 2 * MiB, 64 * KiB),
+    # The wasm (native) stack: a C recursion of depth d needs ~50-70 bytes a level, so the
+    # default takes ~10^5 levels and the maximum ~10^6. Rounded up to a power of two (one
+    # engine per distinct value); guests run on threads with room for the maximum
+    # (sandboxes/stacks.py).
+    "stack_bytes": Bound(8 * MiB, 64 * MiB, 64 * KiB),
     "stdout_bytes": Bound(1 * MiB, 64 * MiB, 0),
     "stderr_bytes": Bound(256 * KiB, 64 * MiB, 0),
     "table_elements": Bound(100_000, 10_000_000, 0),

@@ -44,8 +44,11 @@ class Interpreter:
     script_file: str  # guest path under /, without the leading slash
     load: Callable[[], bytes]
 
-    def args(self, user_args: list[str]) -> list[str]:
-        return ["/" + self.script_file, *user_args]
+    # Interpreter options that depend on the run's wasm stack (bytes -> argv entries).
+    stack_args: Callable[[int], list[str]] = lambda _stack: []
+
+    def args(self, user_args: list[str], stack_bytes: int) -> list[str]:
+        return [*self.stack_args(stack_bytes), "/" + self.script_file, *user_args]
 
 
 class SourceRunner:
@@ -69,7 +72,8 @@ class SourceRunner:
             "python": Interpreter(
                 python_wasm.ARGV0, python_wasm.SCRIPT_FILE, self.python.load
             ),
-            "javascript": Interpreter("qjs", f"{APP_DIR}/main.js", self._quickjs_bytes),
+            "javascript": Interpreter("qjs", f"{APP_DIR}/main.js", self._quickjs_bytes,
+                                      _quickjs_stack_args),
         }
         self._prepared: dict[tuple[str, int], Prepared] = {}
         self._lock = threading.Lock()
@@ -174,7 +178,7 @@ class SourceRunner:
             run_grants = grants.model_copy(
                 update={
                     "files": {**grants.files, interp.script_file: source},
-                    "args": interp.args(list(grants.args)),
+                    "args": interp.args(list(grants.args), stack_class(limits.stack_bytes)),
                 }
             )
         return self.sandbox.run_prepared(prepared, limits, run_grants, cancel, interp.argv0)
@@ -196,6 +200,13 @@ class SourceRunner:
     def _quickjs_bytes(self) -> bytes:
         built = quickjs_build.ensure_built(self.sandbox.settings.toolchain_dir / "quickjs")
         return built.read_bytes()
+
+
+def _quickjs_stack_args(stack_bytes: int) -> list[str]:
+    """QuickJS throws RangeError before the native stack would overflow (a clean JS error,
+    not a trap): its budget is a quarter of the native stack, within its shadow stack."""
+    budget = min(max(stack_bytes // 4, 65536), quickjs_build.WASM_STACK_BYTES - 65536)
+    return [f"--stack-size={budget}"]
 
 
 def _refuse(status: RunStatus, message: str) -> RunResult:

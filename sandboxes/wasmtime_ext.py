@@ -309,6 +309,11 @@ def memory_size(store: wasmtime.Store, instance: ffi.wasmtime_instance_t) -> int
     return size
 
 
+def set_async_stack_size(cfg: wasmtime.Config, size: int) -> None:
+    """``wasmtime_config_async_stack_size_set``, which wasmtime-py does not wrap."""
+    ffi.wasmtime_config_async_stack_size_set(cfg.ptr(), ctypes.c_uint64(size))
+
+
 def use_pooling_allocator(cfg: wasmtime.Config, limits: dict[str, int]) -> None:
     """Switch ``cfg`` to wasmtime's pooling instance allocator with these pool ``limits``.
 

@@ -223,3 +223,35 @@ def test_internal_error_is_a_result(tmp_path: Path) -> None:
         assert_healthy(sandbox)  # runs without a scratch dir are unaffected
     finally:
         sandbox.compiler.close()
+
+
+def recurse_to(depth: int) -> str:
+    return f"""(module
+  (func $f (param i32) (result i32)
+    (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+      (else (i32.add (i32.const 1) (call $f (i32.sub (local.get 0) (i32.const 1)))))))
+  (func (export "_start") (drop (call $f (i32.const {depth})))))"""
+
+
+@pytest.mark.parametrize(("depth", "stack", "status"), [
+    (100_000, None, RunStatus.OK),  # the default stack: what a judge's DFS needs
+    (1_000_000, int(LIMIT_BOUNDS["stack_bytes"].maximum), RunStatus.OK),
+    (3_000_000, int(LIMIT_BOUNDS["stack_bytes"].maximum), RunStatus.TRAP),
+])
+def test_recursion_depth_the_stack_limits_allow(sandbox: Sandbox, depth: int,
+                                                stack: int | None, status: RunStatus) -> None:
+    limits = Limits() if stack is None else Limits(stack_bytes=stack)
+    results = []
+
+    def go() -> None:
+        results.append(sandbox.run(recurse_to(depth), limits))
+
+    go()  # pytest's main thread
+    plain = threading.Thread(target=go)  # a thread with the default (small) stack: hops
+    plain.start()
+    plain.join()
+    for result in results:
+        assert result.status is status, (result.status, result.message)
+        if status is RunStatus.TRAP:
+            assert result.trap_kind is TrapKind.STACK_OVERFLOW
+    assert_healthy(sandbox)

@@ -45,6 +45,7 @@ from rq.worker import WorkerStatus
 
 from sandboxes.control import CancelToken
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStatus
+from sandboxes.stacks import start_guest_thread
 from workers.queue import BACKSTOP_MARGIN_S, warden_id
 from workers.runtime import WorkerRuntime, runtime
 from workers.store import job_key
@@ -79,10 +80,8 @@ class WardenWorker(SimpleWorker):
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
         self.rt.store.load_scripts()
         self.set_state(WorkerStatus.IDLE)
-        threads = [threading.Thread(target=self._lane, args=(burst,), name=f"warden-lane-{i}",
-                                    daemon=True) for i in range(self.lanes)]
-        for t in threads:
-            t.start()
+        threads = [start_guest_thread(lambda: self._lane(burst), f"warden-lane-{i}")
+                   for i in range(self.lanes)]
         last_heartbeat = time.monotonic()
         try:
             self.rt.serve()

@@ -52,8 +52,12 @@ INSPECT_JS: Final = HERE / "inspect.js"
 
 # Linear-memory (shadow) stack of the module, and the part of it QuickJS may use before it
 # throws "RangeError: Maximum call stack size exceeded". See docs/notes/quickjs.md.
-WASM_STACK_BYTES: Final = 1024 * 1024
-JS_STACK_BYTES: Final = 256 * 1024
+# The host passes ``--stack-size`` = a quarter of the run's wasm (native) stack (native
+# frames are up to ~3.3x the shadow ones), so the shadow stack is sized for the largest
+# stack limit (64 MiB -> 16 MiB) plus the driver's 64 KiB reserve. Untouched, it costs no
+# memory.
+WASM_STACK_BYTES: Final = 16 * 1024 * 1024 + 64 * 1024
+JS_STACK_BYTES: Final = 2 * 1024 * 1024  # without --stack-size: for the default 8 MiB
 
 COMPILE_FLAGS: Final = (
     "-target", "wasm32-wasi", "-O2",
