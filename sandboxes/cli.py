@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from sandboxes.languages import LANGUAGES
+from sandboxes.languages import LANGUAGES, get_language
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant
 from sandboxes.units import format_size
 
@@ -114,6 +114,9 @@ def run(
     if language is not None:
         from sandboxes.source_runner import SourceRunner
 
+        registered = get_language(language)
+        if registered is not None:
+            limits = registered.limits(limits)  # its defaults under the options given
         result = SourceRunner(Sandbox()).run(language, source, limits, grants, flag or [])
     else:
         result = Sandbox().run(source, limits, grants)

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandboxes.schema import MAX_COMPILER_FLAGS, Limits
+from sandboxes.schema import LIMIT_BOUNDS, MAX_COMPILER_FLAGS, Limits
 from sandboxes.settings import get_settings
 from sandboxes.toolchains.python_runtime import select as select_python
 from sandboxes.toolchains.python_wasm import OVERLAY_DIR
@@ -79,9 +79,11 @@ class Language(BaseModel):
                 return f"file {name!r}: /{name.split('/')[0]} is reserved by the {self.id} runtime"
         return None
 
-    def limits(self, given: dict[str, Any] | None = None) -> Limits:
-        """The language's defaults overlaid with what the tenant set explicitly."""
-        return Limits.model_validate({**self.default_limits, **(given or {})})
+    def limits(self, given: Limits | None = None) -> Limits:
+        """The language's defaults under what the tenant set explicitly (the fields it gave,
+        ``model_fields_set``): call where the submission is still as the tenant sent it."""
+        explicit = given.model_dump(include=given.model_fields_set) if given is not None else {}
+        return Limits.model_validate({**self.default_limits, **explicit})
 
 
 MAX_FLAGS: Final = MAX_COMPILER_FLAGS
@@ -91,6 +93,12 @@ _WARN = r"-W(all|extra|error|pedantic|shadow|conversion)|-w"
 _OPT = r"-O[0123s]"
 C_STDS = r"-std=(c89|c99|c11|c17|c18|c2x|c23|gnu89|gnu99|gnu11|gnu17|gnu2x|gnu23)"
 CXX_STDS = r"-std=(c\+\+(11|14|17|20|2a|23|2b)|gnu\+\+(11|14|17|20|23))"
+
+# An interpreter spends ~100 (CPython) to ~660 (QuickJS) wasm instructions where compiled
+# code spends a few: three times the fuel, so the default wall time decides first.
+_INTERPRETER_LIMITS: Final[dict[str, Any]] = {
+    "fuel": 3 * int(LIMIT_BOUNDS["fuel"].default),
+}
 
 # The CPython this machine runs (Warden's -O2 build once `warden warm` made it).
 PYTHON: Final = select_python(get_settings().toolchain_dir)
@@ -130,12 +138,14 @@ LANGUAGES: Final[dict[str, Language]] = {
             file_name="main.py", judge0_id=71, toolchain=Toolchain.PYTHON,
             compile_command="python -s /app/main.py",
             reserved_paths=(APP_DIR, OVERLAY_DIR),
+            default_limits=_INTERPRETER_LIMITS,
         ),
         Language(
             id="javascript", name="JavaScript", version=QUICKJS_VERSION,
             file_name="main.js", judge0_id=63, toolchain=Toolchain.QUICKJS,
             compile_command="qjs /app/main.js (readStdin(), readline() read stdin)",
             reserved_paths=(APP_DIR,),
+            default_limits=_INTERPRETER_LIMITS,
         ),
     )
 }

@@ -12,13 +12,13 @@ from sandboxes.engine import EngineSpec
 from sandboxes.errors import SandboxError
 from sandboxes.languages import LANGUAGES
 from sandboxes.modules import ModuleKind, decode_module
-from sandboxes.schema import JobSpec, JobSubmission
+from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobSubmission
 from service.problems import Problem
 
 
 @lru_cache(maxsize=1)
 def _validation_engine() -> wasmtime.Engine:
-    return EngineSpec(1 << 20).build()
+    return EngineSpec(int(LIMIT_BOUNDS["stack_bytes"].default)).build()
 
 
 def _check_unicode(sub: JobSubmission) -> None:
@@ -61,7 +61,7 @@ def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
         problem = language.check_files(list(sub.grants.files))
         if problem is not None:
             raise Problem(422, "reserved-path", "File name is reserved", problem)
-        spec = JobSpec(language=sub.language, source=sub.source, limits=sub.limits,
+        spec = JobSpec(language=sub.language, source=sub.source, limits=language.limits(sub.limits),
                        grants=sub.grants, compiler_flags=sub.compiler_flags)
         return spec, None
     if sub.wasm_base64 is not None:

@@ -449,3 +449,28 @@ def test_deep_recursion_fits_the_default_stack(runner: SourceRunner, lang: str) 
     res = runner.run(lang, RECURSION[lang], Limits(), Grants(stdin=b"50000000\n"))
     assert res.status in (RunStatus.TRAP, RunStatus.NONZERO_EXIT, RunStatus.MEMORY_LIMIT), (
         res.status, res.message)
+
+
+def test_language_default_limits_apply_only_where_the_tenant_set_none() -> None:
+    from sandboxes.schema import LIMIT_BOUNDS, JobSubmission
+    from service.submit import to_spec
+
+    default_fuel = int(LIMIT_BOUNDS["fuel"].default)
+    python = LANGUAGES["python"]
+    assert python.limits(Limits()).fuel == 3 * default_fuel
+    assert LANGUAGES["c"].limits(Limits()).fuel == default_fuel
+    sub = JobSubmission.model_validate_json(
+        '{"language": "python", "source": "print(1)", "limits": {"fuel": 1000000000}}'
+    )
+    spec, _ = to_spec(sub)
+    assert spec.limits.fuel == 1_000_000_000  # the tenant's own value wins
+    spec, _ = to_spec(JobSubmission.model_validate_json(
+        '{"language": "javascript", "source": "1", "limits": {"memory_bytes": "64MiB"}}'))
+    assert (spec.limits.fuel, spec.limits.memory_bytes) == (3 * default_fuel, 64 * MiB)
+
+
+def test_registry_rust_version_is_the_installed_one() -> None:
+    from sandboxes.toolchains.rust import DEBIAN_RUSTC_VERSION, rust_version
+
+    assert rust_version().split(" (")[0] == DEBIAN_RUSTC_VERSION
+    assert DEBIAN_RUSTC_VERSION in LANGUAGES["rust"].version
