@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -138,3 +139,30 @@ def _unwrap(key: str, data: bytes) -> bytes | None:
     if not header.startswith(want) or header[len(want) :] != hashlib.sha256(payload).digest():
         return None
     return payload
+
+
+class ExpiringCache(Generic[T]):
+    """A small bounded map whose entries expire: remembered refusals, not artifacts."""
+
+    def __init__(self, max_entries: int, ttl_s: float) -> None:
+        self._entries: OrderedDict[str, tuple[float, T]] = OrderedDict()
+        self._max_entries = max_entries
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> T | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            if hit[0] < time.monotonic():
+                del self._entries[key]
+                return None
+            return hit[1]
+
+    def put(self, key: str, value: T) -> None:
+        with self._lock:
+            self._entries[key] = (time.monotonic() + self._ttl_s, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)

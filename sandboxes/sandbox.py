@@ -17,7 +17,7 @@ import wasmtime
 import wasmtime.component
 
 from sandboxes import components, wasmtime_ext
-from sandboxes.artifacts import ArtifactCache
+from sandboxes.artifacts import ArtifactCache, ExpiringCache
 from sandboxes.compiler import CompilerProcess
 from sandboxes.control import CancelToken, RunControl, StopReason
 from sandboxes.engine import EngineSpec, EpochTicker, stack_class
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 # allocators ask for big chunks (QuickJS failed a 16 MB array at 86 of 96 MiB).
 _MEMORY_SLACK_FRACTION = 4
 _SCRATCH_SCAN_S = 0.01
+# Modules whose compile failed (invalid, too slow, too big) are refused at once for a while;
+# not for ever: a compile timeout depends on the machine's load.
+_REFUSED_COMPILES = 1024
+_REFUSED_COMPILE_TTL_S = 600.0
 
 
 # How guests react to a refused allocation: abort (unreachable), an error exit, or a bad
@@ -91,6 +95,9 @@ class Sandbox:
         self.compiler = CompilerProcess(
             self.settings.compile_timeout_s, self.settings.compile_memory_bytes
         )
+        self._refused_compiles: ExpiringCache[SandboxError] = ExpiringCache(
+            _REFUSED_COMPILES, _REFUSED_COMPILE_TTL_S
+        )
         cache_dir = self.settings.cache_dir if self.settings.disk_cache_bytes > 0 else None
         self.cache: ArtifactCache[Prepared | SandboxError] = ArtifactCache(
             cache_dir, self.settings.memory_cache_entries, self.settings.disk_cache_bytes
@@ -124,8 +131,19 @@ class Sandbox:
         ctx = self.engine_context(limits.stack_bytes)
         key = f"{module.kind.value}-{module.sha256}-{ctx.spec.fingerprint}"
 
+        refused = self._refused_compiles.get(key)
+        if refused is not None:
+            raise refused
+
         def compile_() -> bytes:
-            return self.compiler.compile(module, ctx.spec, compile_timeout_s)
+            try:
+                return self.compiler.compile(module, ctx.spec, compile_timeout_s)
+            except SandboxError as err:
+                # Compiles are serialised through one helper: a tenant's module that takes
+                # the whole compile time limit must not be able to take it again and again.
+                if compile_timeout_s is None:
+                    self._refused_compiles.put(key, err)
+                raise
 
         def load(blob: bytes) -> Prepared | SandboxError:
             return _link(module, ctx, blob)

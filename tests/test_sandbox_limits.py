@@ -84,6 +84,11 @@ def test_compile_time_cap_is_enforced(tmp_path: Path) -> None:
         assert result.message is not None and "compile time limit" in result.message
         assert time.monotonic() - started < 10
         assert_healthy(sandbox)  # the helper was replaced; small modules still compile
+        # The same module again is refused at once, without tying up the compiler.
+        started = time.monotonic()
+        again = sandbox.run(_many_functions(1_000_000))
+        assert again.status is RunStatus.INVALID_MODULE and again.message == result.message
+        assert time.monotonic() - started < 1.0
     finally:
         sandbox.compiler.close()
 
