@@ -33,7 +33,7 @@ EXIT_LIMIT = 124  # a limit or trap ended the guest
 EXIT_INVALID = 125  # the module or the options were rejected
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
     typer.echo(f"warden: {message}", err=True)
     return typer.Exit(EXIT_INVALID)
 
@@ -43,16 +43,16 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise _fail(f"{what} {item!r} must look like NAME=VALUE")
+            raise fail(f"{what} {item!r} must look like NAME=VALUE")
         out[key] = value
     return out
 
 
-def _read(path: Path, what: str) -> bytes:
+def read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise _fail(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+        raise fail(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
 
 
 @app.command()
@@ -86,7 +86,7 @@ def run(
     json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Run a WebAssembly module, or compile source in the jail and run it, under limits."""
-    source = _read(module, "module")
+    source = read(module, "module")
     language = lang or language_of(module)
     overrides: dict[str, object] = {
         k: v
@@ -100,15 +100,15 @@ def run(
         grants = Grants(
             args=arg or [],
             env=_pairs(env or [], "--env"),
-            stdin=_read(stdin, "stdin") if stdin else b"",
+            stdin=read(stdin, "stdin") if stdin else b"",
             files={
-                name: _read(Path(path), "file")
+                name: read(Path(path), "file")
                 for name, path in _pairs(file or [], "--file").items()
             },
             scratch=ScratchGrant(quota_bytes=scratch) if scratch else None,
         )
     except ValidationError as exc:
-        raise _fail(_validation_text(exc)) from None
+        raise fail(validation_text(exc)) from None
     from sandboxes.sandbox import Sandbox  # deferred: wasmtime import is not free
 
     if language is not None:
@@ -126,8 +126,8 @@ def run(
         sys.stdout.buffer.write(result.stdout)
         sys.stderr.buffer.write(result.stderr)
         sys.stdout.flush()
-        typer.echo(_summary(result), err=True)
-    raise typer.Exit(_exit_code(result))
+        typer.echo(summary(result), err=True)
+    raise typer.Exit(exit_code(result))
 
 
 def language_of(path: Path) -> str | None:
@@ -179,13 +179,13 @@ def warm(
                f"(Python {runner.python.version})")
 
 
-def _validation_text(exc: ValidationError) -> str:
+def validation_text(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
     )
 
 
-def _summary(result: RunResult) -> str:
+def summary(result: RunResult) -> str:
     parts = [f"status={result.status.value}"]
     if result.trap_kind:
         parts.append(f"trap={result.trap_kind.value}")
@@ -200,7 +200,7 @@ def _summary(result: RunResult) -> str:
     return line + (f"\n[warden] {result.message}" if result.message else "")
 
 
-def _exit_code(result: RunResult) -> int:
+def exit_code(result: RunResult) -> int:
     if result.status in (RunStatus.OK, RunStatus.NONZERO_EXIT):
         return result.exit_code or 0
     if result.status in (

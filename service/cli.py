@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from sandboxes.cli import (
     EXIT_INVALID,
     EXIT_LIMIT,
-    _exit_code,
-    _fail,
-    _read,
-    _summary,
-    _validation_text,
     app,
+    exit_code,
+    fail,
     language_of,
+    read,
+    summary,
+    validation_text,
 )
 from sandboxes.schema import JobRecord, JobState
 from sandboxes.settings import Settings, get_settings
@@ -34,7 +34,7 @@ def _settings(**overrides: object) -> Settings:
     try:
         return Settings.model_validate(base)
     except ValidationError as exc:  # e.g. --workers 0: one line, not a traceback
-        raise _fail(_validation_text(exc)) from None
+        raise fail(validation_text(exc)) from None
 
 
 @app.command()
@@ -125,11 +125,11 @@ def submit(
     from sandboxes.schema import Grants, JobSubmission
     from service.client import WardenClient, WardenError, api_url
 
-    data = _read(file, "file")
+    data = read(file, "file")
     try:
-        grants = Grants(stdin=_read(stdin, "stdin") if stdin else b"")
+        grants = Grants(stdin=read(stdin, "stdin") if stdin else b"")
     except ValidationError as exc:
-        raise _fail(_validation_text(exc)) from None
+        raise fail(validation_text(exc)) from None
     lang = lang or language_of(file)
     if lang:
         sub = JobSubmission(language=lang, source=data.decode(errors="replace"), grants=grants)
@@ -157,9 +157,9 @@ def submit(
                 raise typer.Exit(130) from None
     except WardenError as err:
         problem = err.title + (f": {err.detail}" if err.detail else "")
-        raise _fail(f"the API refused the job ({err.status} {err.kind}): {problem}") from None
+        raise fail(f"the API refused the job ({err.status} {err.kind}): {problem}") from None
     except httpx.TransportError as exc:
-        raise _fail(f"cannot reach the Warden API at {url} ({exc or type(exc).__name__}); "
+        raise fail(f"cannot reach the Warden API at {url} ({exc or type(exc).__name__}); "
                     "is `warden up` running?") from None
     if json:
         sys.stdout.write(record.model_dump_json(indent=2) + "\n")
@@ -171,7 +171,7 @@ def submit(
         if record.result.compile_output:
             typer.echo(record.result.compile_output.rstrip("\n"), err=True)
         typer.echo(f"[warden] job {record.id} {record.state.value}: "
-                   + _summary(record.result).removeprefix("[warden] "), err=True)
+                   + summary(record.result).removeprefix("[warden] "), err=True)
     else:
         typer.echo(f"[warden] job {record.id} {record.state.value}: "
                    f"{record.error or 'no result'}", err=True)
@@ -182,7 +182,7 @@ def _record_exit_code(record: JobRecord) -> int:
     """`warden run`'s exit code of the job's result; a job that ended without one (failed
     outside the sandbox, or cancelled before it ran) is 125 or 124."""
     if record.result is not None:
-        return _exit_code(record.result)
+        return exit_code(record.result)
     return EXIT_LIMIT if record.state is JobState.CANCELLED else EXIT_INVALID
 
 
