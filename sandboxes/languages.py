@@ -19,6 +19,8 @@ from sandboxes.settings import get_settings
 from sandboxes.toolchains.python_runtime import select as select_python
 from sandboxes.toolchains.python_wasm import OVERLAY_DIR
 from sandboxes.toolchains.quickjs.build import TOOLCHAIN_VERSION as QUICKJS_VERSION
+from sandboxes.toolchains.ruby_wasm import NPM_VERSION as RUBY_WASM_VERSION
+from sandboxes.toolchains.ruby_wasm import RUBY_VERSION
 from sandboxes.toolchains.rust import DEBIAN_RUSTC_VERSION
 from sandboxes.toolchains.zig import ZIG_VERSION
 
@@ -32,10 +34,11 @@ class Toolchain(StrEnum):
     RUSTC = "rustc"
     PYTHON = "python-wasm"
     QUICKJS = "quickjs-wasm"
+    RUBY = "ruby-wasm"
 
     @property
     def interpreted(self) -> bool:
-        return self in (Toolchain.PYTHON, Toolchain.QUICKJS)
+        return self in (Toolchain.PYTHON, Toolchain.QUICKJS, Toolchain.RUBY)
 
 
 class Language(BaseModel):
@@ -144,6 +147,14 @@ LANGUAGES: Final[dict[str, Language]] = {
             id="javascript", name="JavaScript", version=QUICKJS_VERSION,
             file_name="main.js", judge0_id=63, toolchain=Toolchain.QUICKJS,
             compile_command="qjs /app/main.js (readStdin(), readline() read stdin)",
+            reserved_paths=(APP_DIR,),
+            default_limits=_INTERPRETER_LIMITS,
+        ),
+        Language(
+            id="ruby", name="Ruby",
+            version=f"{RUBY_VERSION} (CRuby for WASI, ruby.wasm {RUBY_WASM_VERSION})",
+            file_name="main.rb", judge0_id=72, toolchain=Toolchain.RUBY,
+            compile_command="ruby --disable-gems -EUTF-8 /app/main.rb (bundled gems on -I)",
             reserved_paths=(APP_DIR,),
             default_limits=_INTERPRETER_LIMITS,
         ),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Warden needs on a fresh Debian machine: system packages (bubblewrap
-# for the compile jail; Debian's rustc with its wasm32-wasi std for Rust), the Python package
+# for the compile jail; Debian's rustc with its wasm32-wasi std for Rust; npm, which fetches
+# the pinned Ruby runtime from the npm registry), the Python package
 # with its dependencies, then builds the language toolchains once (`warden warm`).
 # Usage: scripts/install.sh [--dev]
 set -euo pipefail
@@ -10,6 +11,7 @@ need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 [ -x /usr/bin/rustc ] || need_apt+=(rustc)
 [ -d /usr/lib/rustlib/wasm32-wasi ] || need_apt+=(libstd-rust-dev-wasm32)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -24,6 +26,7 @@ extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 python3 -m pip install -q --disable-pip-version-check -e ".${extras}"
 
-# zig's libc/libc++ sysroot, the QuickJS module and the CPython artifact: minutes once, then
+# zig's libc/libc++ sysroot, the QuickJS module, the CPython artifact and the Ruby module
+# (npm pack of @ruby/3.4-wasm-wasi, rewritten into a WASI command): minutes once, then
 # nothing (each step is skipped when already built).
 python3 -m service.cli warm

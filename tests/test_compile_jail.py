@@ -239,6 +239,7 @@ FLAG_CASES = {
              ["-L/etc", "--extern", "-Clinker=/bin/sh", "--cfg", "-Zunstable-options"]),
     "python": ([], ["-O", "-c"]),
     "javascript": ([], ["--std"]),
+    "ruby": ([], ["-e", "-rsocket", "--enable-gems"]),
 }
 
 

@@ -101,6 +101,14 @@ PROGRAMS: dict[str, dict[str, str]] = {
         "loop": "for (;;) {}\n",
         "bomb": "const a = [];\nfor (;;) a.push(new Array(1e6).fill(1.5));\n",
     },
+    "ruby": {
+        "hello": 'puts "hello"\n',
+        "echo": "$stdout.write($stdin.read)\n",
+        "exit": "exit 3\n",
+        "crash": 'raise ArgumentError, "boom"\n',
+        "loop": "loop {}\n",
+        "bomb": "a = []\nloop { a << (\"x\" * (1 << 20)) }\n",
+    },
 }
 
 
@@ -120,17 +128,17 @@ def test_judge0_ids_are_stable() -> None:
     """Judge0 clients hard-code these numbers: they must never change."""
     ids = {lang.id: lang.judge0_id for lang in LANGUAGES.values()}
     assert ids == {"c": 50, "cpp": 54, "zig": 1000, "rust": 73, "python": 71,
-                   "javascript": 63}
+                   "javascript": 63, "ruby": 72}
 
 
 def test_warm_prepares_the_interpreters(runner: SourceRunner) -> None:
-    """After warm-up, a first Python or JavaScript job compiles nothing."""
+    """After warm-up, a first Python, JavaScript or Ruby job compiles nothing."""
     misses = runner.sandbox.cache.misses
-    for lang in ("python", "javascript"):
+    for lang in ("python", "javascript", "ruby"):
         res = run(runner, lang, "hello")
         assert res.status is RunStatus.OK
     assert runner.sandbox.cache.misses == misses
-    assert {lang for lang, _ in runner._prepared} >= {"python", "javascript"}
+    assert {lang for lang, _ in runner._prepared} >= {"python", "javascript", "ruby"}
 
 
 @pytest.mark.parametrize("lang", sorted(PROGRAMS))
@@ -161,9 +169,9 @@ def test_runtime_error(runner: SourceRunner, lang: str) -> None:
     res = run(runner, lang, "crash")
     assert res.status in (RunStatus.TRAP, RunStatus.NONZERO_EXIT), (res.message, res.stderr)
     assert res.status is not RunStatus.OK
-    if lang in ("python", "javascript", "rust", "zig"):
+    if lang in ("python", "javascript", "ruby", "rust", "zig"):
         assert b"boom" in res.stderr  # the language's own error report reaches stderr
-    if lang in ("python", "javascript"):
+    if lang in ("python", "javascript", "ruby"):
         assert res.exit_code == 1
 
 
@@ -386,6 +394,12 @@ HOSTILE_INTERPRETED = {
     "javascript:require": (
         "javascript", "console.log(require('fs').readFileSync('/etc/passwd'));\n"
     ),
+    "ruby:read_passwd": ("ruby", 'puts File.read("/etc/passwd")\n'),
+    "ruby:dir_entries": ("ruby", 'p Dir.entries("/").sort\n'),
+    "ruby:system": ("ruby", 'system("cat /etc/passwd")\n'),
+    "ruby:backticks": ("ruby", "puts `cat /etc/passwd`\n"),
+    "ruby:socket": ("ruby", 'require "socket"\nTCPSocket.new("127.0.0.1", 6379)\n'),
+    "ruby:environ": ("ruby", "p ENV.to_h\n"),
 }
 
 
@@ -399,6 +413,12 @@ def test_hostile_interpreted_source_reads_no_host_data(
     if case == "python:listdir":
         # The program, plus the pinned build's start-up overlay when that build runs.
         assert res.stdout in (b"['app']\n", b"['app', 'pylib']\n")
+    elif case == "ruby:dir_entries":
+        assert res.stdout == b'[".", "..", "app"]\n'
+    elif case == "ruby:environ":
+        assert res.stdout == b"{}\n"
+    elif case == "ruby:system":  # ruby.wasm's system() runs nothing (and returns true)
+        assert res.status is RunStatus.OK and res.stdout == b"", res
     elif case == "python:environ":
         # Only what the runtime itself sets: nothing of the host's.
         assert res.stdout in (b"{'PYTHONHOME': '/usr/local'}\n", b"{'PYTHONPATH': '/pylib'}\n")
@@ -433,9 +453,10 @@ RECURSION = {  # depth from stdin; prints the depth it reached
               "def f(n): return 0 if n == 0 else 1 + f(n - 1)\nprint(f(int(input())))\n",
     "javascript": "function f(n) { return n === 0 ? 0 : 1 + f(n - 1); }\n"
                   "console.log(f(Number(readline())));\n",
+    "ruby": "def f(n) = n == 0 ? 0 : 1 + f(n - 1)\nputs f(gets.to_i)\n",
 }
 # What a judge's DFS needs at the default limits (measured: C ~10^5 levels per 8 MiB).
-DEPTHS = {"c": 100_000, "rust": 50_000, "python": 20_000, "javascript": 5_000}
+DEPTHS = {"c": 100_000, "rust": 50_000, "python": 20_000, "javascript": 5_000, "ruby": 5_000}
 
 
 @pytest.mark.parametrize("lang", sorted(RECURSION))

@@ -112,7 +112,7 @@ class WorkerRuntime:
     def _warm(self) -> None:
         """Compile interpreters and the zig sysroot now, not in the first source job."""
         try:
-            self.sources.warm()
+            self.sources.warm(in_worker=True)
         except Exception:
             log.exception("warming the language toolchains failed (source jobs will retry)")
 

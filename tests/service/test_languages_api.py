@@ -24,6 +24,7 @@ SOURCES = {
     ' print!("rust {}", s); }\n',
     "python": 'print("python", input())\n',
     "javascript": 'console.log("javascript " + readline());\n',
+    "ruby": 'print "ruby ", $stdin.gets\n',
 }
 
 
