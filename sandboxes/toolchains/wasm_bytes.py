@@ -1,5 +1,5 @@
-"""Small byte-level helpers the toolchain builders share: LEB128 as the wasm binary format
-encodes integers, and hashing a (possibly large) file without reading it whole."""
+"""Small byte-level helpers the toolchain builders share: LEB128 and names as the wasm binary
+format encodes them, and hashing a (possibly large) file without reading it whole."""
 
 from __future__ import annotations
 
@@ -32,6 +32,25 @@ def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
             if byte & 0x40:
                 result -= 1 << shift
             return result, pos
+
+
+def write_uleb(value: int) -> bytes:
+    """``value`` (>= 0) as unsigned LEB128."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def write_name(text: str) -> bytes:
+    """A wasm name: its UTF-8 length as LEB128, then the bytes."""
+    raw = text.encode()
+    return write_uleb(len(raw)) + raw
 
 
 def sha256_file(path: Path) -> str:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from sandboxes.toolchains.wasm_bytes import read_sleb, read_uleb
+from sandboxes.toolchains.wasm_bytes import write_name as name_bytes
+from sandboxes.toolchains.wasm_bytes import write_uleb as uleb
 
 MAGIC: Final = b"\0asm\x01\0\0\0"
 SEC_CUSTOM, SEC_TYPE, SEC_IMPORT, SEC_FUNCTION, SEC_TABLE, SEC_MEMORY = 0, 1, 2, 3, 4, 5
@@ -36,21 +38,6 @@ class RelinkError(ValueError):
     """The module uses something this re-linker does not understand, or a name is missing."""
 
 
-def uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def name_bytes(text: str) -> bytes:
-    raw = text.encode()
-    return uleb(len(raw)) + raw
 
 
 def _read_name(data: bytes, pos: int) -> tuple[str, int]:

@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Final
 
 from sandboxes.toolchains.base import file_lock
-from sandboxes.toolchains.wasm_bytes import read_sleb, read_uleb, sha256_file
+from sandboxes.toolchains.wasm_bytes import (
+    read_sleb,
+    read_uleb,
+    sha256_file,
+    write_name,
+    write_uleb,
+)
 from sandboxes.toolchains.zig import ZIG_VERSION
 
 QUICKJS_NG_VERSION: Final = "0.17.0.2"
@@ -203,18 +209,6 @@ _SEC_MEMORY, _SEC_GLOBAL, _SEC_EXPORT, _SEC_START = 5, 6, 7, 8
 _SEC_DATA, _SEC_DATACOUNT = 11, 12
 
 
-def _uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _sleb(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -224,11 +218,6 @@ def _sleb(value: int) -> bytes:
             out.append(byte)
             return bytes(out)
         out.append(byte | 0x80)
-
-
-def _name(text: str) -> bytes:
-    raw = text.encode()
-    return _uleb(len(raw)) + raw
 
 
 def _sections(module: bytes) -> list[tuple[int, bytes]]:
@@ -296,7 +285,8 @@ def rewrite_snapshot(reactor: bytes, memory: bytes) -> bytes:
             if count != 1 or flags not in (0, 1):
                 raise BuildError("expected one 32-bit memory")
             _, rest = read_uleb(body, pos + 1)
-            body = _uleb(1) + bytes([flags]) + _uleb(len(memory) // _WASM_PAGE) + body[rest:]
+            pages = write_uleb(len(memory) // _WASM_PAGE)
+            body = write_uleb(1) + bytes([flags]) + pages + body[rest:]
         elif sid == _SEC_EXPORT:
             count, pos = read_uleb(body, 0)
             entries: list[bytes] = []
@@ -314,12 +304,12 @@ def rewrite_snapshot(reactor: bytes, memory: bytes) -> bytes:
                 elif name == "_start":
                     raise BuildError("reactor already exports _start")
                 seen.add(name)
-                entries.append(_name(name) + bytes([kind]) + _uleb(index))
+                entries.append(write_name(name) + bytes([kind]) + write_uleb(index))
             if "_start" not in seen:
                 raise BuildError("reactor does not export warden_start")
-            body = _uleb(len(entries)) + b"".join(entries)
+            body = write_uleb(len(entries)) + b"".join(entries)
         elif sid == _SEC_DATACOUNT:
-            body = _uleb(len(segments))
+            body = write_uleb(len(segments))
         elif sid == _SEC_DATA:
             count, pos = read_uleb(body, 0)
             for _ in range(count):  # only active segments of memory 0 can be replaced safely
@@ -332,13 +322,13 @@ def rewrite_snapshot(reactor: bytes, memory: bytes) -> bytes:
                     raise BuildError("data segment offset expression too long")
                 size, pos = read_uleb(body, pos + 1)
                 pos += size
-            body = _uleb(len(segments)) + b"".join(
+            body = write_uleb(len(segments)) + b"".join(
                 b"\x00\x41" + _sleb(offset - (1 << 32) if offset >= 1 << 31 else offset)
-                + b"\x0b" + _uleb(len(chunk)) + chunk
+                + b"\x0b" + write_uleb(len(chunk)) + chunk
                 for offset, chunk in segments
             )
         out.append(sid)
-        out += _uleb(len(body)) + body
+        out += write_uleb(len(body)) + body
     return bytes(out)
 
 
