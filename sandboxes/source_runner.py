@@ -1,6 +1,6 @@
 """Source jobs: compile in the jail (once per distinct program) or pick the interpreter, run.
 
-Compiled languages (C, C++, Zig, Rust) become a module through the compile cache and then
+Compiled languages (C, C++, Zig, Rust, Go) become a module through the compile cache and then
 run like any uploaded module. Interpreted ones (Python, JavaScript, Ruby) run a trusted
 interpreter module, compiled once per process and kept prepared, with the source as a
 read-only file under /app and the tenant's arguments after the script path.
@@ -26,6 +26,7 @@ from sandboxes.toolchains import python_wasm, ruby_wasm
 from sandboxes.toolchains import rust as rust_toolchain
 from sandboxes.toolchains import zig as zig_toolchain
 from sandboxes.toolchains.base import CompileOutcome
+from sandboxes.toolchains.go import GoToolchain, GoUnavailableError, go_available
 from sandboxes.toolchains.jail import JailLimits, check_jail
 from sandboxes.toolchains.python_runtime import select as select_python
 from sandboxes.toolchains.quickjs import build as quickjs_build
@@ -64,6 +65,7 @@ class SourceRunner:
         )
         self.zig = ZigToolchain(s.toolchain_dir, s.compile_root, limits)
         self.rust = RustToolchain(s.compile_root, limits)
+        self.go = GoToolchain(s.toolchain_dir, s.compile_root, limits)
         self.cache = CompileCache(
             s.compiled_dir if s.compiled_cache_bytes > 0 else None,
             s.memory_cache_entries, s.compiled_cache_bytes,
@@ -135,6 +137,8 @@ class SourceRunner:
         """The compiler's version and Warden's recipe for it (flags, link steps)."""
         if language.toolchain is Toolchain.RUSTC:
             return f"{self.rust.version}/{recipe_hash(rust_toolchain.__file__)}"
+        if language.toolchain is Toolchain.GO:
+            return f"{self.go.version}/{self.go.recipe}"
         return f"zig-{self.zig.version}/{recipe_hash(zig_toolchain.__file__)}"
 
     def warm(self, in_worker: bool = False) -> None:
@@ -144,6 +148,10 @@ class SourceRunner:
         part, is never paid by a request."""
         if check_jail() is None:
             self.zig.ensure_sysroot()
+            try:
+                self.go.ensure_std()  # Go's standard library for wasip1, once per machine
+            except GoUnavailableError as exc:  # Go jobs then say why (unsupported)
+                log.warning("go not warmed: %s", exc)
         for language_id in self._interpreters:
             if in_worker and language_id in _LOADED_ON_FIRST_USE:
                 continue
@@ -172,6 +180,14 @@ class SourceRunner:
             if missing is not None:
                 raise SandboxError(RunStatus.UNSUPPORTED, f"Rust is not available: {missing}")
             return self.rust.compile(source, flags)
+        if language.toolchain is Toolchain.GO:
+            missing = go_available()
+            if missing is not None:
+                raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {missing}")
+            try:
+                return self.go.compile(source, flags)
+            except GoUnavailableError as exc:  # the standard library could not be built
+                raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {exc}") from None
         raise SandboxError(RunStatus.UNSUPPORTED, f"{language.id} has no compiler")
 
     # -- interpreted -----------------------------------------------------------------------

@@ -175,7 +175,7 @@ def test_compile_key_covers_every_input() -> None:
 
 
 def test_toolchain_version_includes_the_recipe(runner: SourceRunner) -> None:
-    for lang in ("c", "cpp", "zig", "rust"):
+    for lang in ("c", "cpp", "zig", "rust", "go"):
         version = runner.toolchain_version(LANGUAGES[lang])
         name, recipe = version.rsplit("/", 1)
         assert len(recipe) == 12 and name, version
@@ -237,6 +237,8 @@ FLAG_CASES = {
     "zig": (["-OReleaseFast"], ["-femit-bin=/work/x", "--zig-lib-dir", "-I/etc"]),
     "rust": (["--edition=2018", "-Copt-level=1", "-Coverflow-checks=on"],
              ["-L/etc", "--extern", "-Clinker=/bin/sh", "--cfg", "-Zunstable-options"]),
+    "go": (["-gcflags=-B"], ["-gcflags=-N", "-ldflags=-X main.x=1", "-toolexec=/bin/sh",
+                             "-o", "-overlay=/x", "-tags=x", "-mod=mod"]),
     "python": ([], ["-O", "-c"]),
     "javascript": ([], ["--std"]),
     "ruby": ([], ["-e", "-rsocket", "--enable-gems"]),

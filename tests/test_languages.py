@@ -85,6 +85,17 @@ PROGRAMS: dict[str, dict[str, str]] = {
         "bomb": "fn main() { let mut v: Vec<Vec<u8>> = Vec::new();"
         " loop { v.push(vec![1u8; 1 << 20]); } }\n",
     },
+    "go": {
+        "hello": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello") }\n',
+        "echo": 'package main\n\nimport (\n\t"io"\n\t"os"\n)\n\n'
+        "func main() { io.Copy(os.Stdout, os.Stdin) }\n",
+        "exit": 'package main\n\nimport "os"\n\nfunc main() { os.Exit(3) }\n',
+        "crash": 'package main\n\nfunc main() { panic("boom") }\n',
+        "loop": "package main\n\nvar x uint64\n\nfunc main() {\n\tfor {\n\t\tx++\n\t}\n}\n",
+        "bomb": "package main\n\nvar keep [][]byte\n\nfunc main() {\n\tfor {\n"
+        "\t\tb := make([]byte, 1<<20)\n\t\tfor i := range b {\n\t\t\tb[i] = 1\n\t\t}\n"
+        "\t\tkeep = append(keep, b)\n\t}\n}\n",
+    },
     "python": {
         "hello": 'print("hello")\n',
         "echo": "import sys\nsys.stdout.write(sys.stdin.read())\n",
@@ -127,7 +138,7 @@ def test_registry_matches_programs() -> None:
 def test_judge0_ids_are_stable() -> None:
     """Judge0 clients hard-code these numbers: they must never change."""
     ids = {lang.id: lang.judge0_id for lang in LANGUAGES.values()}
-    assert ids == {"c": 50, "cpp": 54, "zig": 1000, "rust": 73, "python": 71,
+    assert ids == {"c": 50, "cpp": 54, "zig": 1000, "rust": 73, "go": 60, "python": 71,
                    "javascript": 63, "ruby": 72}
 
 
@@ -169,7 +180,7 @@ def test_runtime_error(runner: SourceRunner, lang: str) -> None:
     res = run(runner, lang, "crash")
     assert res.status in (RunStatus.TRAP, RunStatus.NONZERO_EXIT), (res.message, res.stderr)
     assert res.status is not RunStatus.OK
-    if lang in ("python", "javascript", "ruby", "rust", "zig"):
+    if lang in ("python", "javascript", "ruby", "rust", "zig", "go"):
         assert b"boom" in res.stderr  # the language's own error report reaches stderr
     if lang in ("python", "javascript", "ruby"):
         assert res.exit_code == 1
@@ -449,6 +460,9 @@ RECURSION = {  # depth from stdin; prints the depth it reached
             " let r = 1 + f(n - 1, v); v.pop(); r }\n"
             "fn main() { let mut s = String::new(); std::io::stdin().read_line(&mut s).unwrap();"
             " println!(\"{}\", f(s.trim().parse().unwrap(), &mut Vec::new())); }\n",
+    "go": "package main\n\nimport \"fmt\"\n\nfunc f(n int) int {\n\tif n == 0 {\n\t\treturn 0\n"
+          "\t}\n\treturn 1 + f(n-1)\n}\n\n"
+          "func main() {\n\tvar n int\n\tfmt.Scan(&n)\n\tfmt.Println(f(n))\n}\n",
     "python": "import sys\nsys.setrecursionlimit(10**6)\n"
               "def f(n): return 0 if n == 0 else 1 + f(n - 1)\nprint(f(int(input())))\n",
     "javascript": "function f(n) { return n === 0 ? 0 : 1 + f(n - 1); }\n"
@@ -456,7 +470,8 @@ RECURSION = {  # depth from stdin; prints the depth it reached
     "ruby": "def f(n) = n == 0 ? 0 : 1 + f(n - 1)\nputs f(gets.to_i)\n",
 }
 # What a judge's DFS needs at the default limits (measured: C ~10^5 levels per 8 MiB).
-DEPTHS = {"c": 100_000, "rust": 50_000, "python": 20_000, "javascript": 5_000, "ruby": 5_000}
+DEPTHS = {"c": 100_000, "rust": 50_000, "go": 100_000, "python": 20_000, "javascript": 5_000,
+          "ruby": 5_000}
 
 
 @pytest.mark.parametrize("lang", sorted(RECURSION))

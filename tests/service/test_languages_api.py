@@ -22,6 +22,8 @@ SOURCES = {
     "    try std.Io.File.stdout().writeStreamingAll(init.io, buf[0..n]);\n}\n",
     "rust": "fn main() { let mut s = String::new(); std::io::stdin().read_line(&mut s).unwrap();"
     ' print!("rust {}", s); }\n',
+    "go": 'package main\n\nimport (\n\t"bufio"\n\t"fmt"\n\t"os"\n)\n\nfunc main() {\n'
+    "\ts, _ := bufio.NewReader(os.Stdin).ReadString('\\n')\n\tfmt.Print(\"go \", s)\n}\n",
     "python": 'print("python", input())\n',
     "javascript": 'console.log("javascript " + readline());\n',
     "ruby": 'print "ruby ", $stdin.gets\n',
