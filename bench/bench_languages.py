@@ -27,8 +27,10 @@ HELLO = {
     "zig": 'const std = @import("std");\npub fn main(init: std.process.Init) !void {\n'
     '    try std.Io.File.stdout().writeStreamingAll(init.io, "hello\\n");\n}\n',
     "rust": 'fn main() { println!("hello"); }\n',
+    "go": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello") }\n',
     "python": "print(1)\n",
     "javascript": 'console.log("hello");\n',
+    "ruby": "puts 1\n",
 }
 
 
