@@ -20,7 +20,6 @@ _TRAP_KINDS: dict[wasmtime.TrapCode, TrapKind] = {
     wasmtime.TrapCode.INTEGER_OVERFLOW: TrapKind.INTEGER_OVERFLOW,
     wasmtime.TrapCode.BAD_CONVERSION_TO_INTEGER: TrapKind.BAD_CONVERSION_TO_INTEGER,
 }
-_INVALID_EXIT = "exit with invalid exit status"
 _MAX_MESSAGE = 2000
 
 
@@ -55,14 +54,7 @@ def classify(error: BaseException | None, control: RunControl) -> Outcome:
         kind = _TRAP_KINDS.get(code, TrapKind.OTHER) if code is not None else TrapKind.OTHER
         return Outcome(RunStatus.TRAP, trap_kind=kind, message=_short(error.message))
     if isinstance(error, wasmtime.WasmtimeError):
-        text = str(error)
-        if _INVALID_EXIT in text:
-            return Outcome(
-                RunStatus.TRAP,
-                trap_kind=TrapKind.INVALID_EXIT_STATUS,
-                message="proc_exit status outside [0, 126) is refused by the runtime",
-            )
-        return Outcome(RunStatus.TRAP, trap_kind=TrapKind.OTHER, message=_short(text))
+        return Outcome(RunStatus.TRAP, trap_kind=TrapKind.OTHER, message=_short(str(error)))
     return Outcome(RunStatus.INTERNAL_ERROR, message=f"internal error: {type(error).__name__}")
 
 

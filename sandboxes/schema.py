@@ -51,6 +51,8 @@ class TrapKind(StrEnum):
     INTEGER_DIVISION_BY_ZERO = "integer_division_by_zero"
     INTEGER_OVERFLOW = "integer_overflow"
     BAD_CONVERSION_TO_INTEGER = "bad_conversion_to_integer"
+    # No longer produced (Warden's own proc_exit keeps every code); kept so that records
+    # written by older workers still read.
     INVALID_EXIT_STATUS = "invalid_exit_status"
     OTHER = "other"
 
