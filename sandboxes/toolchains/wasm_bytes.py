@@ -34,6 +34,23 @@ def read_sleb(data: bytes, pos: int) -> tuple[int, int]:
             return result, pos
 
 
+CORE_HEADER = b"\0asm\x01\0\0\0"
+
+
+def split_sections(module: bytes) -> list[tuple[int, bytes]] | None:
+    """A core module's sections as (id, body), in order; None if it is not a core module."""
+    if module[:8] != CORE_HEADER:
+        return None
+    out: list[tuple[int, bytes]] = []
+    pos = 8
+    while pos < len(module):
+        sid = module[pos]
+        size, pos = read_uleb(module, pos + 1)
+        out.append((sid, module[pos : pos + size]))
+        pos += size
+    return out
+
+
 def write_uleb(value: int) -> bytes:
     """``value`` (>= 0) as unsigned LEB128."""
     out = bytearray()

@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from sandboxes.toolchains.wasm_bytes import read_sleb, read_uleb
+from sandboxes.toolchains.wasm_bytes import CORE_HEADER, read_sleb, read_uleb, split_sections
 from sandboxes.toolchains.wasm_bytes import write_name as name_bytes
 from sandboxes.toolchains.wasm_bytes import write_uleb as uleb
 
-MAGIC: Final = b"\0asm\x01\0\0\0"
+MAGIC: Final = CORE_HEADER
 SEC_CUSTOM, SEC_TYPE, SEC_IMPORT, SEC_FUNCTION, SEC_TABLE, SEC_MEMORY = 0, 1, 2, 3, 4, 5
 SEC_GLOBAL, SEC_EXPORT, SEC_START, SEC_ELEMENT, SEC_CODE, SEC_DATA, SEC_DATACOUNT = (
     6, 7, 8, 9, 10, 11, 12
@@ -299,16 +299,9 @@ class Module:
 
     @classmethod
     def parse(cls, data: bytes | bytearray, with_code: bool = True) -> Module:
-        data = bytes(data)
-        if data[:8] != MAGIC:
+        sections = split_sections(bytes(data))
+        if sections is None:
             raise RelinkError("not a core wasm module")
-        sections: list[tuple[int, bytes]] = []
-        pos = 8
-        while pos < len(data):
-            sid = data[pos]
-            size, pos = read_uleb(data, pos + 1)
-            sections.append((sid, data[pos : pos + size]))
-            pos += size
         module = cls(sections)
         for sid, body in sections:
             if sid == SEC_TYPE:

@@ -35,6 +35,7 @@ from sandboxes.toolchains.wasm_bytes import (
     read_sleb,
     read_uleb,
     sha256_file,
+    split_sections,
     write_name,
     write_uleb,
 )
@@ -221,16 +222,10 @@ def _sleb(value: int) -> bytes:
 
 
 def _sections(module: bytes) -> list[tuple[int, bytes]]:
-    if module[:8] != b"\0asm\x01\0\0\0":
+    sections = split_sections(module)
+    if sections is None:
         raise BuildError("not a core wasm module")
-    out: list[tuple[int, bytes]] = []
-    pos = 8
-    while pos < len(module):
-        sid = module[pos]
-        size, pos = read_uleb(module, pos + 1)
-        out.append((sid, module[pos : pos + size]))
-        pos += size
-    return out
+    return sections
 
 
 def _stack_top(global_section: bytes) -> int:
