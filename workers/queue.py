@@ -9,7 +9,7 @@ import redis
 from rq import Queue
 
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec
-from workers.store import JobStore, flatten, job_key, new_job_id
+from workers.store import REPLAY, JobStore, flatten, job_key, new_job_id
 
 TASK: Final = "workers.tasks.execute"
 # RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
@@ -19,14 +19,9 @@ BACKSTOP_MARGIN_S: Final = 60
 # KEYS[1]=RQ queue ARGV: max_length, jobs, then each command as (argc, command, args...).
 # The queue-length check and the submission's writes in one atomic step (one round trip,
 # and no check-then-enqueue race between API processes): a batch is queued whole or not.
-_GUARDED_ENQUEUE = """
+_GUARDED_ENQUEUE = REPLAY + """
 if redis.call('LLEN', KEYS[1]) + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end
-local i = 3
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
+replay(3)
 return 1
 """
 

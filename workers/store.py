@@ -33,8 +33,21 @@ MODULE_TTL_S: Final = 7 * 86_400
 WORKER_NAME: Final = f"{socket.gethostname()}:{os.getpid()}"
 
 
+# Lua: a function that runs the commands ``flatten`` encoded, from ARGV[first] on.
+REPLAY: Final = """
+local function replay(first)
+  local i = first
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
+end
+"""
+
+
 def flatten(commands: list[tuple[Any, ...]]) -> list[Any]:
-    """Commands as the Lua scripts here replay them: (argc, command, args...) each."""
+    """Commands as ``REPLAY`` runs them in a script: (argc, command, args...) each."""
     flat: list[Any] = []
     for command in commands:
         flat.append(len(command))
@@ -100,7 +113,7 @@ return state or 'missing'
 
 # KEYS[1]=job ARGV: now, max_attempts, ttl, job_id, cancelled result, then the commands
 # that queue it again (argc, command, args...), run only when it is re-run
-_REAP = """
+_REAP = REPLAY + """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
 redis.call('ZREM', KEYS[2], ARGV[4])
@@ -111,12 +124,7 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
              'result', ARGV[5])
 elseif attempts < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'lease', '')
-  local i = 6
-  while i <= #ARGV do  -- the RQ enqueue, in the same step
-    local n = tonumber(ARGV[i])
-    redis.call(unpack(ARGV, i + 1, i + n))
-    i = i + n + 1
-  end
+  replay(6)  -- the RQ enqueue, in the same step
   return 'requeue'
 else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'lease', '',
