@@ -9,8 +9,11 @@ wasm bytes. Response = 1 status byte
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
+import threading
+import time
 from typing import BinaryIO
 
 import wasmtime
@@ -39,7 +42,17 @@ def _compile(kind: str, stack_bytes: int, wasm: bytes) -> bytes:
     return bytes(wasmtime.Module(engine, wasm).serialize())
 
 
+def _exit_with_parent(parent: int) -> None:
+    """End this helper when the worker process that started it dies. (Not PR_SET_PDEATHSIG:
+    that fires when the parent *thread* that forked us exits, which killed compiles in
+    flight whenever the helper had been started from a short-lived thread.)"""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def main() -> None:
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     stdout.write(READY)  # imports done: the parent starts a module's clock only now
     stdout.flush()

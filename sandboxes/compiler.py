@@ -10,12 +10,10 @@ of the worker. The parent only deserializes what its own helper produced.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import resource
 import select
-import signal
 import struct
 import subprocess
 import sys
@@ -28,7 +26,6 @@ from sandboxes.errors import SandboxError
 from sandboxes.modules import ModuleBytes
 from sandboxes.schema import RunStatus
 
-_PR_SET_PDEATHSIG = 1
 _STARTUP_S = 60.0  # a cold Python + wasmtime import on a loaded machine
 
 
@@ -47,7 +44,6 @@ class CompilerProcess:
         def limit() -> None:  # runs in the child before exec
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
         return subprocess.Popen(
             [sys.executable, "-m", "sandboxes.compile_child"],

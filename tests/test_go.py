@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from sandboxes.toolchains.go import (
     go_available,
 )
 from sandboxes.toolchains.jail import Bind, Jail, JailLimits
+from tests.test_compile_jail import run_at_once
 from tests.test_languages import leaked, make_runner
 
 pytestmark = pytest.mark.skipif(
@@ -397,20 +397,9 @@ def test_concurrent_compiles_stay_separate(runner: SourceRunner) -> None:
         "a": f'package main\n\nimport "fmt"\n\n{slow}func main() {{ fmt.Println("a", f1(1)) }}\n',
         "b": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("b") }\n',
     }
-    outcomes: dict[str, tuple[float, float, RunResult]] = {}
-
-    def compile_one(name: str, src: str) -> None:
-        started = time.monotonic()
-        res = go(runner, src)
-        outcomes[name] = (started, time.monotonic(), res)
-
-    threads = [threading.Thread(target=compile_one, args=item) for item in srcs.items()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_at_once(lambda src: go(runner, src), srcs)
     (a0, a1, a), (b0, b1, b) = outcomes["a"], outcomes["b"]
-    assert a.stdout == b"a 2\n", (a.status, a.compile_output)
+    assert a.stdout == b"a 2\n", (a.status, a.message, a.compile_output)
     assert b.stdout == b"b\n", (b.status, b.compile_output)
     assert b0 < a1 and a0 < b1  # the two compiles overlapped in time
     assert not any(runner.sandbox.settings.compile_root.iterdir())  # job dirs are removed

@@ -260,3 +260,45 @@ def test_recursion_depth_the_stack_limits_allow(sandbox: Sandbox, depth: int,
         if status is RunStatus.TRAP:
             assert result.trap_kind is TrapKind.STACK_OVERFLOW
     assert_healthy(sandbox)
+
+
+# -- the compile helper lives as long as its process, not as the thread that started it ---
+def test_compile_helper_outlives_the_thread_that_started_it(tmp_path: Path) -> None:
+    sandbox = Sandbox(Settings(data_dir=tmp_path))
+    try:
+        starter = threading.Thread(target=lambda: sandbox.run(W.hello("first\n")))
+        starter.start()
+        starter.join()  # the thread that spawned the helper is gone
+        helper = sandbox.compiler._proc
+        assert helper is not None
+        time.sleep(1.0)
+        assert helper.poll() is None, "the helper died with its starting thread"
+        assert sandbox.run(W.hello("second\n")).stdout == b"second\n"
+        assert sandbox.compiler._proc is helper  # the same helper did the second compile
+    finally:
+        sandbox.compiler.close()
+
+
+def test_compile_helper_exits_when_its_process_dies(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from sandboxes.sandbox import Sandbox\n"
+        "from sandboxes.settings import Settings\n"
+        f"sb = Sandbox(Settings(data_dir=Path({str(tmp_path)!r})))\n"
+        "sb.run('(module (func (export \"_start\")))')\n"
+        "print(sb.compiler._proc.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True, cwd=Path(__file__).resolve().parents[1])
+    helper = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{helper}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{helper}").exists() or (
+        Path(f"/proc/{helper}/stat").read_text().split()[2] == "Z"
+    ), "the compile helper outlived its process"
