@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sandboxes.compile_cache import CompileCache, compile_key
 from sandboxes.languages import LANGUAGES
-from sandboxes.schema import Grants, Limits, RunStatus
+from sandboxes.schema import Grants, Limits, RunResult, RunStatus
 from sandboxes.source_runner import SourceRunner
 from sandboxes.toolchains.base import CompileOutcome
 from sandboxes.toolchains.jail import Bind, Jail, JailLimits
@@ -136,26 +137,34 @@ def test_concurrent_tenants_cannot_see_each_other(runner: SourceRunner) -> None:
         '#error other jobs visible\n#endif\n'
     )
     slow = "".join(f"int f{i}(int x) {{ return x * {i} + 1; }}\n" for i in range(5000))
-    outcomes: dict[str, tuple[float, float, object]] = {}
-
-    def compile_one(name: str, src: str) -> None:
-        started = time.monotonic()
-        res = runner.run("c", src, Limits(), Grants())
-        outcomes[name] = (started, time.monotonic(), res)
-
     srcs = {
         "a": probe + slow + '#include <stdio.h>\nint main(void) { puts("a"); return 0; }\n',
         "b": probe + '#include <stdio.h>\nint main(void) { puts("b"); return 0; }\n',
     }
-    threads = [threading.Thread(target=compile_one, args=item) for item in srcs.items()]
+    outcomes = run_at_once(lambda src: runner.run("c", src, Limits(), Grants()), srcs)
+    (a0, a1, a), (b0, b1, b) = outcomes["a"], outcomes["b"]
+    assert a.stdout == b"a\n", a
+    assert b.stdout == b"b\n", b
+    assert b0 < a1 and a0 < b1  # the two compiles overlapped in time
+
+
+def run_at_once(
+    run: Callable[[str], RunResult], sources: dict[str, str]
+) -> dict[str, tuple[float, float, RunResult]]:
+    """Each source run on its own thread, all started together: (start, end, result)."""
+    outcomes: dict[str, tuple[float, float, RunResult]] = {}
+
+    def one(name: str, src: str) -> None:
+        started = time.monotonic()
+        res = run(src)
+        outcomes[name] = (started, time.monotonic(), res)
+
+    threads = [threading.Thread(target=one, args=item) for item in sources.items()]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    (a0, a1, a), (b0, b1, b) = outcomes["a"], outcomes["b"]
-    assert getattr(a, "stdout", None) == b"a\n", a
-    assert getattr(b, "stdout", None) == b"b\n", b
-    assert b0 < a1 and a0 < b1  # the two compiles overlapped in time
+    return outcomes
 
 
 # -- the compile cache ----------------------------------------------------------------------

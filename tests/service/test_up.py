@@ -166,6 +166,11 @@ def wait_for(what: str, check: Any, up: Up, timeout_s: float = 20) -> Any:
         time.sleep(0.05)
 
 
+def wait_running(up: Up, job_id: str) -> None:
+    wait_for(f"job {job_id} running",
+             lambda: up.http.get(f"/v1/jobs/{job_id}").json()["state"] == "running", up)
+
+
 def test_up_options_reach_every_child(tmp_path: Path) -> None:
     """--host/--port reach the API, --workers the worker count, --data-dir Redis and the
     workers; none of them is in the environment."""
@@ -225,8 +230,7 @@ def test_a_killed_embedded_redis_is_restarted_with_its_data(tmp_path: Path) -> N
         # The worker's cancel listener re-subscribed too.
         r = u.http.post("/v1/jobs", json={"wat": W.LOOP, "limits": {"wall_time_s": 30}})
         job_id = r.json()["id"]
-        wait_for("the loop running", lambda: u.http.get(f"/v1/jobs/{job_id}").json()["state"]
-                 == "running", u)
+        wait_running(u, job_id)
         cancelled = u.http.delete(f"/v1/jobs/{job_id}", params={"wait": 10}).json()
         assert cancelled["state"] == "cancelled", cancelled
         assert cancelled["result"]["status"] == "cancelled", cancelled
@@ -243,8 +247,7 @@ def test_ctrl_c_lets_the_running_job_finish_before_up_exits(tmp_path: Path) -> N
         worker = u.child(b"worker")
         r = u.http.post("/v1/jobs", json={"wat": W.sleep(2.5), "limits": {"wall_time_s": 10}})
         job_id = r.json()["id"]
-        wait_for("the job running", lambda: u.http.get(f"/v1/jobs/{job_id}").json()["state"]
-                 == "running", u)
+        wait_running(u, job_id)
         os.killpg(u.proc.pid, signal.SIGINT)
         assert u.proc.wait(timeout=30) == 0
         exited = time.time()
@@ -275,8 +278,7 @@ def test_a_second_ctrl_c_kills_the_job_and_the_next_up_runs_it_again(tmp_path: P
         first_worker = u.child(b"worker")
         r = u.http.post("/v1/jobs", json={"wat": W.sleep(2.5), "limits": {"wall_time_s": 10}})
         job_id = r.json()["id"]
-        wait_for("the job running", lambda: u.http.get(f"/v1/jobs/{job_id}").json()["state"]
-                 == "running", u)
+        wait_running(u, job_id)
         os.killpg(u.proc.pid, signal.SIGINT)
         wait_for("stopping", lambda: "stopping" in u.output(), u, 5)
         os.killpg(u.proc.pid, signal.SIGINT)
