@@ -1,9 +1,16 @@
 """The compile helper process: reads requests on stdin, writes serialized artifacts to stdout.
 
 Protocol (binary): one ``R`` byte once started; then, one request at a time: request =
-4-byte little-endian JSON length, JSON ``{"kind", "stack_bytes", "size"}``, then ``size``
-wasm bytes. Response = 1 status byte
+4-byte little-endian JSON length, JSON ``{"kind", "stack_bytes", "instrumented", "size"}``,
+then ``size`` wasm bytes. Response = 1 status byte
 (1 ok, 0 error), 8-byte length, then the artifact or a UTF-8 error message.
+
+For an instrumented engine the module is validated as it came (on the metered engine's
+feature set: no threads, no shared or multiple memories), then rewritten by
+``sandboxes.fuel_rewriter``, then compiled: all of it untrusted work, so all of it here,
+under the helper's time and memory caps. A valid module the rewriter cannot handle comes
+back as ``NOT_INSTRUMENTABLE`` (an ok response), and the caller compiles it for the
+metered engine instead.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import wasmtime
 import wasmtime.component
 
 from sandboxes.engine import EngineSpec
+from sandboxes.fuel_rewriter import UnsupportedModule, instrument
 
 READY = b"R"
+NOT_INSTRUMENTABLE = b"\0warden: not instrumentable"  # never a serialized artifact (ELF)
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
@@ -35,11 +44,16 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _compile(kind: str, stack_bytes: int, wasm: bytes) -> bytes:
-    engine = EngineSpec(stack_bytes).build()
+def _compile(spec: EngineSpec, kind: str, wasm: bytes) -> bytes:
     if kind == "component":
-        return bytes(wasmtime.component.Component(engine, wasm).serialize())
-    return bytes(wasmtime.Module(engine, wasm).serialize())
+        return bytes(wasmtime.component.Component(spec.build(), wasm).serialize())
+    if spec.instrumented:
+        wasmtime.Module.validate(spec.strict().build(), wasm)
+        try:
+            wasm = instrument(wasm)
+        except UnsupportedModule:
+            return NOT_INSTRUMENTABLE
+    return bytes(wasmtime.Module(spec.build(), wasm).serialize())
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -64,7 +78,8 @@ def main() -> None:
         except EOFError:
             return
         try:
-            payload, ok = _compile(request["kind"], int(request["stack_bytes"]), wasm), 1
+            spec = EngineSpec(int(request["stack_bytes"]), bool(request["instrumented"]))
+            payload, ok = _compile(spec, request["kind"], wasm), 1
         except MemoryError:
             payload, ok = b"compiling the module ran out of memory (compile memory cap)", 0
         except Exception as exc:

@@ -86,6 +86,8 @@ class CompilerProcess:
         self, module: ModuleBytes, spec: EngineSpec, timeout_s: float | None = None
     ) -> bytes:
         """Serialized code for ``module`` under ``spec``, or SandboxError(invalid_module).
+        For an instrumented ``spec``, ``NOT_INSTRUMENTABLE`` when the fuel rewriter cannot
+        handle this (valid) module.
 
         ``timeout_s`` overrides the cap for trusted modules (interpreters), which may be
         far bigger than anything a tenant is allowed to upload.
@@ -99,7 +101,7 @@ class CompilerProcess:
             assert proc.stdin is not None and proc.stdout is not None
             header = json.dumps(
                 {"kind": module.kind.value, "stack_bytes": spec.stack_bytes,
-                 "size": len(module.wasm)}
+                 "instrumented": spec.instrumented, "size": len(module.wasm)}
             ).encode()
             deadline = time.monotonic() + timeout_s
             try:

@@ -1,6 +1,8 @@
 """Per-run stop control: wall deadline, cancellation, output and scratch caps.
 
-The epoch callback asks ``RunControl.check()`` every tick while wasm runs; host calls that
+``RunControl.check()`` runs every tick while wasm runs: from the epoch callback on the
+guest's thread (wasmtime-metered engines), or from the ticker thread, which then trips the
+run's interrupt page (fuel-instrumented engines: ``sandboxes.interrupts``). Host calls that
 block (sleeps) wait on ``RunControl.wake`` so a stop ends them too.
 """
 
@@ -96,6 +98,7 @@ class RunControl:
         self.stdout: CappedSink | None = None
         self.stderr: CappedSink | None = None
         self._periodic: list[tuple[float, float, Callable[[], StopReason | None]]] = []
+        self._interrupt: Callable[[], None] | None = None
         if cancel is not None:
             cancel.subscribe(lambda: self.stop(StopReason.CANCELLED))
 
@@ -103,6 +106,16 @@ class RunControl:
         if self.reason is None:
             self.reason = reason
         self.wake.set()
+        interrupt = self._interrupt
+        if interrupt is not None:
+            interrupt()
+
+    def attach_interrupt(self, interrupt: Callable[[], None] | None) -> None:
+        """Call ``interrupt`` on every stop from now on (and at once if stopped already):
+        an instrumented guest stops at its next check instead of at the next tick."""
+        self._interrupt = interrupt
+        if interrupt is not None and self.reason is not None:
+            interrupt()
 
     def add_periodic_check(self, every_s: float, check: Callable[[], StopReason | None]) -> None:
         """Run ``check`` at most every ``every_s`` (e.g. a scratch-dir size scan)."""

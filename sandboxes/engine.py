@@ -1,7 +1,19 @@
-"""Engines: one wasmtime configuration, its fingerprint, and the epoch ticker that drives it.
+"""Engines: one wasmtime configuration, its fingerprint, and the ticker that drives it.
 
-Deny-by-default engine: fuel and epochs on; threads, memory64, GC, multi-memory off. The
-wasm stack limit is an engine setting, so there is one engine per (power-of-two) stack size.
+Two kinds, both deny-by-default (memory64 and GC off):
+
+* metered by wasmtime: its fuel and epochs on; threads and multi-memory off. Components and
+  any core module the fuel rewriter cannot handle run here.
+* instrumented (``instrumented=True``): for core modules rewritten by
+  ``sandboxes.fuel_rewriter``, which carry their own fuel counter and interrupt check, so
+  wasmtime's fuel and epochs are off (they cost the sieve 2.8x native; the rewriter ~1.5x).
+  Threads, shared memory and multi-memory are on only because the rewritten code reads its
+  interrupt word from an imported shared page: the guest's *original* module is validated
+  on the metered engine's feature set first, and the rewriter refuses modules that name
+  its imports or exports, so the guest itself can use none of them.
+
+The wasm stack limit is an engine setting, so there is one engine per (power-of-two) stack
+size and kind.
 """
 
 from __future__ import annotations
@@ -12,11 +24,13 @@ import logging
 import mmap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 
 import wasmtime
 
+from sandboxes.fuel_rewriter import REWRITER_VERSION
 from sandboxes.wasmtime_ext import set_async_stack_size, use_pooling_allocator
 
 WASMTIME_VERSION = version("wasmtime")
@@ -27,21 +41,29 @@ class EngineSpec:
     """What an engine is built from; equal specs give interchangeable compiled artifacts."""
 
     stack_bytes: int
+    instrumented: bool = False
 
     def settings(self) -> dict[str, object]:
+        wasmtime_meters = not self.instrumented
         return {
             "wasmtime": WASMTIME_VERSION,
             "strategy": "cranelift",
             "opt_level": "speed",
-            "consume_fuel": True,
-            "epoch_interruption": True,
+            "consume_fuel": wasmtime_meters,
+            "epoch_interruption": wasmtime_meters,
             "max_wasm_stack": self.stack_bytes,
-            "threads": False,
+            "threads": self.instrumented,
+            "shared_memory": self.instrumented,
             "memory64": False,
-            "multi_memory": False,
+            "multi_memory": self.instrumented,
             "gc": False,
             "component_model": True,
+            "fuel_rewriter": REWRITER_VERSION if self.instrumented else None,
         }
+
+    def strict(self) -> EngineSpec:
+        """The metered spec of the same stack size: what a guest's own module must pass."""
+        return EngineSpec(self.stack_bytes)
 
     @property
     def fingerprint(self) -> str:
@@ -59,15 +81,16 @@ class EngineSpec:
         cfg = wasmtime.Config()
         cfg.strategy = "cranelift"
         cfg.cranelift_opt_level = "speed"
-        cfg.consume_fuel = True
-        cfg.epoch_interruption = True
+        cfg.consume_fuel = not self.instrumented
+        cfg.epoch_interruption = not self.instrumented
         # wasmtime refuses (the C API aborts the process) a max_wasm_stack above its async
         # stack size, 2 MiB by default, even though sync calls never use an async stack.
         set_async_stack_size(cfg, self.stack_bytes + ASYNC_STACK_SLACK_BYTES)
         cfg.max_wasm_stack = self.stack_bytes
-        cfg.wasm_threads = False
+        cfg.wasm_threads = self.instrumented
+        cfg.shared_memory = self.instrumented
         cfg.wasm_memory64 = False
-        cfg.wasm_multi_memory = False
+        cfg.wasm_multi_memory = self.instrumented
         cfg.wasm_gc = False
         cfg.wasm_component_model = True
         if pooled and _can_reserve(_pool_reservation_bytes()):
@@ -187,8 +210,17 @@ class EpochTicker:
         self._room = threading.Condition(self._lock)
         self.core = _Admission(self, CORE_RUN_UNITS)
         self.component = _Admission(self, COMPONENT_RUN_UNITS)
+        self._watched: dict[int, Callable[[], object]] = {}
         self._thread = threading.Thread(target=self._loop, name="warden-epoch", daemon=True)
         self._thread.start()
+
+    def watch(self, key: int, check: Callable[[], object]) -> None:
+        """Call ``check`` every tick until ``unwatch(key)``: the deadline of a run on an
+        instrumented engine, where no epoch callback runs on the guest's thread."""
+        self._watched[key] = check
+
+    def unwatch(self, key: int) -> None:
+        self._watched.pop(key, None)
 
     def _loop(self) -> None:
         idle_since: float | None = None
@@ -196,6 +228,11 @@ class EpochTicker:
             self._busy.wait()
             time.sleep(self._tick_s)
             self._engine.increment_epoch()
+            for check in list(self._watched.values()):
+                try:
+                    check()
+                except Exception:  # one run's broken check must not stop every deadline
+                    log.exception("run check failed on the ticker thread")
             with self._lock:
                 if self._active:
                     idle_since = None

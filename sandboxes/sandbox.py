@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import wasmtime
@@ -18,10 +18,13 @@ import wasmtime.component
 
 from sandboxes import components, wasmtime_ext
 from sandboxes.artifacts import ArtifactCache, ExpiringCache
+from sandboxes.compile_child import NOT_INSTRUMENTABLE
 from sandboxes.compiler import CompilerProcess
 from sandboxes.control import CancelToken, RunControl, StopReason
 from sandboxes.engine import EngineSpec, EpochTicker, stack_class
 from sandboxes.errors import SandboxError
+from sandboxes.fuel_rewriter import FUEL_GLOBAL, INTERRUPT_MODULE, START_EXPORT, TRAP_GLOBAL
+from sandboxes.interrupts import InterruptPages, InterruptSlot
 from sandboxes.modules import ModuleBytes, ModuleKind, decode_module
 from sandboxes.outcome import Outcome, classify
 from sandboxes.output import CappedSink
@@ -66,6 +69,7 @@ class EngineContext:
     linker: wasmtime.Linker  # fast stdio; runs without a scratch dir
     scratch_linker: wasmtime.Linker  # wasmtime's fd_write; runs with a scratch dir
     component_linker: wasmtime.component.Linker
+    pages: InterruptPages | None = None  # instrumented engines only
 
 
 @dataclass
@@ -78,8 +82,26 @@ class Prepared:
     compiled: wasmtime.Module | None = None
     component: wasmtime.component.Component | None = None
     _scratch_pre: wasmtime.InstancePre | None = None
+    # instrumented: (slot, fast stdio) -> pre-linked against that slot's interrupt page
+    _slot_pres: dict[tuple[int, bool], wasmtime.InstancePre] = field(default_factory=dict)
+    has_start_export: bool = False  # instrumented: the module's start function, moved
 
-    def scratch_pre(self) -> wasmtime.InstancePre:
+    @property
+    def instrumented(self) -> bool:
+        return self.ctx.pages is not None
+
+    def instance_pre(self, fast_stdio: bool, slot: InterruptSlot | None) -> wasmtime.InstancePre:
+        if slot is not None:
+            key = (slot.index, fast_stdio)
+            pre = self._slot_pres.get(key)
+            if pre is None:
+                assert self.compiled is not None
+                pre = slot.linker(fast_stdio).instantiate_pre(self.compiled)
+                self._slot_pres[key] = pre
+            return pre
+        if fast_stdio:
+            assert self.pre is not None
+            return self.pre
         if self._scratch_pre is None:
             assert self.compiled is not None
             self._scratch_pre = self.ctx.scratch_linker.instantiate_pre(self.compiled)
@@ -89,7 +111,7 @@ class Prepared:
 class Sandbox:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self._engines: dict[int, EngineContext] = {}
+        self._engines: dict[tuple[int, bool], EngineContext] = {}
         self.file_trees = FileTrees(self.settings.file_trees_root)
         self._lock = threading.Lock()
         self.compiler = CompilerProcess(
@@ -104,31 +126,52 @@ class Sandbox:
         )
 
     # -- engines -------------------------------------------------------------------------
-    def engine_context(self, stack_bytes: int) -> EngineContext:
+    def engine_context(self, stack_bytes: int, instrumented: bool = False) -> EngineContext:
         size = stack_class(stack_bytes)
         with self._lock:
-            ctx = self._engines.get(size)
+            ctx = self._engines.get((size, instrumented))
             if ctx is None:
-                spec = EngineSpec(size)
+                spec = EngineSpec(size, instrumented)
                 engine, capacity = spec.build_for_runs()
+
+                def make_linker(fast_stdio: bool) -> wasmtime.Linker:
+                    return build_linker(engine, stdio_fast_path=fast_stdio)
+
                 ctx = EngineContext(
                     spec,
                     engine,
                     EpochTicker(engine, self.settings.epoch_tick_s, capacity),
-                    build_linker(engine, stdio_fast_path=True),
-                    build_linker(engine, stdio_fast_path=False),
+                    make_linker(True),
+                    make_linker(False),
                     _component_linker(engine),
+                    InterruptPages(engine, make_linker) if instrumented else None,
                 )
-                self._engines[size] = ctx
+                self._engines[(size, instrumented)] = ctx
             return ctx
 
     # -- compile -------------------------------------------------------------------------
     def prepare(
         self, source: bytes | str, limits: Limits, compile_timeout_s: float | None = None
     ) -> Prepared:
-        """Decode, compile (bounded, cached) and link; SandboxError if the module can't run."""
+        """Decode, compile (bounded, cached) and link; SandboxError if the module can't run.
+
+        Core modules go to the fuel-instrumented engine (if enabled); one the rewriter
+        cannot handle, and components, to the wasmtime-metered one.
+        """
         module = decode_module(source, limits.module_bytes)
-        ctx = self.engine_context(limits.stack_bytes)
+        instrumented = (
+            self.settings.fuel_instrumentation and module.kind is ModuleKind.CORE
+        )
+        return self._prepare(module, limits.stack_bytes, instrumented, compile_timeout_s)
+
+    def _prepare(
+        self,
+        module: ModuleBytes,
+        stack_bytes: int,
+        instrumented: bool,
+        compile_timeout_s: float | None,
+    ) -> Prepared:
+        ctx = self.engine_context(stack_bytes, instrumented)
         key = f"{module.kind.value}-{module.sha256}-{ctx.spec.fingerprint}"
 
         refused = self._refused_compiles.get(key)
@@ -146,6 +189,11 @@ class Sandbox:
                 raise
 
         def load(blob: bytes) -> Prepared | SandboxError:
+            if blob == NOT_INSTRUMENTABLE:  # remembered, so the rewriter is not asked again
+                try:
+                    return self._prepare(module, stack_bytes, False, compile_timeout_s)
+                except SandboxError as err:
+                    return err
             return _link(module, ctx, blob)
 
         try:
@@ -225,7 +273,9 @@ class Sandbox:
             tables=64 if is_component else 4,
             memories=components.MAX_MEMORIES if is_component else 1,  # limit is per memory
         )
-        store.set_fuel(limits.fuel)
+        pages = prepared.ctx.pages
+        if pages is None:
+            store.set_fuel(limits.fuel)
         wasi = wasmtime.WasiConfig()
         wasmtime_ext.set_argv(wasi, (argv0, *grants.args))
         if grants.env:  # a new WasiConfig has no environment
@@ -241,26 +291,41 @@ class Sandbox:
         workspace: Workspace | _NoWorkspace = _NO_WORKSPACE  # nothing to create or remove
         if grants.files or grants.scratch is not None:
             workspace = Workspace(self.settings.scratch_root, grants, self.file_trees)
+        slot = pages.acquire(control) if pages is not None else None
+        ticker = prepared.ctx.ticker
         with workspace:
             workspace.configure(wasi)
             if workspace.scratch is not None:
                 control.add_periodic_check(_SCRATCH_SCAN_S, workspace.scratch_check)
             store.set_wasi(wasi)
-            set_deadline_check(store, control.check)
+            if slot is None:
+                set_deadline_check(store, control.check)
+            else:  # the ticker thread checks the deadline; any stop trips the page
+                control.attach_interrupt(slot.interrupter(control))
+                ticker.watch(id(control), control.check)
             bind_control(control)
-            error: BaseException | None = None
-            memory_peak = 0
+            end = _CoreEnd()
             t0 = time.perf_counter()
             try:
                 if is_component:
-                    error, memory_peak = _call_component(store, prepared)
+                    end.error, end.memory_peak = _call_component(store, prepared)
                 else:
-                    pre = prepared.pre if fast_stdio else prepared.scratch_pre()
-                    error, memory_peak = _call_core(store, pre)
+                    pre = prepared.instance_pre(fast_stdio, slot)
+                    fuel = limits.fuel if slot is not None else None
+                    end = _call_core(store, pre, fuel, prepared.has_start_export)
             finally:
                 bind_control(None)
                 elapsed = time.perf_counter() - t0
+                if slot is not None:
+                    assert pages is not None
+                    ticker.unwatch(id(control))
+                    control.attach_interrupt(None)
+                    pages.release(slot)
+        error, memory_peak = end.error, end.memory_peak
         outcome = classify(error, control)
+        if end.fuel_check_fired and control.reason is None and control.exit_code is None:
+            # The rewritten code's check trapped and no stop was asked for: out of fuel.
+            outcome = Outcome(RunStatus.FUEL_EXHAUSTED, message="fuel exhausted")
         if _ends_like_failed_allocation(outcome) and (
             memory_peak + limits.memory_bytes // _MEMORY_SLACK_FRACTION >= limits.memory_bytes
         ):
@@ -272,7 +337,10 @@ class Sandbox:
             )
         if isinstance(error, _InstantiateError):
             outcome = error.outcome
-        fuel_used = limits.fuel - store.get_fuel()
+        if end.fuel_left is None:
+            fuel_used = limits.fuel - store.get_fuel()
+        else:  # a check may trap a segment past zero: report the budget, as wasmtime does
+            fuel_used = min(max(limits.fuel - end.fuel_left, 0), limits.fuel)
         store.close()  # free its instance and pool slots now, not when a traceback cycle dies
         return RunResult(  # validating is cheaper than model_construct (~3 vs ~10 µs)
             status=outcome.status,
@@ -333,20 +401,51 @@ def _instantiate_outcome(exc: wasmtime.WasmtimeError) -> Outcome:
     return Outcome(RunStatus.LINK_ERROR, message=text)
 
 
+@dataclass
+class _CoreEnd:
+    """How a core call ended: its error, peak memory, and (instrumented) the fuel left and
+    whether the rewritten code's fuel/interrupt check made the trap."""
+
+    error: BaseException | None = None
+    memory_peak: int = 0
+    fuel_left: int | None = None
+    fuel_check_fired: bool = False
+
+
+_FUEL = FUEL_GLOBAL.encode()
+_TRAP_FLAG = TRAP_GLOBAL.encode()
+_START = START_EXPORT.encode()
+# wasmtime 50 charges a start function 3 for its invocation, an exported call 1 (as the
+# rewritten code does): the difference, so counts stay equal to wasmtime's.
+_START_EXTRA_FUEL = 2
+
+
 def _call_core(
-    store: wasmtime.Store, pre: wasmtime.InstancePre | None
-) -> tuple[BaseException | None, int]:
-    assert pre is not None
+    store: wasmtime.Store, pre: wasmtime.InstancePre, fuel: int | None, has_start: bool
+) -> _CoreEnd:
+    """Instantiate and call ``_start``; ``fuel`` is the budget of an instrumented module,
+    which holds its fuel in a global (None: wasmtime's fuel, set on the store)."""
     try:
         instance = wasmtime_ext.instantiate(pre, store)
     except wasmtime.WasmtimeError as exc:
-        return _InstantiateError(_instantiate_outcome(exc)), 0
-    error: BaseException | None = None
+        return _CoreEnd(_InstantiateError(_instantiate_outcome(exc)))
+    end = _CoreEnd()
     try:
+        if fuel is not None:
+            if has_start:
+                wasmtime_ext.set_global_i64(store, instance, _FUEL, fuel - _START_EXTRA_FUEL)
+                wasmtime_ext.call_export(store, instance, _START)
+            else:
+                wasmtime_ext.set_global_i64(store, instance, _FUEL, fuel)
         wasmtime_ext.call_export(store, instance, b"_start")  # type checked at link time
     except Exception as exc:
-        error = exc
-    return error, wasmtime_ext.memory_size(store, instance)
+        end.error = exc
+    if fuel is not None:
+        end.fuel_left = wasmtime_ext.get_global(store, instance, _FUEL)
+        if isinstance(end.error, wasmtime.Trap):  # the check's slow path is an `unreachable`
+            end.fuel_check_fired = wasmtime_ext.get_global(store, instance, _TRAP_FLAG) != 0
+    end.memory_peak = wasmtime_ext.memory_size(store, instance)
+    return end
 
 
 def _call_component(
@@ -376,19 +475,29 @@ def _link(module: ModuleBytes, ctx: EngineContext, blob: bytes) -> Prepared | Sa
         component = wasmtime.component.Component.deserialize(ctx.engine, blob)
         return components.link(component, ctx.engine) or Prepared(module, ctx, component=component)
     compiled = wasmtime.Module.deserialize(ctx.engine, blob)
-    problem = _check_imports_exports(compiled)
+    problem = _check_imports_exports(compiled, ctx.pages is not None)
     if problem is not None:
         return problem
+    prepared = Prepared(module, ctx, compiled=compiled)
     try:
-        pre = ctx.linker.instantiate_pre(compiled)
+        if ctx.pages is None:
+            prepared.pre = ctx.linker.instantiate_pre(compiled)
+        else:  # link errors show here once, not in some later run's slot
+            slot = ctx.pages.acquire(prepared)
+            try:
+                prepared.instance_pre(True, slot)
+            finally:
+                ctx.pages.release(slot)
     except wasmtime.WasmtimeError as exc:
         return SandboxError(RunStatus.LINK_ERROR, f"cannot link module: {exc}")
-    return Prepared(module, ctx, pre=pre, compiled=compiled)
+    prepared.has_start_export = any(e.name == START_EXPORT for e in compiled.exports)
+    return prepared
 
 
-def _check_imports_exports(compiled: wasmtime.Module) -> SandboxError | None:
+def _check_imports_exports(compiled: wasmtime.Module, instrumented: bool) -> SandboxError | None:
+    allowed = {WASI_P1, INTERRUPT_MODULE} if instrumented else {WASI_P1}
     foreign = [
-        f"{imp.module}.{imp.name}" for imp in compiled.imports if imp.module != WASI_P1
+        f"{imp.module}.{imp.name}" for imp in compiled.imports if imp.module not in allowed
     ]
     if foreign:
         shown = ", ".join(foreign[:10]) + (" …" if len(foreign) > 10 else "")

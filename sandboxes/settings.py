@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     warm_languages: bool = Field(
         default=True, description="Workers compile the interpreters and zig's libraries at start"
     )
+    fuel_instrumentation: bool = Field(
+        default=True, description="Meter core modules with Warden's fuel rewriter (sieve "
+        "~1.5x native) instead of wasmtime's fuel and epochs (~2.8x); modules the rewriter "
+        "cannot handle, and components, use wasmtime's either way",
+    )
     epoch_tick_s: float = Field(
         default=0.005, gt=0, le=0.1, description="Interrupt-check period: bounds stop latency"
     )

@@ -329,3 +329,64 @@ def use_pooling_allocator(cfg: wasmtime.Config, limits: dict[str, int]) -> None:
         ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
     finally:
         ffi.wasmtime_pooling_allocation_config_delete(pool)
+
+
+# -- fuel-instrumented modules (sandboxes.fuel_rewriter) ---------------------------------
+_EXTERN_GLOBAL = int(_ffi.WASMTIME_EXTERN_GLOBAL.value)
+_EXTERN_SHAREDMEMORY = int(_ffi.WASMTIME_EXTERN_SHAREDMEMORY.value)
+_VAL_I64 = int(_ffi.WASMTIME_I64.value)
+
+
+def _global(
+    store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes
+) -> ffi.wasmtime_extern_t:
+    item = _export(store, instance, name)
+    if item is None or _kind(item) != _EXTERN_GLOBAL:
+        raise KeyError(name.decode())
+    return item
+
+
+def get_global(store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes) -> int:
+    """The value of the exported integer global ``name`` (i32 or i64)."""
+    item = _global(store, instance, name)
+    value = ffi.wasmtime_val_t()
+    ffi.wasmtime_global_get(store._context(), ctypes.byref(item.of.global_), ctypes.byref(value))
+    if cast(int, value.kind) == _VAL_I64:  # a c_uint8 field reads as int
+        return int(value.of.i64)
+    return int(value.of.i32)
+
+
+def set_global_i64(
+    store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes, number: int
+) -> None:
+    """Set the exported mutable i64 global ``name``."""
+    item = _global(store, instance, name)
+    value = ffi.wasmtime_val_t(_VAL_I64, ffi.wasmtime_valunion(i64=number))
+    error = ffi.wasmtime_global_set(
+        store._context(), ctypes.byref(item.of.global_), ctypes.byref(value)
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+def define_shared_memory(
+    linker: wasmtime.Linker,
+    engine: wasmtime.Engine,
+    module: str,
+    name: str,
+    memory: wasmtime.SharedMemory,
+) -> None:
+    """``linker.define(..., memory)`` for a SharedMemory: wasmtime-py 50.0.1's
+    ``SharedMemory._as_extern`` wraps its pointer in a second pointer, so ``Linker.define``
+    raises TypeError (wasmtime-py issue #318). A shared memory belongs to the engine, not to
+    a store, so a throwaway store serves as the context."""
+    store = wasmtime.Store(engine)
+    item = ffi.wasmtime_extern_t(
+        _EXTERN_SHAREDMEMORY, ffi.wasmtime_extern_union(sharedmemory=memory.ptr())
+    )
+    mod, nm = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define(
+        linker.ptr(), store._context(), mod, len(mod), nm, len(nm), ctypes.byref(item)
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
