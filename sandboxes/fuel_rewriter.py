@@ -7,15 +7,17 @@ prototype and figures: ``bench/fuel_instrumentation/``).
 Design:
 
 * Three mutable globals are appended after the guest's own and exported: ``__warden_fuel``
-  (i64, remaining fuel), ``__warden_slot`` (i32, unused, kept so the output stays equal to
-  the prototype's) and ``__warden_trap`` (i32, set to 1 when the check fires).
-* Each function caches the fuel in an extra i64 local (plus an i32 temporary and an unused
-  i64). Code is cut into straight-line segments where wasmtime 50 flushes its own fuel
-  counter (``loop``, ``if``, ``else``, ``end``, ``br*``, calls, ``return``, ``unreachable``),
-  and each segment's static cost is charged at its *start*, so a loop header is
-  ``fuel -= k`` then the check, with no extra copies on the back edge.
+  (i64, remaining fuel), ``__warden_slot`` (i32, unused) and ``__warden_trap`` (i32, set
+  to 1 when the check fires).
+* Each function caches the fuel in an extra i64 local (plus two i32 temporaries). Code is
+  cut into straight-line segments where wasmtime 50 flushes its own fuel counter
+  (``loop``, ``if``, ``else``, ``end``, ``br*``, calls, ``return``, ``unreachable``), and
+  each segment's static cost is charged at its *end*, as wasmtime does: a loop header is
+  the check alone, and the body's ``fuel -= k`` sits before its back edge. (Charging at the
+  start made Cranelift compute ``fuel - k`` twice on both sides of the check's branch:
+  three more instructions per iteration of the sieve's outer loop.)
 * The check, at function entry and at every loop header, is one compare covering both
-  limits: ``if fuel < i64.atomic.load(page, 0)``. The page is an imported shared 1-page
+  limits: ``if fuel <= i64.atomic.load(page, 0)``. The page is an imported shared 1-page
   memory (``__warden.interrupt``) whose word 0 is 0 normally and INT64_MAX once the host,
   from any thread, interrupts the run. The slow path is inline (store the fuel, set
   ``__warden_trap``, ``unreachable``), never a call, so Cranelift sees no clobbering call
@@ -24,8 +26,12 @@ Design:
 * Cost model = wasmtime 50's: 0 for ``nop``, ``drop``, ``block``, ``loop``,
   ``unreachable``, ``return``, ``else`` and ``end``; 1 for any other operator; +1 per
   function invocation; bulk operations (``memory.fill/copy/init``, ``table.fill/copy/init``,
-  ``memory.grow``, ``table.grow``) also charge their length or delta operand, then check.
-  Straight-line code is finite, so the overshoot past zero is one segment plus one operand.
+  ``memory.grow``, ``table.grow``) also charge their length or delta operand, then check
+  (a grow only if it succeeded, or by a constant <= 128: what wasmtime 50 charges).
+  Straight-line code is finite, so the overshoot past zero is bounded; code after the last
+  check (a loop's exit, a chain of returns) is charged but not checked, so the host treats
+  a run that ends with the counter below zero as out of fuel, which makes the boundary
+  exact: a budget is enough when it covers the count.
 * The page is imported after the guest's imported memories, so the guest's own memories
   are renumbered +1 (memargs, ``memory.*`` immediates, active data segments, exports). A
   start section is removed and its function exported as ``__warden_start`` so the host can
@@ -34,11 +40,10 @@ Design:
 
 Known differences from wasmtime 50's own count (tests/test_fuel_rewriter.py pins them):
 instantiation is free here, while wasmtime meters its synthesized startup function (its
-entry, the call to a start function, constant expressions it cannot fold, segments with
-such offsets or in imported memories); a *failed* ``memory.grow``/``table.grow`` is charged
-its delta here, by wasmtime only when the delta is a constant <= 128; and because a
-segment is charged when it starts, a run whose budget ends inside its last segments traps
-here where wasmtime, which charges at the segment's end, still finishes it.
+entry, the call to a start function (the host charges that one: 2), constant expressions
+it cannot fold, segments with such offsets or in imported memories); and wasmtime checks
+at other points and saturates its count, so near the budget one may stop where the other
+finishes.
 
 The guest cannot reach the counter, the flag or the page only because its *original*
 module was validated (on an engine without threads, shared memory or multi-memory) before
@@ -61,7 +66,7 @@ from sandboxes.toolchains.wasm_bytes import (
 )
 
 # Part of the compiled-artifact cache key: bump whenever the output for some input changes.
-REWRITER_VERSION = "2"
+REWRITER_VERSION = "3"
 FUEL_GLOBAL = "__warden_fuel"
 TRAP_GLOBAL = "__warden_trap"
 START_EXPORT = "__warden_start"
@@ -304,9 +309,10 @@ def _snippets(nlocals: int, mod: _Module) -> _Snippets:
     load = b"\x23" + mod.g_fuel + b"\x21" + f
     cold = save + b"\x41\x01\x24" + mod.g_trap + b"\x00"  # i32.const 1; global.set; unreachable
     page = write_uleb(mod.page)
-    # local.get f; i32.const 0; i64.atomic.load (memidx page) 0; i64.lt_s; if ... end
+    # local.get f; i32.const 0; i64.atomic.load (memidx page) 0; i64.le_s; if ... end
+    # (<=: like wasmtime 50, a check that finds exactly 0 left traps)
     check = b"".join(
-        [b"\x20", f, b"\x41\x00\xfe\x11\x43", page, b"\x00\x53\x04\x40", cold, b"\x0b"]
+        [b"\x20", f, b"\x41\x00\xfe\x11\x43", page, b"\x00\x57\x04\x40", cold, b"\x0b"]
     )
     # local.set tmp; local.get f; local.get tmp; i64.extend_i32_u; i64.sub; local.set f;
     # check; local.get tmp
@@ -367,9 +373,9 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
     uleb = write_uleb
     skip_leb = _skip_leb
 
-    # new locals: fuel i64, temporary i32, unused i64; then entry: load, charge, check
-    out = [uleb(n + 2), code[locals_start:decl_end], b"\x01\x7e\x02\x7f", load, b"", check]
-    seg = 4  # index in `out` of the current segment's charge placeholder, or -1 if dead
+    # new locals: fuel i64, two i32 temporaries; at entry: load the fuel, check it
+    out = [uleb(n + 2), code[locals_start:decl_end], b"\x01\x7e\x02\x7f", load, check]
+    live = True  # a segment is open (not in dead code after br / return / unreachable)
     acc = 1  # wasmtime 50 charges 1 per function invocation
     last = decl_end
     dead = False
@@ -417,10 +423,12 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
         if k == _K_CTRL:
             # every control op but `block` ends the current segment (fill in its charge)
             if op == 0x0B:  # end
-                if seg >= 0:
+                if live:
                     if acc:
-                        out[seg] = subpre + sleb(acc) + subpost
-                    seg = -1
+                        out.append(code[last:p])
+                        out.append(subpre + sleb(acc) + subpost)
+                        last = p
+                    live = False
                 was_dead_frame = frames.pop()
                 if not frames:  # the function's end
                     if not dead:
@@ -434,27 +442,27 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 if not dead:
                     out.append(code[last:p])
                     last = p
-                    seg = len(out)
-                    out.append(b"")
+                    live = True
                 acc = 0
                 continue
             if op == 0x0D or op == 0x0C:  # br_if / br
                 lbl, q = read_uleb(code, p + 1)
                 if not dead:
                     acc += 1
-                    out[seg] = subpre + sleb(acc) + subpost
+                    out.append(code[last:p])
+                    out.append(subpre + sleb(acc) + subpost)
+                    last = p
                     if lbl == len(frames) - 1:  # to the function's label: an exit
                         out.append(code[last:p])
                         out.append(save)
                         last = p
                     if op == 0x0C:
                         dead = True
-                        seg = -1
+                        live = False
                     else:
                         out.append(code[last:q])
                         last = q
-                        seg = len(out)
-                        out.append(b"")
+                        live = True
                 acc = 0
                 p = q
                 continue
@@ -464,10 +472,11 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                     frames.append(True)
                 else:
                     if acc:
-                        out[seg] = subpre + sleb(acc) + subpost
+                        out.append(code[last:p])
+                        out.append(subpre + sleb(acc) + subpost)
+                        last = p
                     out.append(code[last:q])
-                    seg = len(out)
-                    out.append(b"")
+                    live = True
                     out.append(check)
                     last = q
                     frames.append(False)
@@ -482,11 +491,12 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 q = _skip_blocktype(code, p + 1)
                 if not dead:
                     acc += 1
-                    out[seg] = subpre + sleb(acc) + subpost
+                    out.append(code[last:p])
+                    out.append(subpre + sleb(acc) + subpost)
+                    last = p
                     out.append(code[last:q])
                     last = q
-                    seg = len(out)
-                    out.append(b"")
+                    live = True
                 frames.append(dead)
                 acc = 0
                 p = q
@@ -494,17 +504,18 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
             if op == 0x05:  # else
                 if len(frames) < 2:
                     raise UnsupportedModule("else outside if")
-                if seg >= 0 and acc:
-                    out[seg] = subpre + sleb(acc) + subpost
+                if live and acc:
+                    out.append(code[last:p])
+                    out.append(subpre + sleb(acc) + subpost)
+                    last = p
                 p += 1
                 dead = frames[-1]
                 if dead:
-                    seg = -1
+                    live = False
                 else:
                     out.append(code[last:p])
                     last = p
-                    seg = len(out)
-                    out.append(b"")
+                    live = True
                 acc = 0
                 continue
             if op == 0x10 or op == 0x11 or op == 0x14:  # call, call_indirect, call_ref
@@ -513,14 +524,15 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                     q = skip_leb(code, q)
                 if not dead:
                     acc += 1
-                    out[seg] = subpre + sleb(acc) + subpost
+                    out.append(code[last:p])
+                    out.append(subpre + sleb(acc) + subpost)
+                    last = p
                     out.append(code[last:p])
                     out.append(save)
                     out.append(code[p:q])
                     out.append(load)
                     last = q
-                    seg = len(out)
-                    out.append(b"")
+                    live = True
                 acc = 0
                 p = q
                 continue
@@ -534,25 +546,29 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                         hit_fn = True
                 if not dead:
                     acc += 1
-                    out[seg] = subpre + sleb(acc) + subpost
+                    out.append(code[last:p])
+                    out.append(subpre + sleb(acc) + subpost)
+                    last = p
                     if hit_fn:
                         out.append(code[last:p])
                         out.append(save)
                         last = p
                     dead = True
-                    seg = -1
+                    live = False
                 acc = 0
                 p = q
                 continue
             if op == 0x0F or op == 0x00:  # return / unreachable: cost 0
                 if not dead:
                     if acc:
-                        out[seg] = subpre + sleb(acc) + subpost
+                        out.append(code[last:p])
+                        out.append(subpre + sleb(acc) + subpost)
+                        last = p
                     out.append(code[last:p])
                     out.append(save)
                     last = p
                     dead = True
-                    seg = -1
+                    live = False
                 acc = 0
                 p += 1
                 continue
@@ -562,12 +578,14 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 q = skip_leb(code, q)
             if not dead:
                 acc += 1
-                out[seg] = subpre + sleb(acc) + subpost
+                out.append(code[last:p])
+                out.append(subpre + sleb(acc) + subpost)
+                last = p
                 out.append(code[last:p])
                 out.append(save)
                 last = p
                 dead = True
-                seg = -1
+                live = False
             acc = 0
             p = q
             continue

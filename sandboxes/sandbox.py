@@ -323,8 +323,11 @@ class Sandbox:
                     pages.release(slot)
         error, memory_peak = end.error, end.memory_peak
         outcome = classify(error, control)
-        if end.fuel_check_fired and control.reason is None and control.exit_code is None:
-            # The rewritten code's check trapped and no stop was asked for: out of fuel.
+        out_of_fuel = end.fuel_check_fired and control.exit_code is None
+        if control.reason is None and (out_of_fuel or (end.fuel_left or 0) < 0):
+            # The rewritten code's check trapped and no stop was asked for, or the run ended
+            # after spending more than its budget in code past its last check (a return
+            # chain, a loop's exit): either way it needed more fuel than it had.
             outcome = Outcome(RunStatus.FUEL_EXHAUSTED, message="fuel exhausted")
         if _ends_like_failed_allocation(outcome) and (
             memory_peak + limits.memory_bytes // _MEMORY_SLACK_FRACTION >= limits.memory_bytes
@@ -428,7 +431,7 @@ def _call_core(
     try:
         instance = wasmtime_ext.instantiate(pre, store)
     except wasmtime.WasmtimeError as exc:
-        return _CoreEnd(_InstantiateError(_instantiate_outcome(exc)))
+        return _CoreEnd(_InstantiateError(_instantiate_outcome(exc)), fuel_left=fuel)
     end = _CoreEnd()
     try:
         if fuel is not None:

@@ -25,5 +25,14 @@ def sandbox(data_dir: Path) -> Iterator[Sandbox]:
     sb.compiler.close()
 
 
+@pytest.fixture(scope="session")
+def metered_sandbox(data_dir: Path) -> Iterator[Sandbox]:
+    """Core modules metered by wasmtime's fuel and epochs, as components and modules the
+    fuel rewriter refuses are (the default sandbox uses the rewriter)."""
+    sb = Sandbox(Settings(data_dir=data_dir, compile_timeout_s=20, fuel_instrumentation=False))
+    yield sb
+    sb.compiler.close()
+
+
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()

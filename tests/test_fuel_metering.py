@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sandboxes.control import CancelToken, RunControl
 from sandboxes.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
-from sandboxes.settings import Settings
 from tests import wat_modules as W
 from tests.conftest import fixture_bytes
 
 
-@pytest.fixture(scope="module")
-def metered(data_dir: Path) -> Iterator[Sandbox]:
-    """A sandbox that meters with wasmtime's fuel and epochs only (the comparison)."""
-    sb = Sandbox(Settings(data_dir=data_dir, compile_timeout_s=20, fuel_instrumentation=False))
-    yield sb
-    sb.compiler.close()
+@pytest.fixture
+def metered(metered_sandbox: Sandbox) -> Sandbox:
+    """The comparison: wasmtime's fuel and epochs."""
+    return metered_sandbox
 
 
 def call_tree(depth: int) -> str:
@@ -80,6 +75,18 @@ def test_out_of_fuel_reports_the_budget(sandbox: Sandbox, metered: Sandbox) -> N
         result = sb.run(W.LOOP, Limits(fuel=1_000_000))
         assert result.status is RunStatus.FUEL_EXHAUSTED
         assert result.fuel_used == 1_000_000
+
+
+def test_a_budget_is_enough_exactly_when_it_covers_the_count(sandbox: Sandbox) -> None:
+    """Code past the last check is charged but not checked; a run that ends there with the
+    counter below zero is out of fuel all the same, so the boundary is exact."""
+    source = call_tree(8)
+    need = sandbox.run(source).fuel_used
+    for budget in range(need - 30, need + 2):
+        result = sandbox.run(source, Limits(fuel=budget))
+        expected = RunStatus.OK if budget >= need else RunStatus.FUEL_EXHAUSTED
+        assert result.status is expected, budget
+        assert result.fuel_used == min(need, budget)
 
 
 def test_fuel_runs_out_inside_a_call_tree(sandbox: Sandbox) -> None:

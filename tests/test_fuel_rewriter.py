@@ -636,23 +636,24 @@ def test_small_budget_traps_both(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", [CONTROL, CALLS], ids=["control", "calls"])
 def test_budget_boundary(text: str, tmp_path: Path) -> None:
-    """Budgets around a run's exact need. The rewriter charges a segment when it starts,
-    wasmtime when it ends, so the rewriter may stop a run wasmtime would still finish (by
-    at most one segment), never the other way round; and the fuel-used report is exact
-    only in the rewriter (wasmtime's counter saturates at 0 remaining)."""
+    """Budgets around a run's exact need. Code after the last check (returns, a loop's
+    exit) is charged but not checked, so a run may end normally with the counter below
+    zero: the host reports that as out of fuel (sandboxes.sandbox). With that rule a budget
+    is enough exactly when it covers the run's count (wasmtime 50's is not that exact)."""
     wasm = wat(text)
     need = run_wasmtime(wasm, BUDGET, tmp_path).fuel  # no startup function: all in _start
-    for budget in range(need - 12, need + 3):
+    for budget in range(need - 40, need + 3):
         theirs = run_wasmtime(wasm, budget, tmp_path)
         ours = instantiate(wasm, tmp_path).run(budget)
+        assert ours.remaining is not None
+        within = ours.outcome == "ok" and ours.remaining >= 0
+        assert within == (budget >= need), budget
         if ours.outcome == "ok":
-            assert theirs.outcome == "ok", budget
+            assert ours.state == run_wasmtime(wasm, BUDGET, tmp_path).state
             assert ours.fuel == need
         else:
             assert (ours.trap_flag, ours.outcome) == (1, f"trap {wasmtime.TrapCode.UNREACHABLE}")
-            assert ours.remaining is not None and ours.remaining < 0
-        if budget >= need:
-            assert (ours.outcome, ours.remaining) == ("ok", budget - need)
+        if budget >= need:  # below it wasmtime may also finish: it saturates its count
             assert (theirs.outcome, theirs.fuel) == ("ok", need)
 
 
@@ -696,10 +697,10 @@ def test_interrupt_stops_endless_code(text: str, tmp_path: Path) -> None:
 # sha256 of instrument(fixture) for this REWRITER_VERSION: compiled artifacts are cached
 # under the version, so a change here must come with a new version.
 OUTPUT_SHA256 = {
-    "2": {
-        "hello.wasm": "1a55e5ec92a930989df274d5b3767fb32a6ef158a95970046b84418f5053105f",
-        "sieve.wasm": "1e7cd6227e5df431bf06d7e110be63c8f9793d50301586a0896ca32b6932b818",
-        "env_args.wasm": "47e5eb369dd008463d7b77a67ddeb84818fce20c12ae7dc323a994ba76eedb8b",
+    "3": {
+        "hello.wasm": "ca87539ce1446415b59c9ae3fce40ab389dd350f39cce57680a6b4d420ed576a",
+        "sieve.wasm": "b727d01dc6b88342de6af79bc172789d636eb9f45f49c427188f4f56cf20c1a5",
+        "env_args.wasm": "d6476c7f81ef91af773219b68ccbdf838309fd3c387522cb4ff4b3adfcb584eb",
     },
 }
 

@@ -20,6 +20,13 @@ from sandboxes.schema import (
 from tests import wat_modules as W
 
 
+@pytest.fixture(params=["fuel-rewriter", "wasmtime-fuel"])
+def sandbox(request: pytest.FixtureRequest, sandbox: Sandbox, metered_sandbox: Sandbox) -> Sandbox:
+    """Every hostile module under both meterings: Warden's rewriter (core modules) and
+    wasmtime's fuel and epochs (components, modules the rewriter refuses)."""
+    return sandbox if request.param == "fuel-rewriter" else metered_sandbox
+
+
 def assert_healthy(sandbox: Sandbox) -> None:
     """The next ordinary run after a hostile one must succeed."""
     result = sandbox.run(W.HELLO)
