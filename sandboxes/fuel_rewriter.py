@@ -1,14 +1,13 @@
 """Deterministic fuel and a cross-thread interrupt, added to a core wasm module as wasm code.
 
 wasmtime's own fuel plus epochs cost the C sieve ~2.8x native; the same two limits written
-into the guest's code cost ~1.5x, with the same fuel counts as wasmtime 50 (but see below;
-prototype and figures: ``bench/fuel_instrumentation/``).
+into the guest's code cost ~1.4x, with the same fuel counts as wasmtime 50 (but see below;
+figures, host side and variants tried: ``docs/notes/fuel-metering.md``).
 
 Design:
 
-* Three mutable globals are appended after the guest's own and exported: ``__warden_fuel``
-  (i64, remaining fuel), ``__warden_slot`` (i32, unused) and ``__warden_trap`` (i32, set
-  to 1 when the check fires).
+* Two mutable globals are appended after the guest's own and exported: ``__warden_fuel``
+  (i64, remaining fuel) and ``__warden_trap`` (i32, set to 1 when the check fires).
 * Each function caches the fuel in an extra i64 local (plus two i32 temporaries). Code is
   cut into straight-line segments where wasmtime 50 flushes its own fuel counter
   (``loop``, ``if``, ``else``, ``end``, ``br*``, calls, ``return``, ``unreachable``), and
@@ -66,7 +65,7 @@ from sandboxes.toolchains.wasm_bytes import (
 )
 
 # Part of the compiled-artifact cache key: bump whenever the output for some input changes.
-REWRITER_VERSION = "3"
+REWRITER_VERSION = "4"
 FUEL_GLOBAL = "__warden_fuel"
 TRAP_GLOBAL = "__warden_trap"
 START_EXPORT = "__warden_start"
@@ -74,13 +73,12 @@ INTERRUPT_MODULE = "__warden"
 INTERRUPT_NAME = "interrupt"
 
 _RESERVED = "__warden"
-_SLOT_GLOBAL = "__warden_slot"
 _SECTION_ORDER = (1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11)
 _VALTYPE_BYTES = frozenset({0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F})
 # limits flags a memory or table may carry here: max present, shared, 64-bit
 _LIMIT_FLAGS = 0x07
-# fuel (mut i64 = 0), slot (mut i32 = 0), trap flag (mut i32 = 0)
-_NEW_GLOBALS = b"\x7e\x01\x42\x00\x0b" + b"\x7f\x01\x41\x00\x0b" * 2
+# fuel (mut i64 = 0), trap flag (mut i32 = 0)
+_NEW_GLOBALS = b"\x7e\x01\x42\x00\x0b" + b"\x7f\x01\x41\x00\x0b"
 # the page's import type: memory, flags max + shared, 1..1 pages
 _PAGE_TYPE = b"\x02\x03\x01\x01"
 
@@ -754,13 +752,13 @@ def _instrument(wasm: bytes) -> bytes:
             func_types.append(t)
         _done(by_id[3], p, "function")
     g_fuel = imp_globals + _count_vec(by_id.get(6, b""))
-    g_slot, g_trap = g_fuel + 1, g_fuel + 2
+    g_trap = g_fuel + 1
     new: dict[int, bytes] = {}
 
-    # globals: fuel i64, slot i32, trap flag i32 (all mutable, after every guest global)
+    # globals: fuel i64, trap flag i32 (both mutable, after every guest global)
     old = by_id.get(6, b"\x00")
     n, p = read_uleb(old, 0)
-    new[6] = write_uleb(n + 3) + old[p:] + _NEW_GLOBALS
+    new[6] = write_uleb(n + 2) + old[p:] + _NEW_GLOBALS
 
     # exports: reserved names refused, guest memories renumbered, ours appended
     old = by_id.get(7, b"\x00")
@@ -780,7 +778,6 @@ def _instrument(wasm: bytes) -> bytes:
     _done(old, q, "export")
     entries += [
         write_name(FUEL_GLOBAL) + b"\x03" + write_uleb(g_fuel),
-        write_name(_SLOT_GLOBAL) + b"\x03" + write_uleb(g_slot),
         write_name(TRAP_GLOBAL) + b"\x03" + write_uleb(g_trap),
     ]
     if 8 in by_id:  # the host calls the start function itself, after setting the fuel

@@ -18,8 +18,8 @@ import pytest
 import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wasmtime import _ffi as ffi
 
+from sandboxes.engine import EngineSpec
 from sandboxes.fuel_rewriter import (
     FUEL_GLOBAL,
     INTERRUPT_MODULE,
@@ -31,44 +31,31 @@ from sandboxes.fuel_rewriter import (
     instrument,
 )
 from sandboxes.toolchains.wasm_bytes import split_sections
+from sandboxes.wasmtime_ext import define_shared_memory
 from tests.conftest import fixture_bytes
 
 INT64_MAX = 2**63 - 1
 BUDGET = 10**10
 
 
-def _engine(*, metered: bool) -> wasmtime.Engine:
-    """``metered``: wasmtime's fuel, the feature set an original must validate under;
-    otherwise the instrumented engine (threads, shared memory, multi-memory; no fuel)."""
+def _metered_engine() -> wasmtime.Engine:
+    """wasmtime's fuel (no epochs, so stores need no deadline), on the feature set an
+    original must validate under."""
     cfg = wasmtime.Config()
-    cfg.consume_fuel = metered
-    cfg.wasm_threads = not metered
-    cfg.shared_memory = not metered
-    cfg.wasm_multi_memory = not metered
-    cfg.wasm_memory64 = False
-    cfg.wasm_gc = False
+    cfg.consume_fuel = True
+    cfg.wasm_threads = False
+    cfg.wasm_multi_memory = False
     return wasmtime.Engine(cfg)
 
 
-METERED = _engine(metered=True)
-INSTRUMENTED = _engine(metered=False)
-
-
-def _shm_as_extern(self: wasmtime.SharedMemory) -> ffi.wasmtime_extern_t:
-    """wasmtime-py 50.0.1 wraps self.ptr(), already a pointer, in ctypes.pointer() again
-    (bench/fuel_instrumentation/README.md, "wasmtime-py 50.0.1 bug")."""
-    union = ffi.wasmtime_extern_union(sharedmemory=self.ptr())
-    return ffi.wasmtime_extern_t(ffi.WASMTIME_EXTERN_SHAREDMEMORY, union)
+METERED = _metered_engine()
+INSTRUMENTED = EngineSpec(8 * 1024**2, instrumented=True).build()  # Warden's own config
 
 
 def _define_page(
     linker: wasmtime.Linker, store: wasmtime.Store, page: wasmtime.SharedMemory
 ) -> None:
-    try:
-        linker.define(store, INTERRUPT_MODULE, INTERRUPT_NAME, page)
-    except TypeError:  # the bug above: patch it and retry
-        wasmtime.SharedMemory._as_extern = _shm_as_extern  # type: ignore[method-assign]
-        linker.define(store, INTERRUPT_MODULE, INTERRUPT_NAME, page)
+    define_shared_memory(linker, INSTRUMENTED, INTERRUPT_MODULE, INTERRUPT_NAME, page)
 
 
 def _new_page() -> wasmtime.SharedMemory:
@@ -697,10 +684,10 @@ def test_interrupt_stops_endless_code(text: str, tmp_path: Path) -> None:
 # sha256 of instrument(fixture) for this REWRITER_VERSION: compiled artifacts are cached
 # under the version, so a change here must come with a new version.
 OUTPUT_SHA256 = {
-    "3": {
-        "hello.wasm": "ca87539ce1446415b59c9ae3fce40ab389dd350f39cce57680a6b4d420ed576a",
-        "sieve.wasm": "b727d01dc6b88342de6af79bc172789d636eb9f45f49c427188f4f56cf20c1a5",
-        "env_args.wasm": "d6476c7f81ef91af773219b68ccbdf838309fd3c387522cb4ff4b3adfcb584eb",
+    "4": {
+        "hello.wasm": "2f61a42ccd0bdc03324cb4323fe39c3552a045b4abfe180f520ab5def769f4fa",
+        "sieve.wasm": "97d1df747bbd354a15fa25fac6ca568be68ece84bafb41f172f540addae17129",
+        "env_args.wasm": "d02cfa2d5e980b27ffccb0dd205e8eba6b856d2acb28998d8b9787a23d6a3b84",
     },
 }
 
