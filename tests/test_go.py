@@ -265,7 +265,9 @@ def test_hostile_source_fails_to_compile(
     started = time.monotonic()
     res = go(runner, src)
     assert res.status is RunStatus.COMPILE_ERROR, (res.status, res.stdout[:200])
-    assert res.compile_output is not None and expected in res.compile_output, res.compile_output
+    messages = (expected,) if isinstance(expected, str) else expected
+    assert res.compile_output is not None, res
+    assert any(m in res.compile_output for m in messages), res.compile_output
     assert len(res.compile_output) < 2000  # the compiler stops after 10 errors
     no_host_data(runner, res)
     assert time.monotonic() - started < 10  # no network wait: nothing tries to fetch
@@ -277,9 +279,10 @@ COMPILE_BOMBS = {
                      + "".join(f"type T{i + 1} struct{{ a, b, c, d T{i} }}\n" for i in range(40))
                      + "var x T40\n\nfunc main() { println(x.a.a.a.a) }\n",
                      "compile time limit of 4 s exceeded"),
-    # 256 MiB of initialised data: the archive is over the jail's file-size cap.
+    # 256 MiB of initialised data: the archive is over the jail's file-size cap, or (as
+    # the compiler's heap layout falls) its 256 MiB buffer over the address-space cap.
     "huge_data": ("package main\n\nvar a = [1 << 28]byte{1<<28 - 1: 1}\n\n"
-                  "func main() { println(a[5]) }\n", "file too large"),
+                  "func main() { println(a[5]) }\n", ("file too large", "out of memory")),
     "huge_bss": ("package main\n\nvar a [1 << 40]byte\n\nfunc main() { println(a[5]) }\n",
                  "symbol too large"),
 }
@@ -297,7 +300,9 @@ def test_compile_bombs_are_capped(strict_runner: SourceRunner, case: str) -> Non
     started = time.monotonic()
     res = go(strict_runner, src)
     assert res.status is RunStatus.COMPILE_ERROR, (res.status, res.message)
-    assert res.compile_output is not None and expected in res.compile_output, res.compile_output
+    messages = (expected,) if isinstance(expected, str) else expected
+    assert res.compile_output is not None, res
+    assert any(m in res.compile_output for m in messages), res.compile_output
     assert time.monotonic() - started < 4.0 + 3
     no_host_data(strict_runner, res)
 
