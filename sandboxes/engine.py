@@ -6,11 +6,11 @@ Two kinds, both deny-by-default (memory64 and GC off):
   any core module the fuel rewriter cannot handle run here.
 * instrumented (``instrumented=True``): for core modules rewritten by
   ``sandboxes.fuel_rewriter``, which carry their own fuel counter and interrupt check, so
-  wasmtime's fuel and epochs are off (they cost the sieve 2.8x native; the rewriter ~1.5x).
-  Threads, shared memory and multi-memory are on only because the rewritten code reads its
-  interrupt word from an imported shared page: the guest's *original* module is validated
-  on the metered engine's feature set first, and the rewriter refuses modules that name
-  its imports or exports, so the guest itself can use none of them.
+  wasmtime's fuel and epochs are off (they cost the sieve 2.8x native; the rewriter ~1.4x).
+  Threads (atomics) and multi-memory are on only because the rewritten code reads its
+  interrupt word atomically from a second, one-page memory: the guest's *original* module
+  is validated on the metered engine's feature set first, and the rewriter refuses modules
+  that use its reserved names, so the guest itself can use neither.
 
 The wasm stack limit is an engine setting, so there is one engine per (power-of-two) stack
 size and kind.
@@ -53,7 +53,6 @@ class EngineSpec:
             "epoch_interruption": wasmtime_meters,
             "max_wasm_stack": self.stack_bytes,
             "threads": self.instrumented,
-            "shared_memory": self.instrumented,
             "memory64": False,
             "multi_memory": self.instrumented,
             "gc": False,
@@ -88,19 +87,28 @@ class EngineSpec:
         set_async_stack_size(cfg, self.stack_bytes + ASYNC_STACK_SLACK_BYTES)
         cfg.max_wasm_stack = self.stack_bytes
         cfg.wasm_threads = self.instrumented
-        cfg.shared_memory = self.instrumented
         cfg.wasm_memory64 = False
         cfg.wasm_multi_memory = self.instrumented
         cfg.wasm_gc = False
         cfg.wasm_component_model = True
-        if pooled and _can_reserve(_pool_reservation_bytes()):
-            use_pooling_allocator(cfg, POOL_LIMITS)
+        if pooled and _can_reserve(_pool_reservation_bytes(self.pool_limits)):
+            use_pooling_allocator(cfg, self.pool_limits)
         return wasmtime.Engine(cfg)
+
+    @property
+    def pool_limits(self) -> dict[str, int]:
+        """``POOL_LIMITS``; an instrumented core module has one memory more (its page)."""
+        if not self.instrumented:
+            return POOL_LIMITS
+        return POOL_LIMITS | {
+            "total_memories": 2 * POOL_LIMITS["total_memories"],
+            "max_memories_per_module": 2,
+        }
 
     def build_for_runs(self) -> tuple[wasmtime.Engine, int | None]:
         """A pooled engine if the address space allows, and its run capacity in units
         (``POOL_RUN_UNITS``; None: on-demand allocator, no pool to exhaust)."""
-        pooled = _can_reserve(_pool_reservation_bytes())
+        pooled = _can_reserve(_pool_reservation_bytes(self.pool_limits))
         return self.build(pooled=pooled), POOL_RUN_UNITS if pooled else None
 
 
@@ -144,9 +152,9 @@ _MAP_NORESERVE = 0x4000  # Linux; Python 3.11's mmap module does not name it
 log = logging.getLogger(__name__)
 
 
-def _pool_reservation_bytes() -> int:
-    """An upper bound of the address space a pooled engine reserves (~0.6 TiB)."""
-    lim = POOL_LIMITS
+def _pool_reservation_bytes(lim: dict[str, int]) -> int:
+    """An upper bound of the address space a pooled engine reserves (~0.6 TiB; ~1.1 TiB
+    for an instrumented one)."""
     memories = lim["total_memories"] * (lim["max_memory_size"] + _GUARD_BYTES)
     tables = lim["total_tables"] * lim["table_elements"] * 8
     instances = lim["total_core_instances"] * lim["max_core_instance_size"]

@@ -65,12 +65,12 @@ from sandboxes.toolchains.wasm_bytes import (
 )
 
 # Part of the compiled-artifact cache key: bump whenever the output for some input changes.
-REWRITER_VERSION = "4"
+REWRITER_VERSION = "5"
 FUEL_GLOBAL = "__warden_fuel"
 TRAP_GLOBAL = "__warden_trap"
 START_EXPORT = "__warden_start"
-INTERRUPT_MODULE = "__warden"
-INTERRUPT_NAME = "interrupt"
+INTERRUPT_EXPORT = "__warden_interrupt"  # the page: word 0 is 0, or TRIPPED to stop the run
+TRIPPED = 2**63 - 1
 
 _RESERVED = "__warden"
 _SECTION_ORDER = (1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11)
@@ -79,8 +79,8 @@ _VALTYPE_BYTES = frozenset({0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F})
 _LIMIT_FLAGS = 0x07
 # fuel (mut i64 = 0), trap flag (mut i32 = 0)
 _NEW_GLOBALS = b"\x7e\x01\x42\x00\x0b" + b"\x7f\x01\x41\x00\x0b"
-# the page's import type: memory, flags max + shared, 1..1 pages
-_PAGE_TYPE = b"\x02\x03\x01\x01"
+# the page: a memory of exactly one page (limits flag: max present; min 1, max 1)
+_PAGE_LIMITS = b"\x01\x01\x01"
 
 
 class UnsupportedModule(Exception):  # noqa: N818 - public name the callers use
@@ -168,8 +168,8 @@ def _parse_imports(payload: bytes) -> tuple[int, int]:
         mod = payload[p:q].decode()
         ln, p = read_uleb(payload, q)
         p = _take(payload, p, ln)
-        if mod == INTERRUPT_MODULE:
-            raise UnsupportedModule(f"imports from reserved module {INTERRUPT_MODULE!r}")
+        if mod == _RESERVED:
+            raise UnsupportedModule(f"imports from reserved module {_RESERVED!r}")
         kind = payload[p]
         p += 1
         if kind == 0:
@@ -284,7 +284,7 @@ class _Module(NamedTuple):
 
     g_fuel: bytes  # LEB of the fuel global's index
     g_trap: bytes
-    page: int  # memory index of the interrupt page = first renumbered guest memory
+    page: int  # memory index of the interrupt page (after every guest memory)
 
 
 class _Snippets(NamedTuple):
@@ -336,21 +336,12 @@ def _static_grow(small_grow: tuple[int, int], p: int) -> bool:
     return end == p and 0 <= delta <= _STATIC_GROW_MAX
 
 
-def _memarg(code: bytes, q: int, out: list[bytes], last: int, shift: int) -> tuple[int, int]:
-    """Renumber the memarg at ``q``; returns (position after it, new ``last``)."""
-    a, r = read_uleb(code, q)
+def _skip_memarg(code: bytes, q: int) -> int:
+    """Past the memarg at ``q``: alignment (bit 6: a memory index follows), offset."""
+    a, q = read_uleb(code, q)
     if a & 0x40:
-        m, r2 = read_uleb(code, r)
-        if m >= shift:
-            out.append(code[last:q])
-            out.append(write_uleb(a) + write_uleb(m + 1))
-            last = r2
-        return _skip_leb(code, r2), last
-    if shift == 0:
-        out.append(code[last:q])
-        out.append(write_uleb(a | 0x40) + b"\x01")
-        last = r
-    return _skip_leb(code, r), last
+        q = _skip_leb(code, q)
+    return _skip_leb(code, q)
 
 
 def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
@@ -366,7 +357,6 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
         p = _skip_valtype(code, p)
     decl_end = p
     save, load, check, dyn, subpre, subpost, grow_pre, grow_post = _snippets(nlocals, mod)
-    shift = mod.page
     sleb = _sleb
     uleb = write_uleb
     skip_leb = _skip_leb
@@ -400,20 +390,7 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
             continue
         if k == _K_MEM:
             acc += 1
-            a, q = read_uleb(code, p + 1)
-            if a & 0x40:
-                m, q2 = read_uleb(code, q)
-                if m >= shift:
-                    out.append(code[last : p + 1])
-                    out.append(uleb(a) + uleb(m + 1))
-                    last = q2
-                p = skip_leb(code, q2)
-            else:
-                if shift == 0:
-                    out.append(code[last : p + 1])
-                    out.append(uleb(a | 0x40) + b"\x01")
-                    last = q
-                p = skip_leb(code, q)
+            p = _skip_memarg(code, p + 1)
             continue
         if k == _K_FREE:
             p += 1
@@ -597,12 +574,11 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 out.append(code[last:p])
                 out.append(grow_pre)
                 last = p
-            m, q = read_uleb(code, p + 1)
-            out.append(code[last : p + 1])
-            out.append(uleb(m + 1 if m >= shift else m))
+            q = skip_leb(code, p + 1)  # the memory index
             if grow:
+                out.append(code[last:q])
                 out.append(grow_post)
-            last = q
+                last = q
             p = q
             continue
         if k == _K_PREFIX:
@@ -624,23 +600,17 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                     last = p
                 if sub <= 7:  # saturating truncations
                     pass
-                elif sub in (8, 10, 11):  # memory.init / copy / fill
-                    if sub == 8:
-                        q = skip_leb(code, q)
-                    out.append(code[last:q])
-                    for _ in range(2 if sub == 10 else 1):
-                        m, q = read_uleb(code, q)
-                        out.append(uleb(m + 1 if m >= shift else m))
-                    last = q
-                elif sub in (9, 13, 15, 16, 17):
+                elif sub in (8, 9, 11, 13, 15, 16, 17):  # memory.init/fill, data.drop, ...
                     q = skip_leb(code, q)
-                elif sub in (12, 14):
+                    if sub == 8:  # memory.init: data index, then memory index
+                        q = skip_leb(code, q)
+                elif sub in (10, 12, 14):  # memory.copy, table.init, table.copy
                     q = skip_leb(code, skip_leb(code, q))
                 else:
                     raise UnsupportedModule(f"opcode 0xfc {sub}")
             elif op == 0xFD:
                 if sub in _SIMD_MEM or sub in _SIMD_MEMLANE:
-                    q, last = _memarg(code, q, out, last, shift)
+                    q = _skip_memarg(code, q)
                     if sub in _SIMD_MEMLANE:
                         q += 1
                 elif sub == 12 or sub == 13:  # v128.const, i8x16.shuffle
@@ -655,7 +625,7 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 elif sub > _ATOMIC_LAST:
                     raise UnsupportedModule(f"opcode 0xfe {sub}")
                 else:
-                    q, last = _memarg(code, q, out, last, shift)
+                    q = _skip_memarg(code, q)
             if op == 0xFC and table_grow:
                 out.append(code[last:q])
                 out.append(grow_post)
@@ -704,31 +674,6 @@ def _sections(wasm: bytes) -> list[tuple[int, bytes]]:
     return secs
 
 
-def _rewrite_data(payload: bytes, imp_mems: int) -> bytes:
-    """Active segments on a guest-defined memory move by one (and all name their memory)."""
-    n, p = read_uleb(payload, 0)
-    segs = []
-    for _ in range(n):
-        flag, q = read_uleb(payload, p)
-        if flag == 1:  # passive: unchanged
-            ln, e = read_uleb(payload, q)
-            end = _take(payload, e, ln)
-            segs.append(payload[p:end])
-        elif flag in (0, 2):
-            mem = 0
-            if flag == 2:
-                mem, q = read_uleb(payload, q)
-            ln, e = read_uleb(payload, _skip_const_expr(payload, q))
-            end = _take(payload, e, ln)
-            mem = mem + 1 if mem >= imp_mems else mem
-            segs.append(b"\x02" + write_uleb(mem) + payload[q:end])
-        else:
-            raise UnsupportedModule(f"data segment flags {flag}")
-        p = end
-    _done(payload, p, "data")
-    return write_uleb(len(segs)) + b"".join(segs)
-
-
 def _instrument(wasm: bytes) -> bytes:
     secs = _sections(wasm)
     by_id: dict[int, bytes] = {}
@@ -760,7 +705,14 @@ def _instrument(wasm: bytes) -> bytes:
     n, p = read_uleb(old, 0)
     new[6] = write_uleb(n + 2) + old[p:] + _NEW_GLOBALS
 
-    # exports: reserved names refused, guest memories renumbered, ours appended
+    # the page: one more memory, exactly one page, after every guest memory (the guest's
+    # original was validated without multi-memory, so none of its code can name it)
+    page = imp_mems + _count_vec(by_id.get(5, b""))
+    old = by_id.get(5, b"\x00")
+    n, p = read_uleb(old, 0)
+    new[5] = write_uleb(n + 1) + old[p:] + _PAGE_LIMITS
+
+    # exports: reserved names refused, ours appended
     old = by_id.get(7, b"\x00")
     n, q = read_uleb(old, 0)
     entries = []
@@ -769,16 +721,14 @@ def _instrument(wasm: bytes) -> bytes:
         q3 = _take(old, q2, ln)
         if old[q2:q3].decode().startswith(_RESERVED):
             raise UnsupportedModule(f"reserved export name {old[q2:q3].decode()!r}")
-        kind = old[q3]
-        idx, q4 = read_uleb(old, q3 + 1)
-        if kind == 2 and idx >= imp_mems:
-            idx += 1
-        entries.append(old[q:q3] + bytes([kind]) + write_uleb(idx))
+        q4 = _skip_leb(old, q3 + 1)  # kind, index
+        entries.append(old[q:q4])
         q = q4
     _done(old, q, "export")
     entries += [
         write_name(FUEL_GLOBAL) + b"\x03" + write_uleb(g_fuel),
         write_name(TRAP_GLOBAL) + b"\x03" + write_uleb(g_trap),
+        write_name(INTERRUPT_EXPORT) + b"\x02" + write_uleb(page),
     ]
     if 8 in by_id:  # the host calls the start function itself, after setting the fuel
         start_idx, p = read_uleb(by_id[8], 0)
@@ -786,20 +736,7 @@ def _instrument(wasm: bytes) -> bytes:
         entries.append(write_name(START_EXPORT) + b"\x00" + write_uleb(start_idx))
     new[7] = write_uleb(len(entries)) + b"".join(entries)
 
-    # the page: a shared memory of exactly one page, after the guest's imports
-    old = by_id.get(2, b"\x00")
-    n, p = read_uleb(old, 0)
-    new[2] = (
-        write_uleb(n + 1)
-        + old[p:]
-        + write_name(INTERRUPT_MODULE)
-        + write_name(INTERRUPT_NAME)
-        + _PAGE_TYPE
-    )
-    if 11 in by_id:
-        new[11] = _rewrite_data(by_id[11], imp_mems)
-
-    mod = _Module(write_uleb(g_fuel), write_uleb(g_trap), imp_mems)
+    mod = _Module(write_uleb(g_fuel), write_uleb(g_trap), page)
     old = by_id.get(10, b"\x00")
     n, p = read_uleb(old, 0)
     if n != len(func_types):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
@@ -23,8 +23,8 @@ from sandboxes.compiler import CompilerProcess
 from sandboxes.control import CancelToken, RunControl, StopReason
 from sandboxes.engine import EngineSpec, EpochTicker, stack_class
 from sandboxes.errors import SandboxError
-from sandboxes.fuel_rewriter import FUEL_GLOBAL, INTERRUPT_MODULE, START_EXPORT, TRAP_GLOBAL
-from sandboxes.interrupts import InterruptPages, InterruptSlot
+from sandboxes.fuel_rewriter import FUEL_GLOBAL, INTERRUPT_EXPORT, START_EXPORT, TRAP_GLOBAL
+from sandboxes.interrupts import Interrupt
 from sandboxes.modules import ModuleBytes, ModuleKind, decode_module
 from sandboxes.outcome import Outcome, classify
 from sandboxes.output import CappedSink
@@ -69,7 +69,6 @@ class EngineContext:
     linker: wasmtime.Linker  # fast stdio; runs without a scratch dir
     scratch_linker: wasmtime.Linker  # wasmtime's fd_write; runs with a scratch dir
     component_linker: wasmtime.component.Linker
-    pages: InterruptPages | None = None  # instrumented engines only
 
 
 @dataclass
@@ -82,23 +81,13 @@ class Prepared:
     compiled: wasmtime.Module | None = None
     component: wasmtime.component.Component | None = None
     _scratch_pre: wasmtime.InstancePre | None = None
-    # instrumented: (slot, fast stdio) -> pre-linked against that slot's interrupt page
-    _slot_pres: dict[tuple[int, bool], wasmtime.InstancePre] = field(default_factory=dict)
     has_start_export: bool = False  # instrumented: the module's start function, moved
 
     @property
     def instrumented(self) -> bool:
-        return self.ctx.pages is not None
+        return self.ctx.spec.instrumented
 
-    def instance_pre(self, fast_stdio: bool, slot: InterruptSlot | None) -> wasmtime.InstancePre:
-        if slot is not None:
-            key = (slot.index, fast_stdio)
-            pre = self._slot_pres.get(key)
-            if pre is None:
-                assert self.compiled is not None
-                pre = slot.linker(fast_stdio).instantiate_pre(self.compiled)
-                self._slot_pres[key] = pre
-            return pre
+    def instance_pre(self, fast_stdio: bool) -> wasmtime.InstancePre:
         if fast_stdio:
             assert self.pre is not None
             return self.pre
@@ -134,17 +123,13 @@ class Sandbox:
                 spec = EngineSpec(size, instrumented)
                 engine, capacity = spec.build_for_runs()
 
-                def make_linker(fast_stdio: bool) -> wasmtime.Linker:
-                    return build_linker(engine, stdio_fast_path=fast_stdio)
-
                 ctx = EngineContext(
                     spec,
                     engine,
                     EpochTicker(engine, self.settings.epoch_tick_s, capacity),
-                    make_linker(True),
-                    make_linker(False),
+                    build_linker(engine, stdio_fast_path=True),
+                    build_linker(engine, stdio_fast_path=False),
                     _component_linker(engine),
-                    InterruptPages(engine, make_linker) if instrumented else None,
                 )
                 self._engines[(size, instrumented)] = ctx
             return ctx
@@ -271,10 +256,10 @@ class Sandbox:
             table_elements=limits.table_elements,
             instances=64 if is_component else 1,
             tables=64 if is_component else 4,
-            memories=components.MAX_MEMORIES if is_component else 1,  # limit is per memory
+            memories=components.MAX_MEMORIES if is_component else 1 + prepared.instrumented,
         )
-        pages = prepared.ctx.pages
-        if pages is None:
+        interrupt = Interrupt() if prepared.instrumented else None
+        if interrupt is None:
             store.set_fuel(limits.fuel)
         wasi = wasmtime.WasiConfig()
         wasmtime_ext.set_argv(wasi, (argv0, *grants.args))
@@ -291,17 +276,16 @@ class Sandbox:
         workspace: Workspace | _NoWorkspace = _NO_WORKSPACE  # nothing to create or remove
         if grants.files or grants.scratch is not None:
             workspace = Workspace(self.settings.scratch_root, grants, self.file_trees)
-        slot = pages.acquire(control) if pages is not None else None
         ticker = prepared.ctx.ticker
         with workspace:
             workspace.configure(wasi)
             if workspace.scratch is not None:
                 control.add_periodic_check(_SCRATCH_SCAN_S, workspace.scratch_check)
             store.set_wasi(wasi)
-            if slot is None:
+            if interrupt is None:
                 set_deadline_check(store, control.check)
             else:  # the ticker thread checks the deadline; any stop trips the page
-                control.attach_interrupt(slot.interrupter(control))
+                control.attach_interrupt(interrupt.trip)
                 ticker.watch(id(control), control.check)
             bind_control(control)
             end = _CoreEnd()
@@ -310,17 +294,16 @@ class Sandbox:
                 if is_component:
                     end.error, end.memory_peak = _call_component(store, prepared)
                 else:
-                    pre = prepared.instance_pre(fast_stdio, slot)
-                    fuel = limits.fuel if slot is not None else None
-                    end = _call_core(store, pre, fuel, prepared.has_start_export)
+                    pre = prepared.instance_pre(fast_stdio)
+                    fuel = limits.fuel if interrupt is not None else None
+                    end = _call_core(store, pre, fuel, prepared.has_start_export, interrupt)
             finally:
                 bind_control(None)
                 elapsed = time.perf_counter() - t0
-                if slot is not None:
-                    assert pages is not None
+                if interrupt is not None:
                     ticker.unwatch(id(control))
                     control.attach_interrupt(None)
-                    pages.release(slot)
+                    interrupt.detach()  # before the store (and the page) goes
         error, memory_peak = end.error, end.memory_peak
         outcome = classify(error, control)
         out_of_fuel = end.fuel_check_fired and control.exit_code is None
@@ -418,36 +401,44 @@ class _CoreEnd:
 _FUEL = FUEL_GLOBAL.encode()
 _TRAP_FLAG = TRAP_GLOBAL.encode()
 _START = START_EXPORT.encode()
+_PAGE = INTERRUPT_EXPORT.encode()
 # wasmtime 50 charges a start function 3 for its invocation, an exported call 1 (as the
 # rewritten code does): the difference, so counts stay equal to wasmtime's.
 _START_EXTRA_FUEL = 2
 
 
 def _call_core(
-    store: wasmtime.Store, pre: wasmtime.InstancePre, fuel: int | None, has_start: bool
+    store: wasmtime.Store,
+    pre: wasmtime.InstancePre,
+    fuel: int | None,
+    has_start: bool,
+    interrupt: Interrupt | None,
 ) -> _CoreEnd:
     """Instantiate and call ``_start``; ``fuel`` is the budget of an instrumented module,
-    which holds its fuel in a global (None: wasmtime's fuel, set on the store)."""
+    which holds its fuel in a global and reads ``interrupt``'s word from its page (None:
+    wasmtime's fuel, set on the store)."""
     try:
         instance = wasmtime_ext.instantiate(pre, store)
     except wasmtime.WasmtimeError as exc:
         return _CoreEnd(_InstantiateError(_instantiate_outcome(exc)), fuel_left=fuel)
     end = _CoreEnd()
+    if interrupt is not None:
+        interrupt.attach(wasmtime_ext.memory_address(instance, _PAGE))
     try:
         if fuel is not None:
             if has_start:
-                wasmtime_ext.set_global_i64(store, instance, _FUEL, fuel - _START_EXTRA_FUEL)
-                wasmtime_ext.call_export(store, instance, _START)
+                wasmtime_ext.set_global_i64(instance, _FUEL, fuel - _START_EXTRA_FUEL)
+                wasmtime_ext.call_export(instance, _START)
             else:
-                wasmtime_ext.set_global_i64(store, instance, _FUEL, fuel)
-        wasmtime_ext.call_export(store, instance, b"_start")  # type checked at link time
+                wasmtime_ext.set_global_i64(instance, _FUEL, fuel)
+        wasmtime_ext.call_export(instance, b"_start")  # type checked at link time
     except Exception as exc:
         end.error = exc
     if fuel is not None:
-        end.fuel_left = wasmtime_ext.get_global(store, instance, _FUEL)
+        end.fuel_left = wasmtime_ext.get_global(instance, _FUEL)
         if isinstance(end.error, wasmtime.Trap):  # the check's slow path is an `unreachable`
-            end.fuel_check_fired = wasmtime_ext.get_global(store, instance, _TRAP_FLAG) != 0
-    end.memory_peak = wasmtime_ext.memory_size(store, instance)
+            end.fuel_check_fired = wasmtime_ext.get_global(instance, _TRAP_FLAG) != 0
+    end.memory_peak = wasmtime_ext.memory_size(instance)
     return end
 
 
@@ -478,29 +469,21 @@ def _link(module: ModuleBytes, ctx: EngineContext, blob: bytes) -> Prepared | Sa
         component = wasmtime.component.Component.deserialize(ctx.engine, blob)
         return components.link(component, ctx.engine) or Prepared(module, ctx, component=component)
     compiled = wasmtime.Module.deserialize(ctx.engine, blob)
-    problem = _check_imports_exports(compiled, ctx.pages is not None)
+    problem = _check_imports_exports(compiled)
     if problem is not None:
         return problem
     prepared = Prepared(module, ctx, compiled=compiled)
     try:
-        if ctx.pages is None:
-            prepared.pre = ctx.linker.instantiate_pre(compiled)
-        else:  # link errors show here once, not in some later run's slot
-            slot = ctx.pages.acquire(prepared)
-            try:
-                prepared.instance_pre(True, slot)
-            finally:
-                ctx.pages.release(slot)
+        prepared.pre = ctx.linker.instantiate_pre(compiled)
     except wasmtime.WasmtimeError as exc:
         return SandboxError(RunStatus.LINK_ERROR, f"cannot link module: {exc}")
     prepared.has_start_export = any(e.name == START_EXPORT for e in compiled.exports)
     return prepared
 
 
-def _check_imports_exports(compiled: wasmtime.Module, instrumented: bool) -> SandboxError | None:
-    allowed = {WASI_P1, INTERRUPT_MODULE} if instrumented else {WASI_P1}
+def _check_imports_exports(compiled: wasmtime.Module) -> SandboxError | None:
     foreign = [
-        f"{imp.module}.{imp.name}" for imp in compiled.imports if imp.module not in allowed
+        f"{imp.module}.{imp.name}" for imp in compiled.imports if imp.module != WASI_P1
     ]
     if foreign:
         shown = ", ".join(foreign[:10]) + (" …" if len(foreign) > 10 else "")

@@ -258,7 +258,20 @@ def _raise_from(
         raise trap_obj
 
 
-def instantiate(pre: wasmtime.InstancePre, store: wasmtime.Store) -> ffi.wasmtime_instance_t:
+class RawInstance:
+    """An instance as the C API sees it: its store, and the store context's and the
+    instance's addresses, computed once (each is a ctypes cast otherwise)."""
+
+    __slots__ = ("address", "context", "raw", "store")
+
+    def __init__(self, store: wasmtime.Store, raw: ffi.wasmtime_instance_t) -> None:
+        self.store = store
+        self.raw = raw
+        self.context: int = ctypes.cast(store._context(), _VP).value or 0
+        self.address = ctypes.addressof(raw)
+
+
+def instantiate(pre: wasmtime.InstancePre, store: wasmtime.Store) -> RawInstance:
     """``pre.instantiate(store)`` without wrapping the result in an ``Instance``."""
     instance = ffi.wasmtime_instance_t()
     trap = ctypes.POINTER(ffi.wasm_trap_t)()
@@ -267,44 +280,41 @@ def instantiate(pre: wasmtime.InstancePre, store: wasmtime.Store) -> ffi.wasmtim
     )
     if error or trap:
         _raise_from(error, trap)
-    return instance
+    return RawInstance(store, instance)
 
 
-def _export(
-    store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes
-) -> ffi.wasmtime_extern_t | None:
+def _export(instance: RawInstance, name: bytes) -> ffi.wasmtime_extern_t | None:
     item = ffi.wasmtime_extern_t()
-    context = ctypes.cast(store._context(), _VP).value
     found = _instance_export_get(
-        context, ctypes.addressof(instance), name, len(name), ctypes.addressof(item)
+        instance.context, instance.address, name, len(name), ctypes.addressof(item)
     )
     return item if found else None
 
 
-def call_export(store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes) -> None:
+def call_export(instance: RawInstance, name: bytes) -> None:
     """Call the exported ``() -> ()`` function ``name``; raises like ``Func.__call__``.
 
     The caller has checked the export's type (``_start`` is checked when a module is
     linked); a missing or non-function export raises ``KeyError``.
     """
-    item = _export(store, instance, name)
+    item = _export(instance, name)
     if item is None or _kind(item) != _EXTERN_FUNC:
         raise KeyError(name.decode())
     trap = ctypes.POINTER(ffi.wasm_trap_t)()
     error = ffi.wasmtime_func_call(
-        store._context(), ctypes.byref(item.of.func), None, 0, None, 0, ctypes.byref(trap)
+        instance.store._context(), ctypes.byref(item.of.func), None, 0, None, 0,
+        ctypes.byref(trap),
     )
     if error or trap:
         _raise_from(error, trap)
 
 
-def memory_size(store: wasmtime.Store, instance: ffi.wasmtime_instance_t) -> int:
+def memory_size(instance: RawInstance) -> int:
     """Bytes in the instance's exported ``memory`` now (0 when it exports none)."""
-    item = _export(store, instance, _MEMORY)
+    item = _export(instance, _MEMORY)
     if item is None or _kind(item) != _EXTERN_MEMORY:
         return 0
-    context = ctypes.cast(store._context(), _VP).value
-    size = _memory_data_size(context, ctypes.addressof(item.of.memory))
+    size = _memory_data_size(instance.context, ctypes.addressof(item.of.memory))
     assert isinstance(size, int)
     return size
 
@@ -333,60 +343,45 @@ def use_pooling_allocator(cfg: wasmtime.Config, limits: dict[str, int]) -> None:
 
 # -- fuel-instrumented modules (sandboxes.fuel_rewriter) ---------------------------------
 _EXTERN_GLOBAL = int(_ffi.WASMTIME_EXTERN_GLOBAL.value)
-_EXTERN_SHAREDMEMORY = int(_ffi.WASMTIME_EXTERN_SHAREDMEMORY.value)
 _VAL_I64 = int(_ffi.WASMTIME_I64.value)
+_global_get = _proto("wasmtime_global_get", None, _VP, _VP, _VP)
+_global_set = _proto("wasmtime_global_set", _VP, _VP, _VP, _VP)
 
 
-def _global(
-    store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes
-) -> ffi.wasmtime_extern_t:
-    item = _export(store, instance, name)
+def _global(instance: RawInstance, name: bytes) -> ffi.wasmtime_extern_t:
+    item = _export(instance, name)
     if item is None or _kind(item) != _EXTERN_GLOBAL:
         raise KeyError(name.decode())
     return item
 
 
-def get_global(store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes) -> int:
+def get_global(instance: RawInstance, name: bytes) -> int:
     """The value of the exported integer global ``name`` (i32 or i64)."""
-    item = _global(store, instance, name)
+    item = _global(instance, name)
     value = ffi.wasmtime_val_t()
-    ffi.wasmtime_global_get(store._context(), ctypes.byref(item.of.global_), ctypes.byref(value))
+    _global_get(instance.context, ctypes.addressof(item.of.global_), ctypes.addressof(value))
     if cast(int, value.kind) == _VAL_I64:  # a c_uint8 field reads as int
         return int(value.of.i64)
     return int(value.of.i32)
 
 
-def set_global_i64(
-    store: wasmtime.Store, instance: ffi.wasmtime_instance_t, name: bytes, number: int
-) -> None:
+def set_global_i64(instance: RawInstance, name: bytes, number: int) -> None:
     """Set the exported mutable i64 global ``name``."""
-    item = _global(store, instance, name)
+    item = _global(instance, name)
     value = ffi.wasmtime_val_t(_VAL_I64, ffi.wasmtime_valunion(i64=number))
-    error = ffi.wasmtime_global_set(
-        store._context(), ctypes.byref(item.of.global_), ctypes.byref(value)
+    error = _global_set(
+        instance.context, ctypes.addressof(item.of.global_), ctypes.addressof(value)
     )
-    if error:
-        raise wasmtime.WasmtimeError._from_ptr(error)
+    if error:  # only a type mismatch, which the rewriter's own globals cannot have
+        raise wasmtime.WasmtimeError(f"cannot set global {name.decode()}")
 
 
-def define_shared_memory(
-    linker: wasmtime.Linker,
-    engine: wasmtime.Engine,
-    module: str,
-    name: str,
-    memory: wasmtime.SharedMemory,
-) -> None:
-    """``linker.define(..., memory)`` for a SharedMemory: wasmtime-py 50.0.1's
-    ``SharedMemory._as_extern`` wraps its pointer in a second pointer, so ``Linker.define``
-    raises TypeError (wasmtime-py issue #318). A shared memory belongs to the engine, not to
-    a store, so a throwaway store serves as the context."""
-    store = wasmtime.Store(engine)
-    item = ffi.wasmtime_extern_t(
-        _EXTERN_SHAREDMEMORY, ffi.wasmtime_extern_union(sharedmemory=memory.ptr())
-    )
-    mod, nm = module.encode(), name.encode()
-    error = ffi.wasmtime_linker_define(
-        linker.ptr(), store._context(), mod, len(mod), nm, len(nm), ctypes.byref(item)
-    )
-    if error:
-        raise wasmtime.WasmtimeError._from_ptr(error)
+def memory_address(instance: RawInstance, name: bytes) -> int:
+    """Where the exported memory ``name`` starts (valid while the instance lives and the
+    memory does not grow)."""
+    item = _export(instance, name)
+    if item is None or _kind(item) != _EXTERN_MEMORY:
+        raise KeyError(name.decode())
+    address = _memory_data(instance.context, ctypes.addressof(item.of.memory))
+    assert isinstance(address, int)
+    return address

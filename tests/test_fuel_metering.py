@@ -3,12 +3,15 @@ fuel, stops through the interrupt page, and the fall-back to wasmtime's metering
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 
 import pytest
 
-from sandboxes.control import CancelToken, RunControl
+from sandboxes.control import CancelToken
+from sandboxes.fuel_rewriter import TRIPPED
+from sandboxes.interrupts import Interrupt
 from sandboxes.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
 from tests import wat_modules as W
@@ -104,7 +107,7 @@ def test_wall_time_stops_a_loop_without_calls(sandbox: Sandbox) -> None:
 
 
 def test_cancel_stops_only_its_own_run(sandbox: Sandbox) -> None:
-    """Two loops at once on one engine, each on its own interrupt page: the cancel of one
+    """Two loops at once on one engine, each reading its own page: the cancel of one
     leaves the other running until its own deadline."""
     token = CancelToken()
     results: dict[str, RunResult] = {}
@@ -129,24 +132,19 @@ def test_cancel_stops_only_its_own_run(sandbox: Sandbox) -> None:
     assert timed.status is RunStatus.WALL_TIMEOUT
 
 
-def test_a_late_stop_does_not_trip_the_next_run_on_that_page(sandbox: Sandbox) -> None:
-    ctx = sandbox.engine_context(Limits().stack_bytes, instrumented=True)
-    assert ctx.pages is not None
-    first = RunControl(10.0)
-    slot = ctx.pages.acquire(first)
-    stale = slot.interrupter(first)
-    ctx.pages.release(slot)
-    second = RunControl(10.0)
-    again = ctx.pages.acquire(second)  # the freed page comes back first
-    try:
-        assert again is slot
-        stale()
-        assert not again.tripped
-        again.interrupter(second)()
-        assert again.tripped
-    finally:
-        ctx.pages.release(again)
-    assert not slot.tripped  # released pages are armed again
+def test_an_interrupt_writes_only_while_its_instance_lives() -> None:
+    """A stop before the instance exists waits for it; after ``detach`` (the store is about
+    to go) nothing is written, so a late cancel cannot touch freed or reused memory."""
+    early, word = Interrupt(), ctypes.c_int64(0)
+    early.trip()
+    assert word.value == 0
+    early.attach(ctypes.addressof(word))
+    assert word.value == TRIPPED and early.tripped
+    late, other = Interrupt(), ctypes.c_int64(0)
+    late.attach(ctypes.addressof(other))
+    late.detach()
+    late.trip()
+    assert other.value == 0
 
 
 def test_stop_before_the_run_starts_trips_at_once(sandbox: Sandbox) -> None:

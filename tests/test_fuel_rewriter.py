@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from sandboxes.engine import EngineSpec
 from sandboxes.fuel_rewriter import (
     FUEL_GLOBAL,
-    INTERRUPT_MODULE,
-    INTERRUPT_NAME,
+    INTERRUPT_EXPORT,
     REWRITER_VERSION,
     START_EXPORT,
     TRAP_GLOBAL,
@@ -31,7 +30,6 @@ from sandboxes.fuel_rewriter import (
     instrument,
 )
 from sandboxes.toolchains.wasm_bytes import split_sections
-from sandboxes.wasmtime_ext import define_shared_memory
 from tests.conftest import fixture_bytes
 
 INT64_MAX = 2**63 - 1
@@ -52,19 +50,11 @@ METERED = _metered_engine()
 INSTRUMENTED = EngineSpec(8 * 1024**2, instrumented=True).build()  # Warden's own config
 
 
-def _define_page(
-    linker: wasmtime.Linker, store: wasmtime.Store, page: wasmtime.SharedMemory
-) -> None:
-    define_shared_memory(linker, INSTRUMENTED, INTERRUPT_MODULE, INTERRUPT_NAME, page)
-
-
-def _new_page() -> wasmtime.SharedMemory:
-    ty = wasmtime.MemoryType(wasmtime.Limits(1, 1), shared=True)
-    return wasmtime.SharedMemory(INSTRUMENTED, ty)
-
-
-def _word0(page: wasmtime.SharedMemory) -> ctypes._Pointer[ctypes.c_int64]:
-    return ctypes.cast(page.data_ptr(), ctypes.POINTER(ctypes.c_int64))
+def _word0(store: wasmtime.Store, inst: wasmtime.Instance) -> ctypes._Pointer[ctypes.c_int64]:
+    """The interrupt word: word 0 of the instance's own page."""
+    page = inst.exports(store)[INTERRUPT_EXPORT]
+    assert isinstance(page, wasmtime.Memory)
+    return ctypes.cast(page.data_ptr(store), ctypes.POINTER(ctypes.c_int64))
 
 
 # Guest-provided imports some WAT modules use: (module, name) -> maker(store).
@@ -158,7 +148,6 @@ class Instrumented:
 
     store: wasmtime.Store
     inst: wasmtime.Instance
-    page: wasmtime.SharedMemory
     stdout: Path
 
     def global_(self, name: str) -> wasmtime.Global:
@@ -169,7 +158,7 @@ class Instrumented:
     def run(self, budget: int) -> Run:
         fuel = self.global_(FUEL_GLOBAL)
         fuel.set_value(self.store, wasmtime.Val.i64(budget))
-        _word0(self.page)[0] = 0
+        assert _word0(self.store, self.inst)[0] == 0  # a new instance's page is zero
         exports = self.inst.exports(self.store)
         outcome = "ok"
         if START_EXPORT in exports:
@@ -206,10 +195,8 @@ def instantiate(
     store = wasmtime.Store(INSTRUMENTED)
     out = _wasi(store, tmp, argv or ["prog"], env or [])
     linker = _linker(INSTRUMENTED, store, imports or {})
-    page = _new_page()
-    _define_page(linker, store, page)
     inst = linker.instantiate(store, wasmtime.Module(INSTRUMENTED, instrument(wasm)))
-    return Instrumented(store, inst, page, out)
+    return Instrumented(store, inst, out)
 
 
 def compare(
@@ -520,7 +507,7 @@ def test_bulk_operands_are_charged(tmp_path: Path) -> None:
 
 
 def test_imported_memory_keeps_its_index(tmp_path: Path) -> None:
-    """With an imported memory the page is memory 1: imported memories keep their index."""
+    """With an imported memory the page is memory 1 (after it)."""
 
     def make(store: wasmtime.Store) -> wasmtime.Memory:
         return wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))
@@ -661,7 +648,7 @@ ENDLESS = {
 @pytest.mark.parametrize("text", ENDLESS.values(), ids=ENDLESS.keys())
 def test_interrupt_stops_endless_code(text: str, tmp_path: Path) -> None:
     ready = instantiate(wat(text), tmp_path)
-    word = _word0(ready.page)
+    word = _word0(ready.store, ready.inst)
     timer = threading.Timer(0.1, lambda: word.__setitem__(0, INT64_MAX))
     start = time.monotonic()
     timer.start()
@@ -684,10 +671,10 @@ def test_interrupt_stops_endless_code(text: str, tmp_path: Path) -> None:
 # sha256 of instrument(fixture) for this REWRITER_VERSION: compiled artifacts are cached
 # under the version, so a change here must come with a new version.
 OUTPUT_SHA256 = {
-    "4": {
-        "hello.wasm": "2f61a42ccd0bdc03324cb4323fe39c3552a045b4abfe180f520ab5def769f4fa",
-        "sieve.wasm": "97d1df747bbd354a15fa25fac6ca568be68ece84bafb41f172f540addae17129",
-        "env_args.wasm": "d02cfa2d5e980b27ffccb0dd205e8eba6b856d2acb28998d8b9787a23d6a3b84",
+    "5": {
+        "hello.wasm": "c31321cb680c4081bbda63c64189e4bb85b0c0341234864bd9d685a151dfaf43",
+        "sieve.wasm": "c6a2cc32185fe52483ed0f0ca1fd7ae181a7f5e7980adc48321aafecddddd991",
+        "env_args.wasm": "549f8fad22a4cc8165fc0ecc626576715abfb55651e489e630dc1a61a94bf48a",
     },
 }
 
