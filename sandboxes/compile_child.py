@@ -6,11 +6,12 @@ then ``size`` wasm bytes. Response = 1 status byte
 (1 ok, 0 error), 8-byte length, then the artifact or a UTF-8 error message.
 
 For an instrumented engine the module is validated as it came (on the metered engine's
-feature set: no threads, no shared or multiple memories), then rewritten by
+feature set: no threads, no multiple memories), then rewritten by
 ``sandboxes.fuel_rewriter``, then compiled: all of it untrusted work, so all of it here,
-under the helper's time and memory caps. A valid module the rewriter cannot handle comes
-back as ``NOT_INSTRUMENTABLE`` (an ok response), and the caller compiles it for the
-metered engine instead.
+under the helper's time and memory caps. A valid module the rewriter cannot meter is
+refused, not run under wasmtime's own fuel and epochs instead: those check only at
+function entries and loop headers, so a chain of returns with long tails could outrun
+both limits (and any guest could choose that path by using what the rewriter refuses).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from sandboxes.engine import EngineSpec
 from sandboxes.fuel_rewriter import UnsupportedModule, instrument
 
 READY = b"R"
-NOT_INSTRUMENTABLE = b"\0warden: not instrumentable"  # never a serialized artifact (ELF)
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
@@ -47,13 +47,17 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
 def _compile(spec: EngineSpec, kind: str, wasm: bytes) -> bytes:
     if kind == "component":
         return bytes(wasmtime.component.Component(spec.build(), wasm).serialize())
-    if spec.instrumented:
-        wasmtime.Module.validate(spec.strict().build(), wasm)
-        try:
-            wasm = instrument(wasm)
-        except UnsupportedModule:
-            return NOT_INSTRUMENTABLE
-    return bytes(wasmtime.Module(spec.build(), wasm).serialize())
+    if not spec.instrumented:
+        return bytes(wasmtime.Module(spec.build(), wasm).serialize())
+    wasmtime.Module.validate(spec.strict().build(), wasm)
+    try:
+        rewritten = instrument(wasm)
+    except UnsupportedModule as exc:
+        raise ValueError(f"Warden cannot meter this module: {exc}") from None
+    try:
+        return bytes(wasmtime.Module(spec.build(), rewritten).serialize())
+    except wasmtime.WasmtimeError as exc:  # e.g. a function at wasmparser's size limit
+        raise ValueError(f"the module is too large to meter: {exc}") from None
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -86,8 +86,6 @@ class CompilerProcess:
         self, module: ModuleBytes, spec: EngineSpec, timeout_s: float | None = None
     ) -> bytes:
         """Serialized code for ``module`` under ``spec``, or SandboxError(invalid_module).
-        For an instrumented ``spec``, ``NOT_INSTRUMENTABLE`` when the fuel rewriter cannot
-        handle this (valid) module.
 
         ``timeout_s`` overrides the cap for trusted modules (interpreters), which may be
         far bigger than anything a tenant is allowed to upload.

@@ -1,6 +1,6 @@
 """Engines: one wasmtime configuration, its fingerprint, and the ticker that drives it.
 
-Two kinds, both deny-by-default (memory64 and GC off):
+Two kinds, both deny-by-default (memory64, GC and exception handling off):
 
 * metered by wasmtime: its fuel and epochs on; threads and multi-memory off. Components and
   any core module the fuel rewriter cannot handle run here.
@@ -56,6 +56,7 @@ class EngineSpec:
             "memory64": False,
             "multi_memory": self.instrumented,
             "gc": False,
+            "exceptions": False,
             "component_model": True,
             "fuel_rewriter": REWRITER_VERSION if self.instrumented else None,
         }
@@ -90,6 +91,7 @@ class EngineSpec:
         cfg.wasm_memory64 = False
         cfg.wasm_multi_memory = self.instrumented
         cfg.wasm_gc = False
+        cfg.wasm_exceptions = False  # the fuel rewriter cannot meter them
         cfg.wasm_component_model = True
         if pooled and _can_reserve(_pool_reservation_bytes(self.pool_limits)):
             use_pooling_allocator(cfg, self.pool_limits)

@@ -15,8 +15,10 @@ Design:
   the check alone, and the body's ``fuel -= k`` sits before its back edge. (Charging at the
   start made Cranelift compute ``fuel - k`` twice on both sides of the check's branch:
   three more instructions per iteration of the sieve's outer loop.)
-* The check, at function entry and at every loop header, is one compare covering both
-  limits: ``if fuel <= i64.atomic.load(page, 0)``. The page is one more memory of exactly
+* The check, at function entry, at every loop header and after every call returns (else
+  a chain of returns, each frame running a long straight tail, would go unchecked: stack
+  depth x tail length), is one compare covering both
+  limits: ``if fuel < i64.atomic.load(page, 0)``. The page is one more memory of exactly
   one page, appended after the guest's (exported as ``__warden_interrupt``), whose word 0
   is 0 normally and ``TRIPPED`` once the host, from any thread, stops the run. (Not an
   imported shared memory: with any imported memory wasmtime gives up its copy-on-write
@@ -67,7 +69,7 @@ from sandboxes.toolchains.wasm_bytes import (
 )
 
 # Part of the compiled-artifact cache key: bump whenever the output for some input changes.
-REWRITER_VERSION = "5"
+REWRITER_VERSION = "6"
 FUEL_GLOBAL = "__warden_fuel"
 TRAP_GLOBAL = "__warden_trap"
 START_EXPORT = "__warden_start"
@@ -309,10 +311,10 @@ def _snippets(nlocals: int, mod: _Module) -> _Snippets:
     load = b"\x23" + mod.g_fuel + b"\x21" + f
     cold = save + b"\x41\x01\x24" + mod.g_trap + b"\x00"  # i32.const 1; global.set; unreachable
     page = write_uleb(mod.page)
-    # local.get f; i32.const 0; i64.atomic.load (memidx page) 0; i64.le_s; if ... end
-    # (<=: like wasmtime 50, a check that finds exactly 0 left traps)
+    # local.get f; i32.const 0; i64.atomic.load (memidx page) 0; i64.lt_s; if ... end
+    # (<, not <=: a check right after the last charge must let an exact budget finish)
     check = b"".join(
-        [b"\x20", f, b"\x41\x00\xfe\x11\x43", page, b"\x00\x57\x04\x40", cold, b"\x0b"]
+        [b"\x20", f, b"\x41\x00\xfe\x11\x43", page, b"\x00\x53\x04\x40", cold, b"\x0b"]
     )
     # local.set tmp; local.get f; local.get tmp; i64.extend_i32_u; i64.sub; local.set f;
     # check; local.get tmp
@@ -504,10 +506,10 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                     out.append(code[last:p])
                     out.append(subpre + sleb(acc) + subpost)
                     last = p
-                    out.append(code[last:p])
                     out.append(save)
                     out.append(code[p:q])
                     out.append(load)
+                    out.append(check)  # a chain of returns is checked at every frame
                     last = q
                     live = True
                 acc = 0

@@ -18,7 +18,6 @@ import wasmtime.component
 
 from sandboxes import components, wasmtime_ext
 from sandboxes.artifacts import ArtifactCache, ExpiringCache
-from sandboxes.compile_child import NOT_INSTRUMENTABLE
 from sandboxes.compiler import CompilerProcess
 from sandboxes.control import CancelToken, RunControl, StopReason
 from sandboxes.engine import EngineSpec, EpochTicker, stack_class
@@ -140,8 +139,8 @@ class Sandbox:
     ) -> Prepared:
         """Decode, compile (bounded, cached) and link; SandboxError if the module can't run.
 
-        Core modules go to the fuel-instrumented engine (if enabled); one the rewriter
-        cannot handle, and components, to the wasmtime-metered one.
+        Core modules go to the fuel-instrumented engine (unless disabled in the settings),
+        components to the wasmtime-metered one.
         """
         module = decode_module(source, limits.module_bytes)
         instrumented = (
@@ -174,11 +173,6 @@ class Sandbox:
                 raise
 
         def load(blob: bytes) -> Prepared | SandboxError:
-            if blob == NOT_INSTRUMENTABLE:  # remembered, so the rewriter is not asked again
-                try:
-                    return self._prepare(module, stack_bytes, False, compile_timeout_s)
-                except SandboxError as err:
-                    return err
             return _link(module, ctx, blob)
 
         try:
@@ -324,7 +318,12 @@ class Sandbox:
         if isinstance(error, _InstantiateError):
             outcome = error.outcome
         if end.fuel_left is None:
-            fuel_used = limits.fuel - store.get_fuel()
+            left = store.get_fuel()
+            fuel_used = limits.fuel - left
+            if left == 0 and outcome.status in (RunStatus.OK, RunStatus.NONZERO_EXIT):
+                # wasmtime's counter stops at 0 and is checked only at function entries
+                # and loop headers: a run that ends with none left ran past its budget
+                outcome = Outcome(RunStatus.FUEL_EXHAUSTED, message="fuel exhausted")
         else:  # a check may trap a segment past zero: report the budget, as wasmtime does
             fuel_used = min(max(limits.fuel - end.fuel_left, 0), limits.fuel)
         store.close()  # free its instance and pool slots now, not when a traceback cycle dies

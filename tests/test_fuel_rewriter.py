@@ -671,10 +671,10 @@ def test_interrupt_stops_endless_code(text: str, tmp_path: Path) -> None:
 # sha256 of instrument(fixture) for this REWRITER_VERSION: compiled artifacts are cached
 # under the version, so a change here must come with a new version.
 OUTPUT_SHA256 = {
-    "5": {
-        "hello.wasm": "c31321cb680c4081bbda63c64189e4bb85b0c0341234864bd9d685a151dfaf43",
-        "sieve.wasm": "c6a2cc32185fe52483ed0f0ca1fd7ae181a7f5e7980adc48321aafecddddd991",
-        "env_args.wasm": "549f8fad22a4cc8165fc0ecc626576715abfb55651e489e630dc1a61a94bf48a",
+    "6": {
+        "hello.wasm": "d15837e96e768db6e84ad0aa2747e63051a64b75a3e8041e567723ffc76ceaaa",
+        "sieve.wasm": "2ce34b17eb8772bfc534f6d81f8cfc0fb80cec3f1d67fd1f75e2ee1432982040",
+        "env_args.wasm": "f0d3e060035eab107cee37dc4c3ff8c8041d226b25066e1a7e657cebc71f1fc4",
     },
 }
 
