@@ -15,6 +15,11 @@ Design:
   the check alone, and the body's ``fuel -= k`` sits before its back edge. (Charging at the
   start made Cranelift compute ``fuel - k`` twice on both sides of the check's branch:
   three more instructions per iteration of the sieve's outer loop.)
+* One exception to charging at the end: a block's first segment, when it ends with a
+  branch to that block's end (``if (x) continue``), is charged at that end instead, when
+  nothing in the block escapes past it (a branch further out, ``return``): every pass then
+  reaches that end exactly once, and Cranelift no longer keeps ``fuel - k`` alive on both
+  sides of the branch (the sieve's outer loop: 3 instructions fewer, ~4%).
 * The check, at function entry, at every loop header and after every call returns (else
   a chain of returns, each frame running a long straight tail, would go unchecked: stack
   depth x tail length), is one compare covering both
@@ -69,7 +74,7 @@ from sandboxes.toolchains.wasm_bytes import (
 )
 
 # Part of the compiled-artifact cache key: bump whenever the output for some input changes.
-REWRITER_VERSION = "6"
+REWRITER_VERSION = "7"
 FUEL_GLOBAL = "__warden_fuel"
 TRAP_GLOBAL = "__warden_trap"
 START_EXPORT = "__warden_start"
@@ -373,6 +378,16 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
     dead = False
     small_grow = (-1, 0)  # (end, value) of an i32.const right before a memory.grow
     frames = [False]  # per open frame: opened in dead code
+    # Deferred charges. A block's first segment, when it ends with a branch to that block,
+    # is charged where the block ends (on the path out of it) instead, if nothing in the
+    # block escapes past its end: every pass through the segment then reaches that end
+    # exactly once. Saves Cranelift keeping `fuel - k` live on both sides of the branch.
+    kinds = [0]  # per open frame: 0 function, 1 block, 2 loop, 3 if
+    opened = [0]  # per open frame: the flush count when it opened
+    flushes = 0
+    pending: dict[int, tuple[int, int]] = {}  # frame -> (index in out, deferred charge)
+    active: list[int] = []  # frames with a pending charge no escape has hit, ascending
+    escaped: set[int] = set()
     end = len(code)
     kind = _KIND
 
@@ -401,6 +416,9 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
             continue
         if k == _K_CTRL:
             # every control op but `block` ends the current segment (fill in its charge)
+            seg_flushes = flushes
+            if op != 0x02:
+                flushes += 1
             if op == 0x0B:  # end
                 if live:
                     if acc:
@@ -409,6 +427,18 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                         last = p
                     live = False
                 was_dead_frame = frames.pop()
+                here = len(frames)
+                kinds.pop()
+                opened.pop()
+                carry = 0
+                if here in pending:
+                    at, amount = pending.pop(here)
+                    if here in escaped:
+                        escaped.discard(here)
+                        out[at] = subpre + sleb(amount) + subpost
+                    else:
+                        active.pop()  # it is the innermost one: frames nest
+                        carry = amount
                 if not frames:  # the function's end
                     if not dead:
                         out.append(code[last:p])
@@ -422,14 +452,22 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                     out.append(code[last:p])
                     last = p
                     live = True
-                acc = 0
+                acc = carry
                 continue
             if op == 0x0D or op == 0x0C:  # br_if / br
                 lbl, q = read_uleb(code, p + 1)
+                target = len(frames) - 1 - lbl
+                while active and active[-1] > target:
+                    escaped.add(active.pop())
                 if not dead:
                     acc += 1
                     out.append(code[last:p])
-                    out.append(subpre + sleb(acc) + subpost)
+                    if kinds[target] == 1 and opened[target] == seg_flushes:
+                        pending[target] = (len(out), acc)  # charged at its end (above)
+                        active.append(target)
+                        out.append(b"")
+                    else:
+                        out.append(subpre + sleb(acc) + subpost)
                     last = p
                     if lbl == len(frames) - 1:  # to the function's label: an exit
                         out.append(code[last:p])
@@ -447,6 +485,8 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 continue
             if op == 0x03:  # loop
                 q = _skip_blocktype(code, p + 1)
+                kinds.append(2)
+                opened.append(flushes)
                 if dead:
                     frames.append(True)
                 else:
@@ -464,6 +504,8 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 continue
             if op == 0x02:  # block: not a segment end
                 frames.append(dead)
+                kinds.append(1)
+                opened.append(flushes)
                 p = _skip_blocktype(code, p + 1)
                 continue
             if op == 0x04:  # if
@@ -477,6 +519,8 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                     last = q
                     live = True
                 frames.append(dead)
+                kinds.append(3)
+                opened.append(flushes)
                 acc = 0
                 p = q
                 continue
@@ -519,10 +563,14 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 cnt, q = read_uleb(code, p + 1)
                 hit_fn = False
                 depth_fn = len(frames) - 1
+                lowest = len(frames)
                 for _ in range(cnt + 1):
                     lbl, q = read_uleb(code, q)
                     if lbl == depth_fn:
                         hit_fn = True
+                    lowest = min(lowest, len(frames) - 1 - lbl)
+                while active and active[-1] > lowest:
+                    escaped.add(active.pop())
                 if not dead:
                     acc += 1
                     out.append(code[last:p])
@@ -538,6 +586,8 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 p = q
                 continue
             if op == 0x0F or op == 0x00:  # return / unreachable: cost 0
+                escaped.update(active)
+                active.clear()
                 if not dead:
                     if acc:
                         out.append(code[last:p])
@@ -552,6 +602,8 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                 p += 1
                 continue
             # return_call, return_call_indirect, return_call_ref
+            escaped.update(active)
+            active.clear()
             q = skip_leb(code, p + 1)
             if op == 0x13:
                 q = skip_leb(code, q)
