@@ -1,7 +1,7 @@
 """Deterministic fuel and a cross-thread interrupt, added to a core wasm module as wasm code.
 
 wasmtime's own fuel plus epochs cost the C sieve ~2.8x native; the same two limits written
-into the guest's code cost ~1.4x, with the same fuel counts as wasmtime 50 (but see below;
+into the guest's code cost ~1.45x, with the same fuel counts as wasmtime 50 (but see below;
 figures, host side and variants tried: ``docs/notes/fuel-metering.md``).
 
 Design:
