@@ -70,6 +70,7 @@ from sandboxes.toolchains.wasm_bytes import (
     read_uleb,
     split_sections,
     write_name,
+    write_sleb,
     write_uleb,
 )
 
@@ -95,17 +96,6 @@ _PAGE_LIMITS = b"\x01\x01\x01"
 class UnsupportedModule(Exception):  # noqa: N818 - public name the callers use
     """The input is not a core module the rewriter handles, or uses a reserved name; such a
     module must not run on the instrumented engine."""
-
-
-def _sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
 
 
 def _skip_leb(buf: bytes, p: int) -> int:
@@ -366,7 +356,7 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
         p = _skip_valtype(code, p)
     decl_end = p
     save, load, check, dyn, subpre, subpost, grow_pre, grow_post = _snippets(nlocals, mod)
-    sleb = _sleb
+    sleb = write_sleb
     uleb = write_uleb
     skip_leb = _skip_leb
 
@@ -470,9 +460,7 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                         out.append(subpre + sleb(acc) + subpost)
                     last = p
                     if lbl == len(frames) - 1:  # to the function's label: an exit
-                        out.append(code[last:p])
                         out.append(save)
-                        last = p
                     if op == 0x0C:
                         dead = True
                         live = False
@@ -577,42 +565,27 @@ def _instrument_body(code: bytes, nparams: int, mod: _Module) -> bytes:
                     out.append(subpre + sleb(acc) + subpost)
                     last = p
                     if hit_fn:
-                        out.append(code[last:p])
                         out.append(save)
-                        last = p
                     dead = True
                     live = False
                 acc = 0
                 p = q
                 continue
-            if op == 0x0F or op == 0x00:  # return / unreachable: cost 0
-                escaped.update(active)
-                active.clear()
-                if not dead:
-                    if acc:
-                        out.append(code[last:p])
-                        out.append(subpre + sleb(acc) + subpost)
-                        last = p
-                    out.append(code[last:p])
-                    out.append(save)
-                    last = p
-                    dead = True
-                    live = False
-                acc = 0
-                p += 1
-                continue
-            # return_call, return_call_indirect, return_call_ref
+            # the frame is left here: return, unreachable (both cost 0), return_call,
+            # return_call_indirect, return_call_ref (1)
             escaped.update(active)
             active.clear()
-            q = skip_leb(code, p + 1)
-            if op == 0x13:
-                q = skip_leb(code, q)
-            if not dead:
+            if op == 0x0F or op == 0x00:
+                q = p + 1
+            else:
                 acc += 1
+                q = skip_leb(code, p + 1)
+                if op == 0x13:
+                    q = skip_leb(code, q)
+            if not dead:
                 out.append(code[last:p])
-                out.append(subpre + sleb(acc) + subpost)
-                last = p
-                out.append(code[last:p])
+                if acc:
+                    out.append(subpre + sleb(acc) + subpost)
                 out.append(save)
                 last = p
                 dead = True

@@ -64,6 +64,18 @@ def write_uleb(value: int) -> bytes:
             return bytes(out)
 
 
+def write_sleb(value: int) -> bytes:
+    """``value`` as signed LEB128."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
+            out.append(byte)
+            return bytes(out)
+        out.append(byte | 0x80)
+
+
 def write_name(text: str) -> bytes:
     """A wasm name: its UTF-8 length as LEB128, then the bytes."""
     raw = text.encode()

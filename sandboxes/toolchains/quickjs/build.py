@@ -37,6 +37,7 @@ from sandboxes.toolchains.wasm_bytes import (
     sha256_file,
     split_sections,
     write_name,
+    write_sleb,
     write_uleb,
 )
 from sandboxes.toolchains.zig import ZIG_VERSION
@@ -210,17 +211,6 @@ _SEC_MEMORY, _SEC_GLOBAL, _SEC_EXPORT, _SEC_START = 5, 6, 7, 8
 _SEC_DATA, _SEC_DATACOUNT = 11, 12
 
 
-def _sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40):
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
 def _sections(module: bytes) -> list[tuple[int, bytes]]:
     sections = split_sections(module)
     if sections is None:
@@ -318,7 +308,7 @@ def rewrite_snapshot(reactor: bytes, memory: bytes) -> bytes:
                 size, pos = read_uleb(body, pos + 1)
                 pos += size
             body = write_uleb(len(segments)) + b"".join(
-                b"\x00\x41" + _sleb(offset - (1 << 32) if offset >= 1 << 31 else offset)
+                b"\x00\x41" + write_sleb(offset - (1 << 32) if offset >= 1 << 31 else offset)
                 + b"\x0b" + write_uleb(len(chunk)) + chunk
                 for offset, chunk in segments
             )
