@@ -16,6 +16,7 @@ both limits (and any guest could choose that path by using what the rewriter ref
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -44,18 +45,25 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
+@functools.cache
+def _engine(spec: EngineSpec) -> wasmtime.Engine:
+    """One engine per spec for the helper's life: building one per compile is start-up
+    work repeated (an instrumented compile needs two: the strict one validates)."""
+    return spec.build()
+
+
 def _compile(spec: EngineSpec, kind: str, wasm: bytes) -> bytes:
     if kind == "component":
-        return bytes(wasmtime.component.Component(spec.build(), wasm).serialize())
+        return bytes(wasmtime.component.Component(_engine(spec), wasm).serialize())
     if not spec.instrumented:
-        return bytes(wasmtime.Module(spec.build(), wasm).serialize())
-    wasmtime.Module.validate(spec.strict().build(), wasm)
+        return bytes(wasmtime.Module(_engine(spec), wasm).serialize())
+    wasmtime.Module.validate(_engine(spec.strict()), wasm)
     try:
         rewritten = instrument(wasm)
     except UnsupportedModule as exc:
         raise ValueError(f"Warden cannot meter this module: {exc}") from None
     try:
-        return bytes(wasmtime.Module(spec.build(), rewritten).serialize())
+        return bytes(wasmtime.Module(_engine(spec), rewritten).serialize())
     except wasmtime.WasmtimeError as exc:  # e.g. a function at wasmparser's size limit
         raise ValueError(f"the module is too large to meter: {exc}") from None
 

@@ -194,7 +194,8 @@ _LINGER_S = 1.0
 
 
 class EpochTicker:
-    """Increments an engine's epoch every ``tick_s`` while at least one run is active.
+    """Increments an engine's epoch (if it uses epochs) and calls the watched runs' checks
+    every ``tick_s`` while at least one run is active.
 
     Each run's deadline callback is consulted once per tick, so the tick bounds how late a
     timeout, cancel or output-cap stop can land. An engine stops ticking after ``_LINGER_S``
@@ -207,9 +208,14 @@ class EpochTicker:
     """
 
     def __init__(
-        self, engine: wasmtime.Engine, tick_s: float, capacity: int | None = None
+        self,
+        engine: wasmtime.Engine,
+        tick_s: float,
+        capacity: int | None = None,
+        epochs: bool = True,
     ) -> None:
         self._engine = engine
+        self._epochs = epochs  # False: an instrumented engine, which has no epoch checks
         self._tick_s = tick_s
         self._active = 0
         self._lock = threading.Lock()
@@ -237,7 +243,8 @@ class EpochTicker:
         while True:
             self._busy.wait()
             time.sleep(self._tick_s)
-            self._engine.increment_epoch()
+            if self._epochs:
+                self._engine.increment_epoch()
             for check in list(self._watched.values()):
                 try:
                     check()

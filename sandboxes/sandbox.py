@@ -125,7 +125,9 @@ class Sandbox:
                 ctx = EngineContext(
                     spec,
                     engine,
-                    EpochTicker(engine, self.settings.epoch_tick_s, capacity),
+                    EpochTicker(
+                        engine, self.settings.epoch_tick_s, capacity, epochs=not instrumented
+                    ),
                     build_linker(engine, stdio_fast_path=True),
                     build_linker(engine, stdio_fast_path=False),
                     _component_linker(engine),
@@ -146,16 +148,7 @@ class Sandbox:
         instrumented = (
             self.settings.fuel_instrumentation and module.kind is ModuleKind.CORE
         )
-        return self._prepare(module, limits.stack_bytes, instrumented, compile_timeout_s)
-
-    def _prepare(
-        self,
-        module: ModuleBytes,
-        stack_bytes: int,
-        instrumented: bool,
-        compile_timeout_s: float | None,
-    ) -> Prepared:
-        ctx = self.engine_context(stack_bytes, instrumented)
+        ctx = self.engine_context(limits.stack_bytes, instrumented)
         key = f"{module.kind.value}-{module.sha256}-{ctx.spec.fingerprint}"
 
         refused = self._refused_compiles.get(key)
