@@ -24,9 +24,9 @@ from pathlib import Path
 import wasmtime
 import wasmtime.component
 
-from sandboxes import components
-from sandboxes.engine import EngineSpec
-from sandboxes.sandbox import Prepared, Sandbox
+from sandboxes.runtime import components
+from sandboxes.runtime.engine import EngineSpec
+from sandboxes.runtime.sandbox import Prepared, Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus, ScratchGrant
 from sandboxes.settings import Settings
 
@@ -136,6 +136,6 @@ def main() -> None:
 if __name__ == "__main__":
     # On a guest thread, as worker lanes run guests (a thread with room for any wasm stack;
     # from the main thread each run would hop to one).
-    from sandboxes.stacks import start_guest_thread
+    from sandboxes.runtime.stacks import start_guest_thread
 
     start_guest_thread(main, "bench", daemon=False).join()

@@ -15,11 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
-from sandboxes.languages import LANGUAGES
-from sandboxes.sandbox import Sandbox
+from sandboxes.languages.registry import LANGUAGES
+from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus
 from sandboxes.settings import Settings
-from sandboxes.source_runner import SourceRunner
 
 HELLO = {
     "c": '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n',
@@ -83,6 +83,6 @@ def main() -> None:
 if __name__ == "__main__":
     # On a guest thread, as worker lanes run guests (a thread with room for any wasm stack;
     # from the main thread each run would hop to one).
-    from sandboxes.stacks import start_guest_thread
+    from sandboxes.runtime.stacks import start_guest_thread
 
     start_guest_thread(main, "bench", daemon=False).join()

@@ -24,10 +24,7 @@ from pathlib import Path
 
 import wasmtime
 
-from sandboxes.sandbox import Prepared, Sandbox
-from sandboxes.schema import Grants, Limits, RunStatus
-from sandboxes.settings import Settings
-from sandboxes.toolchains.python_wasm import (
+from sandboxes.languages.toolchains.python_wasm import (
     ARGV0,
     PYTHON_MODULE_LIMIT_BYTES,
     PYTHON_VERSION,
@@ -36,6 +33,9 @@ from sandboxes.toolchains.python_wasm import (
     python_wasm_bytes,
     python_wasm_path,
 )
+from sandboxes.runtime.sandbox import Prepared, Sandbox
+from sandboxes.schema import Grants, Limits, RunStatus
+from sandboxes.settings import Settings
 
 LIMITS = Limits(module_bytes=PYTHON_MODULE_LIMIT_BYTES, fuel=10_000_000_000)
 SOURCE = "print(1)"
@@ -175,6 +175,6 @@ def main() -> None:
 if __name__ == "__main__":
     # On a guest thread, as worker lanes run guests (a thread with room for any wasm stack;
     # from the main thread each run would hop to one).
-    from sandboxes.stacks import start_guest_thread
+    from sandboxes.runtime.stacks import start_guest_thread
 
     start_guest_thread(main, "bench", daemon=False).join()

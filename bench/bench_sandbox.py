@@ -28,7 +28,7 @@ from pathlib import Path
 
 import wasmtime
 
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus
 from sandboxes.settings import Settings
 
@@ -212,6 +212,6 @@ def main() -> None:
 if __name__ == "__main__":
     # On a guest thread, as worker lanes run guests (a thread with room for any wasm stack;
     # from the main thread each run would hop to one).
-    from sandboxes.stacks import start_guest_thread
+    from sandboxes.runtime.stacks import start_guest_thread
 
     start_guest_thread(main, "bench", daemon=False).join()

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from sandboxes.languages import LANGUAGES, get_language
+from sandboxes.languages.registry import LANGUAGES, get_language
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant
 from sandboxes.units import format_size
 
@@ -109,10 +109,10 @@ def run(
         )
     except ValidationError as exc:
         raise fail(validation_text(exc)) from None
-    from sandboxes.sandbox import Sandbox  # deferred: wasmtime import is not free
+    from sandboxes.runtime.sandbox import Sandbox  # deferred: wasmtime import is not free
 
     if language is not None:
-        from sandboxes.source_runner import SourceRunner
+        from sandboxes.languages.source_runner import SourceRunner
 
         registered = get_language(language)
         if registered is not None:
@@ -163,10 +163,10 @@ def warm(
     """Build the zig sysroot, QuickJS and Warden's CPython; compile the interpreters."""
     import time
 
-    from sandboxes.sandbox import Sandbox
+    from sandboxes.languages.source_runner import SourceRunner
+    from sandboxes.languages.toolchains.python_runtime import ensure_built
+    from sandboxes.runtime.sandbox import Sandbox
     from sandboxes.settings import get_settings
-    from sandboxes.source_runner import SourceRunner
-    from sandboxes.toolchains.python_runtime import ensure_built
 
     started = time.perf_counter()
     if python:

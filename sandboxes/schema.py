@@ -74,7 +74,7 @@ LIMIT_BOUNDS: Final[dict[str, Bound]] = {
     # The wasm (native) stack: a C recursion of depth d needs ~50-70 bytes a level, so the
     # default takes ~10^5 levels and the maximum ~10^6. Rounded up to a power of two (one
     # engine per distinct value); guests run on threads with room for the maximum
-    # (sandboxes/stacks.py).
+    # (sandboxes/runtime/stacks.py).
     "stack_bytes": Bound(8 * MiB, 64 * MiB, 64 * KiB),
     "stdout_bytes": Bound(1 * MiB, 64 * MiB, 0),
     "stderr_bytes": Bound(256 * KiB, 64 * MiB, 0),

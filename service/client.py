@@ -22,7 +22,7 @@ from typing import Any, Final
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from sandboxes.languages import Language
+from sandboxes.languages.registry import Language
 from sandboxes.schema import (
     BatchAccepted,
     Grants,

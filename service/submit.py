@@ -8,10 +8,10 @@ from functools import lru_cache
 
 import wasmtime
 
-from sandboxes.engine import EngineSpec
+from sandboxes.compilation.modules import ModuleKind, decode_module
 from sandboxes.errors import SandboxError
-from sandboxes.languages import LANGUAGES
-from sandboxes.modules import ModuleKind, decode_module
+from sandboxes.languages.registry import LANGUAGES
+from sandboxes.runtime.engine import EngineSpec
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobSubmission
 from service.problems import Problem
 

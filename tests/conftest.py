@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"

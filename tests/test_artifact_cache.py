@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import RunStatus
 from sandboxes.settings import Settings
 from tests import wat_modules as W

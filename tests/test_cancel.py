@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from sandboxes.control import CancelToken
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.control import CancelToken
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Limits, RunStatus
 from tests import wat_modules as W
 

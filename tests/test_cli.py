@@ -95,7 +95,7 @@ def test_run_with_a_granted_file(tmp_path: Path) -> None:
 
 
 def test_languages_lists_the_registry(tmp_path: Path) -> None:
-    from sandboxes.languages import LANGUAGES
+    from sandboxes.languages.registry import LANGUAGES
 
     proc = warden("languages", "--json", data_dir=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.compile_cache import CompileCache, compile_key
-from sandboxes.languages import LANGUAGES
+from sandboxes.languages.compile_cache import CompileCache, compile_key
+from sandboxes.languages.registry import LANGUAGES
+from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.languages.toolchains.base import CompileOutcome
+from sandboxes.languages.toolchains.jail import Bind, Jail, JailLimits
+from sandboxes.languages.toolchains.zig import SYSROOT_GUEST, ZIG_DIR
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus
-from sandboxes.source_runner import SourceRunner
-from sandboxes.toolchains.base import CompileOutcome
-from sandboxes.toolchains.jail import Bind, Jail, JailLimits
-from sandboxes.toolchains.zig import SYSROOT_GUEST, ZIG_DIR
 from tests.test_languages import leaked, make_runner
 
 # A jail with a shell, for probing the jail itself (never used for tenant code).

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from sandboxes.control import CancelToken
-from sandboxes.fuel_rewriter import TRIPPED
-from sandboxes.interrupts import Interrupt
-from sandboxes.sandbox import Sandbox
+from sandboxes.metering.fuel_rewriter import TRIPPED
+from sandboxes.metering.interrupts import Interrupt
+from sandboxes.runtime.control import CancelToken
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
 from tests import wat_modules as W
 from tests.conftest import fixture_bytes

@@ -1,5 +1,5 @@
-"""sandboxes.fuel_rewriter against wasmtime's own fuel: every module runs twice, the original
-under wasmtime's fuel and the instrumented one on a threads + multi-memory engine with
+"""sandboxes.metering.fuel_rewriter against wasmtime's own fuel: every module runs twice,
+the original under wasmtime's fuel and the instrumented one on a threads + multi-memory engine with
 neither fuel nor epochs, and the fuel used, stdout and what the guest left behind must be
 equal. Plus: small budgets, cross-thread interrupts of endless loops, refusals, and random
 programs (hypothesis)."""
@@ -19,8 +19,8 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandboxes.engine import EngineSpec
-from sandboxes.fuel_rewriter import (
+from sandboxes.languages.toolchains.wasm_bytes import split_sections
+from sandboxes.metering.fuel_rewriter import (
     FUEL_GLOBAL,
     INTERRUPT_EXPORT,
     REWRITER_VERSION,
@@ -29,7 +29,7 @@ from sandboxes.fuel_rewriter import (
     UnsupportedModule,
     instrument,
 )
-from sandboxes.toolchains.wasm_bytes import split_sections
+from sandboxes.runtime.engine import EngineSpec
 from tests.conftest import fixture_bytes
 
 INT64_MAX = 2**63 - 1
@@ -612,7 +612,7 @@ def test_small_budget_traps_both(tmp_path: Path) -> None:
 def test_budget_boundary(text: str, tmp_path: Path) -> None:
     """Budgets around a run's exact need. Code after the last check (returns, a loop's
     exit) is charged but not checked, so a run may end normally with the counter below
-    zero: the host reports that as out of fuel (sandboxes.sandbox). With that rule a budget
+    zero: the host reports that as out of fuel (sandboxes.runtime.sandbox). With that rule a budget
     is enough exactly when it covers the run's count (wasmtime 50's is not that exact)."""
     wasm = wat(text)
     need = run_wasmtime(wasm, BUDGET, tmp_path).fuel  # no startup function: all in _start

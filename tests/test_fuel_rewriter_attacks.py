@@ -1,4 +1,5 @@
-"""Attacks on the fuel rewriter (sandboxes/fuel_rewriter.py) and the host side that trusts it.
+"""Attacks on the fuel rewriter (sandboxes/metering/fuel_rewriter.py) and the host side that
+trusts it.
 
 Every test asserts the *safe* behaviour. A case that shows a real hole is kept and marked
 ``xfail(strict=True)`` with the finding as its reason, so it turns into a failure (XPASS)
@@ -29,16 +30,21 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandboxes.fuel_rewriter import (
+from sandboxes.languages.toolchains.wasm_bytes import (
+    read_uleb,
+    split_sections,
+    write_name,
+    write_uleb,
+)
+from sandboxes.metering.fuel_rewriter import (
     FUEL_GLOBAL,
     INTERRUPT_EXPORT,
     TRAP_GLOBAL,
     UnsupportedModule,
     instrument,
 )
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus
-from sandboxes.toolchains.wasm_bytes import read_uleb, split_sections, write_name, write_uleb
 from tests import wat_modules as W
 from tests.test_fuel_rewriter import (
     INSTRUMENTED,

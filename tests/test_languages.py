@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes import source_runner as source_runner_module
-from sandboxes.languages import LANGUAGES
-from sandboxes.sandbox import Sandbox
+from sandboxes.languages import source_runner as source_runner_module
+from sandboxes.languages.registry import LANGUAGES
+from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.languages.toolchains import python_runtime
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus
 from sandboxes.settings import Settings
-from sandboxes.source_runner import SourceRunner
-from sandboxes.toolchains import python_runtime
 
 
 def make_runner(data_dir: Path, **settings: object) -> SourceRunner:
@@ -506,7 +506,7 @@ def test_language_default_limits_apply_only_where_the_tenant_set_none() -> None:
 
 
 def test_registry_rust_version_is_the_installed_one() -> None:
-    from sandboxes.toolchains.rust import DEBIAN_RUSTC_VERSION, rust_version
+    from sandboxes.languages.toolchains.rust import DEBIAN_RUSTC_VERSION, rust_version
 
     assert rust_version().split(" (")[0] == DEBIAN_RUSTC_VERSION
     assert DEBIAN_RUSTC_VERSION in LANGUAGES["rust"].version

@@ -7,7 +7,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus
 
 # Reads (iterations, pages, chunks) as three u32 from stdin, then: grows memory by `pages`

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.sandbox import Prepared, Sandbox
-from sandboxes.schema import Limits, RunResult, RunStatus
-from sandboxes.settings import Settings
-from sandboxes.toolchains import python_wasm
-from sandboxes.toolchains.python_wasm import (
+from sandboxes.languages.toolchains import python_wasm
+from sandboxes.languages.toolchains.python_wasm import (
     ARGV0,
     PYTHON_MODULE_LIMIT_BYTES,
     PythonRuntimeError,
@@ -24,6 +21,9 @@ from sandboxes.toolchains.python_wasm import (
     python_grants,
     python_wasm_bytes,
 )
+from sandboxes.runtime.sandbox import Prepared, Sandbox
+from sandboxes.schema import Limits, RunResult, RunStatus
+from sandboxes.settings import Settings
 
 LIMITS = Limits(module_bytes=PYTHON_MODULE_LIMIT_BYTES, fuel=3_000_000_000, wall_time_s=20)
 CACHE_DIR = Path(tempfile.gettempdir()) / "warden-test-python-wasm"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.sandbox import Prepared, Sandbox
+from sandboxes.languages.toolchains.quickjs import build
+from sandboxes.runtime.sandbox import Prepared, Sandbox
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
-from sandboxes.toolchains.quickjs import build
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ziglang") is None, reason="needs PyPI ziglang to build QuickJS"

@@ -17,18 +17,18 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from sandboxes.sandbox import Prepared, Sandbox
-from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
-from sandboxes.settings import Settings, get_settings
-from sandboxes.toolchains import ruby_wasm
-from sandboxes.toolchains import wasm_relink as wr
-from sandboxes.toolchains.ruby_wasm import (
+from sandboxes.languages.toolchains import ruby_wasm
+from sandboxes.languages.toolchains import wasm_relink as wr
+from sandboxes.languages.toolchains.ruby_wasm import (
     ARGV0,
     RUBY_MODULE_LIMIT_BYTES,
     RubyRuntimeError,
     ruby_args,
     ruby_grants,
 )
+from sandboxes.runtime.sandbox import Prepared, Sandbox
+from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
+from sandboxes.settings import Settings, get_settings
 
 LIMITS = Limits(module_bytes=RUBY_MODULE_LIMIT_BYTES, fuel=3_000_000_000, wall_time_s=20)
 CACHE_DIR = Path(tempfile.gettempdir()) / "warden-test-ruby-wasm"
@@ -393,7 +393,7 @@ def test_remap_is_identity_without_maps() -> None:
 
 # -- through the languages registry and SourceRunner (needs the "ruby" entry) -----------------
 def _registry_has_ruby() -> bool:
-    from sandboxes.languages import LANGUAGES
+    from sandboxes.languages.registry import LANGUAGES
 
     return "ruby" in LANGUAGES
 
@@ -405,8 +405,8 @@ registry = pytest.mark.skipif(
 
 @registry
 def test_source_runner_runs_ruby(ruby_sandbox: Sandbox, ruby_bytes: bytes) -> None:
-    from sandboxes.languages import LANGUAGES
-    from sandboxes.source_runner import SourceRunner
+    from sandboxes.languages.registry import LANGUAGES
+    from sandboxes.languages.source_runner import SourceRunner
 
     runner = SourceRunner(ruby_sandbox)
     grants = Grants(stdin=b"7\n", args=["a"])
@@ -421,7 +421,7 @@ def test_source_runner_runs_ruby(ruby_sandbox: Sandbox, ruby_bytes: bytes) -> No
 
 @registry
 def test_source_runner_ruby_hostile(ruby_sandbox: Sandbox, ruby_bytes: bytes) -> None:
-    from sandboxes.source_runner import SourceRunner
+    from sandboxes.languages.source_runner import SourceRunner
 
     runner = SourceRunner(ruby_sandbox)
     src = 'p((File.read("/etc/passwd") rescue $!.class)); p Dir.entries("/"); system("ls")'

@@ -13,10 +13,10 @@ import pytest
 import wasmtime
 import wasmtime.component
 
-from sandboxes import components
-from sandboxes.control import CancelToken
-from sandboxes.engine import EngineSpec
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime import components
+from sandboxes.runtime.control import CancelToken
+from sandboxes.runtime.engine import EngineSpec
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus, ScratchGrant, TrapKind
 from tests.conftest import fixture_bytes
 

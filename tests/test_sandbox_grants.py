@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus, ScratchGrant
 from tests.conftest import fixture_bytes
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sandboxes.sandbox import Sandbox
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import (
     LIMIT_BOUNDS,
     Grants,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from sandboxes.modules import MAX_WAT_BYTES
-from sandboxes.sandbox import Sandbox
+from sandboxes.compilation.modules import MAX_WAT_BYTES
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import (
     LIMIT_BOUNDS,
     MAX_ARGS,
@@ -28,7 +28,7 @@ from sandboxes.schema import (
     TrapKind,
 )
 from sandboxes.settings import Settings
-from sandboxes.workspace import Workspace
+from sandboxes.wasi.workspace import Workspace
 from tests import wat_modules as W
 from tests.test_sandbox_hostile import _many_functions, assert_healthy
 
@@ -286,7 +286,7 @@ def test_compile_helper_exits_when_its_process_dies(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from sandboxes.sandbox import Sandbox\n"
+        "from sandboxes.runtime.sandbox import Sandbox\n"
         "from sandboxes.settings import Settings\n"
         f"sb = Sandbox(Settings(data_dir=Path({str(tmp_path)!r})))\n"
         "sb.run('(module (func (export \"_start\")))')\n"

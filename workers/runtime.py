@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import redis
 
-from sandboxes.control import CancelToken
-from sandboxes.sandbox import Sandbox
+from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.runtime.control import CancelToken
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.settings import Settings, get_settings
-from sandboxes.source_runner import SourceRunner
 from workers.queue import JobQueue, warden_id
 from workers.store import CANCEL, WORKER_NAME, JobStore
 

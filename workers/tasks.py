@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from sandboxes.control import CancelToken
+from sandboxes.runtime.control import CancelToken
 from sandboxes.schema import JobSpec, JobState, RunResult, RunStatus
 from workers.runtime import runtime
 

@@ -43,9 +43,9 @@ from rq.results import Result
 from rq.suspension import is_suspended
 from rq.worker import WorkerStatus
 
-from sandboxes.control import CancelToken
+from sandboxes.runtime.control import CancelToken
+from sandboxes.runtime.stacks import start_guest_thread
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStatus
-from sandboxes.stacks import start_guest_thread
 from workers.queue import BACKSTOP_MARGIN_S, warden_id
 from workers.runtime import WorkerRuntime, runtime
 from workers.store import job_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from sandboxes.languages import LANGUAGES, Language
+from sandboxes.languages.registry import LANGUAGES, Language
 from service.deps import StateDep
 from service.problems import Problem
 

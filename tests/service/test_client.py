@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from sandboxes.languages import LANGUAGES, Language
+from sandboxes.languages.registry import LANGUAGES, Language
 from sandboxes.schema import Grants, JobRecord, JobState, JobSubmission, Limits, RunStatus
 from sandboxes.settings import Settings
 from service.client import Health, Readiness, WardenClient, WardenError, api_url

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sandboxes.languages import LANGUAGES
-from sandboxes.sandbox import Sandbox
+from sandboxes.languages.registry import LANGUAGES
+from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.settings import Settings
-from sandboxes.source_runner import SourceRunner
 from tests.service.cluster import Cluster, stdout_of
 
 SOURCES = {

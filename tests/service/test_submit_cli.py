@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.sandbox import Sandbox
+from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import JobRecord, JobState, RunStatus
 from sandboxes.settings import Settings
-from sandboxes.source_runner import SourceRunner
 from tests import wat_modules as W
 from tests.service.cluster import ROOT, Cluster
 from workers.redis_server import free_port

@@ -341,7 +341,7 @@ def use_pooling_allocator(cfg: wasmtime.Config, limits: dict[str, int]) -> None:
         ffi.wasmtime_pooling_allocation_config_delete(pool)
 
 
-# -- fuel-instrumented modules (sandboxes.fuel_rewriter) ---------------------------------
+# -- fuel-instrumented modules (sandboxes.metering.fuel_rewriter) ---------------------------------
 _EXTERN_GLOBAL = int(_ffi.WASMTIME_EXTERN_GLOBAL.value)
 _VAL_I64 = int(_ffi.WASMTIME_I64.value)
 _global_get = _proto("wasmtime_global_get", None, _VP, _VP, _VP)

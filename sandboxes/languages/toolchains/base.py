@@ -8,7 +8,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandboxes.toolchains.jail import Jail, JailLimits, JailResult, job_directory, read_output
+from sandboxes.languages.toolchains.jail import (
+    Jail,
+    JailLimits,
+    JailResult,
+    job_directory,
+    read_output,
+)
 
 # A compiled module larger than this is refused (the sandbox's own hard maximum).
 MAX_OUTPUT_MODULE_BYTES = 64 * 1024 * 1024

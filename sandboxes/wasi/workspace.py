@@ -26,7 +26,7 @@ from pathlib import Path
 
 import wasmtime
 
-from sandboxes.control import StopReason
+from sandboxes.runtime.control import StopReason
 from sandboxes.schema import SCRATCH_GUEST_DIR, Grants
 
 if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux always has it

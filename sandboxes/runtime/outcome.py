@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import wasmtime
 
-from sandboxes.control import RunControl
+from sandboxes.runtime.control import RunControl
 from sandboxes.schema import RunStatus, TrapKind
 
 _TRAP_KINDS: dict[wasmtime.TrapCode, TrapKind] = {

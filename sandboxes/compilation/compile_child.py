@@ -7,7 +7,7 @@ then ``size`` wasm bytes. Response = 1 status byte
 
 For an instrumented engine the module is validated as it came (on the metered engine's
 feature set: no threads, no multiple memories), then rewritten by
-``sandboxes.fuel_rewriter``, then compiled: all of it untrusted work, so all of it here,
+``sandboxes.metering.fuel_rewriter``, then compiled: all of it untrusted work, so all of it here,
 under the helper's time and memory caps. A valid module the rewriter cannot meter is
 refused, not run under wasmtime's own fuel and epochs instead: those check only at
 function entries and loop headers, so a chain of returns with long tails could outrun
@@ -28,8 +28,8 @@ from typing import BinaryIO
 import wasmtime
 import wasmtime.component
 
-from sandboxes.engine import EngineSpec
-from sandboxes.fuel_rewriter import UnsupportedModule, instrument
+from sandboxes.metering.fuel_rewriter import UnsupportedModule, instrument
+from sandboxes.runtime.engine import EngineSpec
 
 READY = b"R"
 

@@ -1,7 +1,7 @@
 """Compile untrusted wasm in a helper process with a wall-time and address-space cap.
 
 Wasmtime treats compile-time blow-ups (a million functions, pathological control flow) as
-the embedder's problem. A long-lived helper (``sandboxes.compile_child``) compiles and
+the embedder's problem. A long-lived helper (``sandboxes.compilation.compile_child``) compiles and
 returns the serialized artifact; at the deadline it is killed (and restarted on the next
 compile), and RLIMIT_AS turns a memory blow-up into a clean failure instead of an OOM kill
 of the worker. The parent only deserializes what its own helper produced.
@@ -20,10 +20,10 @@ import sys
 import threading
 import time
 
-from sandboxes.compile_child import READY
-from sandboxes.engine import EngineSpec
+from sandboxes.compilation.compile_child import READY
+from sandboxes.compilation.modules import ModuleBytes
 from sandboxes.errors import SandboxError
-from sandboxes.modules import ModuleBytes
+from sandboxes.runtime.engine import EngineSpec
 from sandboxes.schema import RunStatus
 
 _STARTUP_S = 60.0  # a cold Python + wasmtime import on a loaded machine
@@ -46,7 +46,7 @@ class CompilerProcess:
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
         return subprocess.Popen(
-            [sys.executable, "-m", "sandboxes.compile_child"],
+            [sys.executable, "-m", "sandboxes.compilation.compile_child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -15,24 +15,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from sandboxes.compile_cache import CompileCache, compile_key
-from sandboxes.control import CancelToken
-from sandboxes.engine import stack_class
 from sandboxes.errors import SandboxError
-from sandboxes.languages import APP_DIR, LANGUAGES, Language, Toolchain
-from sandboxes.sandbox import Prepared, Sandbox
+from sandboxes.languages.compile_cache import CompileCache, compile_key
+from sandboxes.languages.registry import APP_DIR, LANGUAGES, Language, Toolchain
+from sandboxes.languages.toolchains import python_wasm, ruby_wasm
+from sandboxes.languages.toolchains import rust as rust_toolchain
+from sandboxes.languages.toolchains import zig as zig_toolchain
+from sandboxes.languages.toolchains.base import CompileOutcome
+from sandboxes.languages.toolchains.go import GoToolchain, GoUnavailableError, go_available
+from sandboxes.languages.toolchains.jail import JailLimits, check_jail
+from sandboxes.languages.toolchains.python_runtime import select as select_python
+from sandboxes.languages.toolchains.quickjs import build as quickjs_build
+from sandboxes.languages.toolchains.rust import RustToolchain, rust_available
+from sandboxes.languages.toolchains.wasm_bytes import recipe_hash
+from sandboxes.languages.toolchains.zig import ZigToolchain
+from sandboxes.runtime.control import CancelToken
+from sandboxes.runtime.engine import stack_class
+from sandboxes.runtime.sandbox import Prepared, Sandbox
 from sandboxes.schema import LIMIT_BOUNDS, Grants, Limits, RunResult, RunStatus
-from sandboxes.toolchains import python_wasm, ruby_wasm
-from sandboxes.toolchains import rust as rust_toolchain
-from sandboxes.toolchains import zig as zig_toolchain
-from sandboxes.toolchains.base import CompileOutcome
-from sandboxes.toolchains.go import GoToolchain, GoUnavailableError, go_available
-from sandboxes.toolchains.jail import JailLimits, check_jail
-from sandboxes.toolchains.python_runtime import select as select_python
-from sandboxes.toolchains.quickjs import build as quickjs_build
-from sandboxes.toolchains.rust import RustToolchain, rust_available
-from sandboxes.toolchains.wasm_bytes import recipe_hash
-from sandboxes.toolchains.zig import ZigToolchain
 
 log = logging.getLogger(__name__)
 

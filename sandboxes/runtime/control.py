@@ -2,7 +2,7 @@
 
 ``RunControl.check()`` runs every tick while wasm runs: from the epoch callback on the
 guest's thread (wasmtime-metered engines), or from the ticker thread, which then trips the
-run's interrupt page (fuel-instrumented engines: ``sandboxes.interrupts``). Host calls that
+run's interrupt page (fuel-instrumented engines: ``sandboxes.metering.interrupts``). Host calls that
 block (sleeps) wait on ``RunControl.wake`` so a stop ends them too.
 """
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from sandboxes.output import CappedSink
+from sandboxes.runtime.output import CappedSink
 from sandboxes.schema import RunStatus
 
 

@@ -2,7 +2,7 @@
 
 Reproduces the build measured in docs/notes/python-optimised-build.md::
 
-    python -m sandboxes.toolchains.cpython_build OUT_DIR [--work DIR] [--jobs 2]
+    python -m sandboxes.languages.toolchains.cpython_build OUT_DIR [--work DIR] [--jobs 2]
 
 Sources and tools, nothing else:
 
@@ -58,7 +58,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
-from sandboxes.toolchains.wasm_bytes import sha256_file
+from sandboxes.languages.toolchains.wasm_bytes import sha256_file
 
 CPYTHON_VERSION: Final = "3.13.5"
 DEBIAN_SOURCE_PACKAGE: Final = "python3.13"

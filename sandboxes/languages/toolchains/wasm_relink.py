@@ -22,9 +22,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from sandboxes.toolchains.wasm_bytes import CORE_HEADER, read_sleb, read_uleb, split_sections
-from sandboxes.toolchains.wasm_bytes import write_name as name_bytes
-from sandboxes.toolchains.wasm_bytes import write_uleb as uleb
+from sandboxes.languages.toolchains.wasm_bytes import (
+    CORE_HEADER,
+    read_sleb,
+    read_uleb,
+    split_sections,
+)
+from sandboxes.languages.toolchains.wasm_bytes import write_name as name_bytes
+from sandboxes.languages.toolchains.wasm_bytes import write_uleb as uleb
 
 MAGIC: Final = CORE_HEADER
 SEC_CUSTOM, SEC_TYPE, SEC_IMPORT, SEC_FUNCTION, SEC_TABLE, SEC_MEMORY = 0, 1, 2, 3, 4, 5

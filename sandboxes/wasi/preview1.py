@@ -24,8 +24,8 @@ import time
 
 import wasmtime
 
-from sandboxes.control import RunControl, StopReason
-from sandboxes.wasmtime_ext import define_exit_func, define_memory_func
+from sandboxes.runtime.control import RunControl, StopReason
+from sandboxes.runtime.wasmtime_ext import define_exit_func, define_memory_func
 
 _ERRNO_SUCCESS = 0
 _ERRNO_BADF = 8

@@ -5,7 +5,7 @@ Two kinds, both deny-by-default (memory64, GC and exception handling off):
 * metered by wasmtime: its fuel and epochs on; threads and multi-memory off. Components and
   any core module the fuel rewriter cannot handle run here.
 * instrumented (``instrumented=True``): for core modules rewritten by
-  ``sandboxes.fuel_rewriter``, which carry their own fuel counter and interrupt check, so
+  ``sandboxes.metering.fuel_rewriter``, which carry their own fuel counter and interrupt check, so
   wasmtime's fuel and epochs are off (they cost the sieve 2.8x native; the rewriter ~1.4x).
   Threads (atomics) and multi-memory are on only because the rewritten code reads its
   interrupt word atomically from a second, one-page memory: the guest's *original* module
@@ -30,8 +30,8 @@ from importlib.metadata import version
 
 import wasmtime
 
-from sandboxes.fuel_rewriter import REWRITER_VERSION
-from sandboxes.wasmtime_ext import set_async_stack_size, use_pooling_allocator
+from sandboxes.metering.fuel_rewriter import REWRITER_VERSION
+from sandboxes.runtime.wasmtime_ext import set_async_stack_size, use_pooling_allocator
 
 WASMTIME_VERSION = version("wasmtime")
 

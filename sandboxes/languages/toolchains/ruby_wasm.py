@@ -55,9 +55,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from sandboxes.languages.toolchains import wasm_relink as wr
+from sandboxes.languages.toolchains.base import file_lock
 from sandboxes.schema import Grants
-from sandboxes.toolchains import wasm_relink as wr
-from sandboxes.toolchains.base import file_lock
 
 NPM_PACKAGE: Final = "@ruby/3.4-wasm-wasi"
 NPM_VERSION: Final = "2.10.1"

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sandboxes.toolchains.wasm_bytes import (
+from sandboxes.languages.toolchains.wasm_bytes import (
     CORE_HEADER,
     read_sleb,
     read_uleb,

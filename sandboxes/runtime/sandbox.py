@@ -16,23 +16,28 @@ from typing import Any
 import wasmtime
 import wasmtime.component
 
-from sandboxes import components, wasmtime_ext
-from sandboxes.artifacts import ArtifactCache, ExpiringCache
-from sandboxes.compiler import CompilerProcess
-from sandboxes.control import CancelToken, RunControl, StopReason
-from sandboxes.engine import EngineSpec, EpochTicker, stack_class
+from sandboxes.compilation.artifacts import ArtifactCache, ExpiringCache
+from sandboxes.compilation.compiler import CompilerProcess
+from sandboxes.compilation.modules import ModuleBytes, ModuleKind, decode_module
 from sandboxes.errors import SandboxError
-from sandboxes.fuel_rewriter import FUEL_GLOBAL, INTERRUPT_EXPORT, START_EXPORT, TRAP_GLOBAL
-from sandboxes.interrupts import Interrupt
-from sandboxes.modules import ModuleBytes, ModuleKind, decode_module
-from sandboxes.outcome import Outcome, classify
-from sandboxes.output import CappedSink
+from sandboxes.metering.fuel_rewriter import (
+    FUEL_GLOBAL,
+    INTERRUPT_EXPORT,
+    START_EXPORT,
+    TRAP_GLOBAL,
+)
+from sandboxes.metering.interrupts import Interrupt
+from sandboxes.runtime import components, wasmtime_ext
+from sandboxes.runtime.control import CancelToken, RunControl, StopReason
+from sandboxes.runtime.engine import EngineSpec, EpochTicker, stack_class
+from sandboxes.runtime.outcome import Outcome, classify
+from sandboxes.runtime.output import CappedSink
+from sandboxes.runtime.stacks import call_with_stack
+from sandboxes.runtime.wasmtime_ext import set_deadline_check, set_stdin_bytes
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
 from sandboxes.settings import Settings, get_settings
-from sandboxes.stacks import call_with_stack
-from sandboxes.wasi_p1 import WASI_P1, bind_control, build_linker
-from sandboxes.wasmtime_ext import set_deadline_check, set_stdin_bytes
-from sandboxes.workspace import FileTrees, Workspace
+from sandboxes.wasi.preview1 import WASI_P1, bind_control, build_linker
+from sandboxes.wasi.workspace import FileTrees, Workspace
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from sandboxes.toolchains.base import CompileOutcome, Step, compile_in_jail, file_lock
-from sandboxes.toolchains.jail import JOB_GUEST_DIR, Bind, Jail, JailLimits
-from sandboxes.toolchains.wasm_bytes import recipe_hash
+from sandboxes.languages.toolchains.base import CompileOutcome, Step, compile_in_jail, file_lock
+from sandboxes.languages.toolchains.jail import JOB_GUEST_DIR, Bind, Jail, JailLimits
+from sandboxes.languages.toolchains.wasm_bytes import recipe_hash
 
 
 def _locate_sdk() -> tuple[str | None, Path]:

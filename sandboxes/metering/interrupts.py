@@ -1,6 +1,6 @@
 """How the host stops a fuel-instrumented guest from another thread.
 
-Code rewritten by ``sandboxes.fuel_rewriter`` compares its fuel with the i64 at address 0
+Code rewritten by ``sandboxes.metering.fuel_rewriter`` compares its fuel with the i64 at address 0
 of a one-page memory of its own (exported as ``__warden_interrupt``) at every function
 entry and loop header: 0 lets it run, ``TRIPPED`` makes the next check trap. One compare
 serves the fuel limit and every stop (timeout, cancel, output cap), and it is not a call,
@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from sandboxes.fuel_rewriter import TRIPPED
+from sandboxes.metering.fuel_rewriter import TRIPPED
 
 
 class Interrupt:

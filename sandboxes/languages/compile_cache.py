@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from sandboxes.artifacts import ArtifactCache
-from sandboxes.toolchains.base import CompileOutcome
+from sandboxes.compilation.artifacts import ArtifactCache
+from sandboxes.languages.toolchains.base import CompileOutcome
 
 _OK: Final = b"K"
 _ERROR: Final = b"E"

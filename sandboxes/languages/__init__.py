@@ -1,0 +1,1 @@
+"""Source languages: the registry, the jailed toolchains and the source runner."""

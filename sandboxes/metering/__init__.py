@@ -1,0 +1,1 @@
+"""Deterministic CPU accounting: the fuel rewriter and the interrupt page it checks."""
