@@ -31,6 +31,7 @@ def _root() -> None:
 # Exit codes of `warden run` beyond the guest's own exit code.
 EXIT_LIMIT = 124  # a limit or trap ended the guest
 EXIT_INVALID = 125  # the module or the options were rejected
+EXIT_CODE_MAX = 255  # guest exit codes above this exit with it
 
 
 def fail(message: str) -> typer.Exit:
@@ -201,8 +202,12 @@ def summary(result: RunResult) -> str:
 
 
 def exit_code(result: RunResult) -> int:
-    if result.status in (RunStatus.OK, RunStatus.NONZERO_EXIT):
-        return result.exit_code or 0
+    """The process exit code for ``result``: a failed run never exits 0 (a shell keeps only
+    the low 8 bits, so a guest's 256 would read as success: codes above 255 exit 255)."""
+    if result.status is RunStatus.OK:
+        return 0
+    if result.status is RunStatus.NONZERO_EXIT:
+        return min(result.exit_code or 1, EXIT_CODE_MAX)
     if result.status in (
         RunStatus.INVALID_MODULE, RunStatus.LINK_ERROR, RunStatus.UNSUPPORTED,
         RunStatus.COMPILE_ERROR, RunStatus.INTERNAL_ERROR,

@@ -306,7 +306,6 @@ class JobRecord(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
-    worker: str | None = Field(default=None, description="host:pid of the last worker to run it")
     result: RunResult | None = None
     error: str | None = Field(default=None, description="Why a job failed outside its run")
 

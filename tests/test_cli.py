@@ -104,3 +104,25 @@ def test_languages_lists_the_registry(tmp_path: Path) -> None:
     assert {lang["id"]: lang["judge0_id"] for lang in listed}["rust"] == 73
     human = warden("languages", data_dir=tmp_path)
     assert human.returncode == 0 and b"Rust" in human.stdout and b"1.63" in human.stdout
+
+
+def test_exit_codes_above_255_never_exit_0(tmp_path: Path) -> None:
+    """A shell keeps 8 bits of an exit code: a guest's 256 must not read as success."""
+    for code, expected in ((256, 255), (512, 255), (300, 255), (255, 255), (3, 3)):
+        module = tmp_path / f"exit{code}.wat"
+        module.write_text(W.PROC_EXIT.format(code=code))
+        proc = warden("run", str(module), data_dir=tmp_path)
+        assert proc.returncode == expected, (code, proc.returncode, proc.stderr)
+        assert b"status=nonzero_exit" in proc.stderr and f"exit={code}".encode() in proc.stderr
+
+
+def test_sizes_and_durations_too_large_are_one_clear_line(tmp_path: Path) -> None:
+    module = tmp_path / "hello.wat"
+    module.write_text(W.HELLO)
+    huge = "1" + "0" * 400
+    for option, value in (("--memory", huge + "MiB"), ("--stack", huge),
+                          ("--scratch", huge + "KiB"), ("--timeout", huge + "s")):
+        proc = warden("run", str(module), option, value, data_dir=tmp_path)
+        assert proc.returncode == 125, (option, proc.stderr)
+        assert b"Traceback" not in proc.stderr and proc.stderr.count(b"\n") == 1, proc.stderr
+        assert b"too large" in proc.stderr or b"too long" in proc.stderr, proc.stderr

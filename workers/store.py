@@ -327,7 +327,6 @@ def _record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
         started_at=number("started_at"),
         finished_at=number("finished_at"),
         attempts=int(text("attempts") or 0),
-        worker=text("worker"),
         result=RunResult.model_validate_json(result) if result else None,
         error=text("error"),
     )

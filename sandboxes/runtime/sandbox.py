@@ -368,6 +368,7 @@ class _InstantiateError(Exception):
 
 
 _POOL_FULL = "maximum concurrent"  # wasmtime's pooling allocator ran out of slots
+_COUNT_TOO_HIGH = "count too high"  # wasmtime's store limits: "table count too high at 5"
 
 
 def _instantiate_outcome(exc: wasmtime.WasmtimeError) -> Outcome:
@@ -375,6 +376,11 @@ def _instantiate_outcome(exc: wasmtime.WasmtimeError) -> Outcome:
     if _POOL_FULL in text:  # admission (EpochTicker) should prevent it: not the guest's fault
         return Outcome(RunStatus.INTERNAL_ERROR, message=f"instance pool full: {text}")
     lowered = text.lower()
+    if _COUNT_TOO_HIGH in lowered:  # more tables/memories/instances than a store may have
+        return Outcome(
+            RunStatus.UNSUPPORTED,
+            message=f"module defines more tables or memories than Warden allows ({text})",
+        )
     if "memory" in lowered and ("limit" in lowered or "exceed" in lowered):
         return Outcome(RunStatus.MEMORY_LIMIT, message=f"module needs more memory: {text}")
     if "table" in lowered and ("limit" in lowered or "exceed" in lowered):
@@ -416,6 +422,8 @@ def _call_core(
     wasmtime's fuel, set on the store)."""
     try:
         instance = wasmtime_ext.instantiate(pre, store)
+    except wasmtime.Trap as trap:  # an active segment out of bounds, or a start function
+        return _CoreEnd(trap, fuel_left=fuel)  # (wasmtime-metered) that trapped: the guest's
     except wasmtime.WasmtimeError as exc:
         return _CoreEnd(_InstantiateError(_instantiate_outcome(exc)), fuel_left=fuel)
     end = _CoreEnd()
@@ -490,9 +498,21 @@ def _check_imports_exports(compiled: wasmtime.Module) -> SandboxError | None:
             f"(only {WASI_P1} functions are available)",
         )
     exports: dict[str, Any] = {e.name: e.type for e in compiled.exports}
-    if "_start" not in exports or not isinstance(exports["_start"], wasmtime.FuncType):
+    start = exports.get("_start")
+    if not isinstance(start, wasmtime.FuncType):
         return SandboxError(
             RunStatus.INVALID_MODULE,
             "module exports no _start function: only WASI command modules can run",
         )
+    if start.params or start.results:
+        return SandboxError(
+            RunStatus.INVALID_MODULE,
+            f"_start must take no parameters and return nothing (it is {_signature(start)})",
+        )
     return None
+
+
+def _signature(ty: wasmtime.FuncType) -> str:
+    params = ", ".join(str(p) for p in ty.params)
+    results = ", ".join(str(r) for r in ty.results)
+    return f"({params}) -> ({results})"

@@ -16,6 +16,7 @@ import redis
 
 from workers.processes import stop_gracefully
 from workers.redis_server import EmbeddedRedis, free_port
+from workers.store import job_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBLEM_TYPE_BASE = "https://warden.dev/problems/"
@@ -111,6 +112,12 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {record['state']} after {timeout_s}s")
             time.sleep(0.05)
+
+    def worker_of(self, job_id: str) -> str | None:
+        """host:pid of the worker that last ran ``job_id``: kept in Redis for operators,
+        never shown to tenants."""
+        value = self.client().hget(job_key(job_id), "worker")
+        return value.decode() if value else None
 
     def worker_proc(self, name: str) -> subprocess.Popen[bytes]:
         for proc in self.workers:
