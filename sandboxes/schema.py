@@ -123,6 +123,7 @@ MAX_FILES: Final = 256
 MAX_FILES_TOTAL_BYTES: Final = 128 * MiB
 MAX_SCRATCH_BYTES: Final = 1 * GiB
 DEFAULT_SCRATCH_BYTES: Final = 16 * MiB
+MAX_SCRATCH_ENTRIES: Final = 10_000  # files and directories a scratch dir may hold
 
 SCRATCH_GUEST_DIR: Final = "/tmp"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from sandboxes.runtime.output import CappedSink
 from sandboxes.schema import RunStatus
 
 
@@ -22,6 +21,7 @@ class StopReason(Enum):
     CANCELLED = RunStatus.CANCELLED
     OUTPUT_LIMIT = RunStatus.OUTPUT_LIMIT
     SCRATCH_LIMIT = RunStatus.SCRATCH_LIMIT
+    INTERNAL_ERROR = RunStatus.INTERNAL_ERROR  # a host call failed: a bug, so the run stops
 
 
 class CancelToken:
@@ -95,8 +95,6 @@ class RunControl:
         self.wake = WakeFlag()
         self.reason: StopReason | None = None
         self.exit_code: int | None = None  # what the guest passed to proc_exit
-        self.stdout: CappedSink | None = None
-        self.stderr: CappedSink | None = None
         self._periodic: list[tuple[float, float, Callable[[], StopReason | None]]] = []
         self._interrupt: Callable[[], None] | None = None
         if cancel is not None:

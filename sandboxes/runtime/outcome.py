@@ -65,6 +65,7 @@ def _limit_message(control: RunControl) -> str:
         RunStatus.CANCELLED: "cancelled",
         RunStatus.OUTPUT_LIMIT: "output limit exceeded (output truncated)",
         RunStatus.SCRATCH_LIMIT: "scratch directory quota exceeded",
+        RunStatus.INTERNAL_ERROR: "internal error in a WASI call (logged on the worker)",
     }[control.reason.value]
 
 

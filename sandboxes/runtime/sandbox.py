@@ -34,10 +34,20 @@ from sandboxes.runtime.outcome import Outcome, classify
 from sandboxes.runtime.output import CappedSink
 from sandboxes.runtime.stacks import call_with_stack
 from sandboxes.runtime.wasmtime_ext import set_deadline_check, set_stdin_bytes
-from sandboxes.schema import Grants, Limits, RunResult, RunStatus, TrapKind
+from sandboxes.schema import (
+    MAX_SCRATCH_ENTRIES,
+    SCRATCH_GUEST_DIR,
+    Grants,
+    Limits,
+    RunResult,
+    RunStatus,
+    TrapKind,
+)
 from sandboxes.settings import Settings, get_settings
-from sandboxes.wasi.preview1 import WASI_P1, bind_control, build_linker
-from sandboxes.wasi.workspace import FileTrees, Workspace
+from sandboxes.wasi.descriptors import RunFiles
+from sandboxes.wasi.memfs import Quota
+from sandboxes.wasi.preview1 import WASI_P1, bind_run, build_linker
+from sandboxes.wasi.workspace import FileTrees, Workspace, remove_stale_scratch
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +55,6 @@ log = logging.getLogger(__name__)
 # allocation was refused: wasmtime-py exposes no limiter callback to say so directly, and
 # allocators ask for big chunks (QuickJS failed a 16 MB array at 86 of 96 MiB).
 _MEMORY_SLACK_FRACTION = 4
-_SCRATCH_SCAN_S = 0.01
 # Modules whose compile failed (invalid, too slow, too big) are refused at once for a while;
 # not for ever: a compile timeout depends on the machine's load.
 _REFUSED_COMPILES = 1024
@@ -70,8 +79,7 @@ class EngineContext:
     spec: EngineSpec
     engine: wasmtime.Engine
     ticker: EpochTicker
-    linker: wasmtime.Linker  # fast stdio; runs without a scratch dir
-    scratch_linker: wasmtime.Linker  # wasmtime's fd_write; runs with a scratch dir
+    linker: wasmtime.Linker  # core modules: WASI preview1 with Warden's files
     component_linker: wasmtime.component.Linker
 
 
@@ -84,21 +92,11 @@ class Prepared:
     pre: wasmtime.InstancePre | None = None
     compiled: wasmtime.Module | None = None
     component: wasmtime.component.Component | None = None
-    _scratch_pre: wasmtime.InstancePre | None = None
     has_start_export: bool = False  # instrumented: the module's start function, moved
 
     @property
     def instrumented(self) -> bool:
         return self.ctx.spec.instrumented
-
-    def instance_pre(self, fast_stdio: bool) -> wasmtime.InstancePre:
-        if fast_stdio:
-            assert self.pre is not None
-            return self.pre
-        if self._scratch_pre is None:
-            assert self.compiled is not None
-            self._scratch_pre = self.ctx.scratch_linker.instantiate_pre(self.compiled)
-        return self._scratch_pre
 
 
 class Sandbox:
@@ -106,6 +104,7 @@ class Sandbox:
         self.settings = settings or get_settings()
         self._engines: dict[tuple[int, bool], EngineContext] = {}
         self.file_trees = FileTrees(self.settings.file_trees_root)
+        remove_stale_scratch(self.settings.scratch_root)
         self._lock = threading.Lock()
         self.compiler = CompilerProcess(
             self.settings.compile_timeout_s, self.settings.compile_memory_bytes
@@ -133,8 +132,7 @@ class Sandbox:
                     EpochTicker(
                         engine, self.settings.epoch_tick_s, capacity, epochs=not instrumented
                     ),
-                    build_linker(engine, stdio_fast_path=True),
-                    build_linker(engine, stdio_fast_path=False),
+                    build_linker(engine),
                     _component_linker(engine),
                 )
                 self._engines[(size, instrumented)] = ctx
@@ -241,8 +239,10 @@ class Sandbox:
         control = RunControl(limits.wall_time_s, cancel)
         stdout = CappedSink(limits.stdout_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
         stderr = CappedSink(limits.stderr_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
-        store = wasmtime.Store(prepared.ctx.engine)
         is_component = prepared.module.kind is ModuleKind.COMPONENT
+        if is_component and grants.scratch is not None:
+            return RunResult(status=RunStatus.UNSUPPORTED, message=_NO_COMPONENT_SCRATCH)
+        store = wasmtime.Store(prepared.ctx.engine)
         store.set_limits(
             memory_size=limits.memory_bytes,
             table_elements=limits.table_elements,
@@ -257,45 +257,51 @@ class Sandbox:
         wasmtime_ext.set_argv(wasi, (argv0, *grants.args))
         if grants.env:  # a new WasiConfig has no environment
             wasi.env = list(grants.env.items())
-        if grants.stdin:
-            set_stdin_bytes(wasi, grants.stdin)
-        fast_stdio = not is_component and grants.scratch is None
-        if fast_stdio:  # preview1 stdio goes through wasi_p1's fd_write, straight to the sinks
-            control.stdout, control.stderr = stdout, stderr
-        else:
+        files: RunFiles | None = None
+        workspace: Workspace | _NoWorkspace = _NO_WORKSPACE  # nothing to create or remove
+        if is_component:  # WASI P2 through wasmtime: stdio in capped sinks, files read-only
+            if grants.stdin:
+                set_stdin_bytes(wasi, grants.stdin)
             wasi.stdout_custom = stdout
             wasi.stderr_custom = stderr
-        workspace: Workspace | _NoWorkspace = _NO_WORKSPACE  # nothing to create or remove
-        if grants.files or grants.scratch is not None:
-            workspace = Workspace(self.settings.scratch_root, grants, self.file_trees)
+            if grants.files:
+                workspace = Workspace(grants, self.file_trees)
+        else:  # every descriptor is Warden's, over in-memory trees
+            scratch = None
+            if grants.scratch is not None:
+                quota = Quota(grants.scratch.quota_bytes, MAX_SCRATCH_ENTRIES,
+                              lambda: control.stop(StopReason.SCRATCH_LIMIT))
+                scratch = (SCRATCH_GUEST_DIR, quota)
+            files = RunFiles(grants.stdin, stdout, stderr, grants.files, scratch)
         ticker = prepared.ctx.ticker
         with workspace:
             workspace.configure(wasi)
-            if workspace.scratch is not None:
-                control.add_periodic_check(_SCRATCH_SCAN_S, workspace.scratch_check)
             store.set_wasi(wasi)
             if interrupt is None:
                 set_deadline_check(store, control.check)
             else:  # the ticker thread checks the deadline; any stop trips the page
                 control.attach_interrupt(interrupt.trip)
                 ticker.watch(id(control), control.check)
-            bind_control(control)
+            bind_run(control, files)
             end = _CoreEnd()
             t0 = time.perf_counter()
             try:
                 if is_component:
                     end.error, end.memory_peak = _call_component(store, prepared)
                 else:
-                    pre = prepared.instance_pre(fast_stdio)
+                    assert prepared.pre is not None
                     fuel = limits.fuel if interrupt is not None else None
-                    end = _call_core(store, pre, fuel, prepared.has_start_export, interrupt)
+                    end = _call_core(store, prepared.pre, fuel, prepared.has_start_export,
+                                     interrupt)
             finally:
-                bind_control(None)
+                bind_run(None, None)
                 elapsed = time.perf_counter() - t0
                 if interrupt is not None:
                     ticker.unwatch(id(control))
                     control.attach_interrupt(None)
                     interrupt.detach()  # before the store (and the page) goes
+                if files is not None:
+                    files.close_all()
         error, memory_peak = end.error, end.memory_peak
         outcome = classify(error, control)
         out_of_fuel = end.fuel_check_fired and control.exit_code is None
@@ -340,10 +346,14 @@ class Sandbox:
         )
 
 
-class _NoWorkspace:
-    """The workspace of a run granted no files and no scratch dir: no directories at all."""
+_NO_COMPONENT_SCRATCH = (
+    "scratch directories are available to core modules only: a WASI P2 component's writes "
+    "go through wasmtime's own filesystem, where Warden cannot enforce the quota exactly"
+)
 
-    scratch: str | None = None
+
+class _NoWorkspace:
+    """The workspace of a run granted no host files: no directories at all."""
 
     def __enter__(self) -> _NoWorkspace:
         return self
@@ -353,9 +363,6 @@ class _NoWorkspace:
 
     def configure(self, wasi: wasmtime.WasiConfig) -> None:
         pass
-
-    def scratch_check(self) -> StopReason | None:
-        return None
 
 
 _NO_WORKSPACE = _NoWorkspace()

@@ -148,7 +148,6 @@ _instance_export_get = _proto(
 # (env, caller, args_and_results, count) -> trap pointer; args are 16-byte ``ValRaw`` slots
 _RAW_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_size_t, _VP, _VP, _VP, ctypes.c_size_t)
 _NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, _VP))
-_ARGS4 = struct.Struct("<I12xI12xI12xI12x")  # i32 arguments read as the u32 WASI means
 _EXTERN_MEMORY = int(_ffi.WASMTIME_EXTERN_MEMORY.value)
 _EXTERN_FUNC = int(_ffi.WASMTIME_EXTERN_FUNC.value)
 _MEMORY = b"memory"
@@ -158,21 +157,30 @@ def _kind(item: ffi.wasmtime_extern_t) -> int:
     return cast(int, item.kind)  # a c_uint8 field reads as int
 _keep_alive: list[object] = []
 
-# fn(memory_base, memory_size, a, b, c, d) -> i32; base and size are 0 without a "memory"
-MemoryFunc = Callable[[int, int, int, int, int, int], int]
+# fn(memory_base, memory_size, *args) -> i32; base and size are 0 without a "memory"
+MemoryFunc = Callable[..., int]
+
+
+class HostTrap(Exception):  # noqa: N818 - it is not an error of the host: the guest traps
+    """Raised by a ``MemoryFunc``: the guest traps with this message (a bad pointer)."""
 
 
 def define_memory_func(
-    linker: wasmtime.Linker, module: str, name: str, fn: MemoryFunc, on_error: int
+    linker: wasmtime.Linker, module: str, name: str, params: str, fn: MemoryFunc,
+    on_error: int,
 ) -> None:
-    """Define ``module.name`` as ``(i32, i32, i32, i32) -> i32`` calling ``fn`` directly.
+    """Define ``module.name`` as ``(params) -> i32`` calling ``fn`` directly.
 
-    ``fn`` gets the address and size of the caller's exported ``memory`` (valid for the
-    call only: nothing can grow it meanwhile) and the four arguments. It must not raise:
-    if it does, the guest gets ``on_error`` (an exception may never unwind through
-    wasmtime's frames, and wasmtime-py's process-global ``LAST_EXCEPTION`` is not used).
+    ``params`` has one letter per parameter: ``i`` (i32, passed as the u32 WASI means) or
+    ``I`` (i64, passed as u64). ``fn`` gets the address and size of the caller's exported
+    ``memory`` (valid for the call only: nothing can grow it meanwhile) and the arguments.
+    It may raise ``HostTrap`` to trap the guest; any other exception gives the guest
+    ``on_error`` (an exception may never unwind through wasmtime's frames, and
+    wasmtime-py's process-global ``LAST_EXCEPTION`` is not used).
     """
     item_type = ffi.wasmtime_extern_t
+    layout = struct.Struct("<" + "".join("I12x" if p == "i" else "Q8x" for p in params))
+    size_of_args = layout.size
 
     def callback(_env: int | None, caller: int | None, args: int | None, _count: int) -> int:
         try:
@@ -185,8 +193,11 @@ def define_memory_func(
                 memory = ctypes.addressof(item.of.memory)
                 base = _memory_data(context, memory) or 0  # type: ignore[assignment]
                 size = _memory_data_size(context, memory)  # type: ignore[assignment]
-            a, b, c, d = _ARGS4.unpack(ctypes.string_at(args or 0, 64))
-            result = fn(base, size, a, b, c, d)
+            values = layout.unpack(ctypes.string_at(args or 0, size_of_args))
+            result = fn(base, size, *values)
+        except HostTrap as trap:
+            message = str(trap).encode()
+            return cast(int, _trap_new(message, len(message)))
         except BaseException:
             result = on_error
         try:
@@ -195,8 +206,9 @@ def define_memory_func(
             ctypes.c_int32.from_address(args or 0).value = on_error
         return 0
 
-    i32 = wasmtime.ValType.i32()
-    _define_raw(linker, module, name, callback, [i32, i32, i32, i32], [i32])
+    types = {"i": wasmtime.ValType.i32(), "I": wasmtime.ValType.i64()}
+    _define_raw(linker, module, name, callback, [types[p] for p in params],
+                [wasmtime.ValType.i32()])
 
 
 _ARG1 = struct.Struct("<I12x")

@@ -1,186 +1,193 @@
-"""The WASI preview1 linker: wasmtime's own WASI, with ``poll_oneoff`` and ``fd_write`` replaced.
+"""The WASI preview1 linker for core modules: wasmtime's own WASI for arguments, environment,
+clocks and randomness; Warden's own for every descriptor, path, poll and exit call.
+
+Descriptors and files are ``sandboxes.wasi.descriptors.RunFiles`` over in-memory trees, so
+no guest call ever reaches a host path or a host descriptor, and the scratch quota is exact.
 
 Epoch interruption cannot end a guest blocked inside a host call, and ``poll_oneoff`` is the
-one preview1 call that blocks for as long as the guest asks (stdin is in memory, files are
-regular files). Our ``poll_oneoff`` sleeps on the run's wake event, never past the run's
-deadline, so timeouts and cancels end sleeping guests too.
+one preview1 call that blocks for as long as the guest asks (all data is in memory). Ours
+sleeps on the run's wake event, never past the run's deadline, so timeouts and cancels end
+sleeping guests too.
 
-``fd_write`` to fds 1 and 2 goes straight into the run's capped sinks (wasmtime's
-``stdout_custom`` bridge costs ~100 µs per run and ~65 µs at store teardown; this costs a few
-µs), through a raw ctypes callback (``wasmtime_ext.define_memory_func``: no wasmtime-py
-trampoline, ``Caller`` or ``Val`` objects). See ``build_linker`` for when that fast path
-applies.
-
-Host functions here never raise: an exception would go through wasmtime-py's process-global
-``LAST_EXCEPTION`` and could surface in another thread's run. Errors become WASI errnos.
+Every function is a raw ctypes callback (``wasmtime_ext.define_memory_func``: no
+wasmtime-py trampoline, ``Caller`` or ``Val`` objects) that finds its run through a
+thread-local binding. Arguments are the guest's unsigned values; a bad pointer traps, as in
+wasmtime's WASI. Host functions never raise into wasmtime: an unexpected exception is a bug
+in Warden, so the run stops as ``internal_error`` (fail closed) and the guest traps.
 """
 
 from __future__ import annotations
 
-import ctypes
-import struct
+import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, Final
 
 import wasmtime
 
 from sandboxes.runtime.control import RunControl, StopReason
-from sandboxes.runtime.wasmtime_ext import define_exit_func, define_memory_func
+from sandboxes.runtime.wasmtime_ext import HostTrap, define_exit_func, define_memory_func
+from sandboxes.wasi import abi
+from sandboxes.wasi.abi import Errno
+from sandboxes.wasi.descriptors import RunFiles
+from sandboxes.wasi.guest_memory import GuestFault, GuestMemory
+from sandboxes.wasi.memfs import FsError
 
-_ERRNO_SUCCESS = 0
-_ERRNO_BADF = 8
-_ERRNO_FAULT = 21
-_ERRNO_IO = 29
-_ERRNO_INVAL = 28
-_ERRNO_NOSYS = 52
-_EVENTTYPE_CLOCK = 0
-_SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH6x")  # 48 bytes
-_EVENT = struct.Struct("<QHBxxxxxQH6x")  # 32 bytes
-_MAX_SUBSCRIPTIONS = 4096
-_MAX_IOVS = 1024
-_IOVEC = struct.Struct("<II")
-_CLOCK_REALTIME = 0
-_ABSTIME = 1
+log = logging.getLogger(__name__)
 
-WASI_P1 = "wasi_snapshot_preview1"
+WASI_P1: Final = "wasi_snapshot_preview1"
+EXIT_TRAP: Final = b"warden: proc_exit"
+_MAX_SUBSCRIPTIONS: Final = 4096
+
+# name: parameter letters (i: i32 as u32, I: i64 as u64), all returning an errno.
+SIGNATURES: Final[dict[str, str]] = {
+    "fd_advise": "iIIi",
+    "fd_allocate": "iII",
+    "fd_close": "i",
+    "fd_datasync": "i",
+    "fd_fdstat_get": "ii",
+    "fd_fdstat_set_flags": "ii",
+    "fd_fdstat_set_rights": "iII",
+    "fd_filestat_get": "ii",
+    "fd_filestat_set_size": "iI",
+    "fd_filestat_set_times": "iIIi",
+    "fd_pread": "iiiIi",
+    "fd_prestat_get": "ii",
+    "fd_prestat_dir_name": "iii",
+    "fd_pwrite": "iiiIi",
+    "fd_read": "iiii",
+    "fd_readdir": "iiiIi",
+    "fd_renumber": "ii",
+    "fd_seek": "iIii",
+    "fd_sync": "i",
+    "fd_tell": "ii",
+    "fd_write": "iiii",
+    "path_create_directory": "iii",
+    "path_filestat_get": "iiiii",
+    "path_filestat_set_times": "iiiiIIi",
+    "path_link": "iiiiiii",
+    "path_open": "iiiiiIIii",
+    "path_readlink": "iiiiii",
+    "path_remove_directory": "iii",
+    "path_rename": "iiiiii",
+    "path_symlink": "iiiii",
+    "path_unlink_file": "iii",
+    "sock_accept": "iii",
+    "sock_recv": "iiiiii",
+    "sock_send": "iiiii",
+    "sock_shutdown": "ii",
+}
 
 _current = threading.local()
 
 
-def bind_control(control: RunControl | None) -> None:
-    """Tell this thread's host functions which run they serve."""
+def bind_run(control: RunControl | None, files: RunFiles | None) -> None:
+    """Tell this thread's host functions which run (and which descriptors) they serve."""
     _current.control = control
+    _current.files = files
 
 
-def _control() -> RunControl | None:
-    return getattr(_current, "control", None)
+def _host_call(name: str, call: Callable[..., Any]) -> Callable[..., int]:
+    """Wrap ``call(files, control, memory, *args)`` as a ``define_memory_func`` callback."""
+
+    def host(base: int, size: int, *args: int) -> int:
+        files: RunFiles | None = getattr(_current, "files", None)
+        control: RunControl | None = getattr(_current, "control", None)
+        if files is None or control is None:  # not inside a Warden run: nothing to serve
+            return Errno.BADF
+        try:
+            call(files, control, GuestMemory(base, size), *args)
+        except FsError as err:
+            return err.errno
+        except GuestFault as fault:
+            raise HostTrap(f"warden: {name}: {fault}") from None
+        except Exception:
+            log.exception("internal error in WASI %s", name)
+            control.stop(StopReason.INTERNAL_ERROR)
+            raise HostTrap(f"warden: internal error in {name}") from None
+        return Errno.SUCCESS
+
+    return host
 
 
-def _poll_oneoff(
-    caller: wasmtime.Caller, in_ptr: int, out_ptr: int, nsubs: int, nevents_ptr: int
-) -> int:
-    try:
-        memory = caller.get("memory")
-        if not isinstance(memory, wasmtime.Memory):
-            return _ERRNO_NOSYS
-        if nsubs <= 0 or nsubs > _MAX_SUBSCRIPTIONS:
-            return _ERRNO_INVAL
-        size = memory.data_len(caller)
-        if in_ptr < 0 or in_ptr + nsubs * 48 > size or out_ptr < 0 or out_ptr + nsubs * 32 > size:
-            return _ERRNO_FAULT
-        if nevents_ptr < 0 or nevents_ptr + 4 > size:
-            return _ERRNO_FAULT
-        raw = memory.read(caller, in_ptr, in_ptr + nsubs * 48)
-        events = _wait(_control(), [_SUBSCRIPTION.unpack_from(raw, i * 48) for i in range(nsubs)])
-        out = b"".join(events)
-        memory.write(caller, out, out_ptr)
-        memory.write(caller, struct.pack("<I", len(events)), nevents_ptr)
-        return _ERRNO_SUCCESS
-    except Exception:
-        return _ERRNO_FAULT
+def _method(name: str) -> Callable[..., Any]:
+    def call(files: RunFiles, _control: RunControl, mem: GuestMemory, *args: int) -> Any:
+        return getattr(files, name)(mem, *args)
+
+    return call
 
 
-def _wait(
-    control: RunControl | None, subs: list[tuple[int, int, int, int, int, int]]
-) -> list[bytes]:
-    """Block until the first clock fires, an fd is ready (always: stdio is in memory), or stop."""
+def _poll_oneoff(files: RunFiles, control: RunControl, mem: GuestMemory, in_ptr: int,
+                 out_ptr: int, nsubs: int, nevents_ptr: int) -> None:
+    if nsubs == 0 or nsubs > _MAX_SUBSCRIPTIONS:  # p1 cannot sleep for ever
+        raise FsError(Errno.INVAL)
+    mem.check(in_ptr, abi.SUBSCRIPTION.size * nsubs, abi.EVENT_ALIGN)
+    mem.check(out_ptr, abi.EVENT.size * nsubs, abi.EVENT_ALIGN)
+    mem.check(nevents_ptr, 4, 4)
+    raw = mem.read(in_ptr, abi.SUBSCRIPTION.size * nsubs)
+    subs = [abi.SUBSCRIPTION.unpack_from(raw, i * abi.SUBSCRIPTION.size) for i in range(nsubs)]
+    events = _wait(control, files, subs)
+    mem.write(out_ptr, b"".join(events))
+    mem.put_u32(nevents_ptr, len(events))
+
+
+def _wait(control: RunControl, files: RunFiles,
+          subs: list[tuple[int, int, int, int, int, int]]) -> list[bytes]:
+    """Block until the first clock fires, an fd is ready (always: data is in memory), or
+    the run is stopped; never past the run's deadline."""
     ready: list[bytes] = []
     clocks: list[tuple[float, int]] = []
     now = time.monotonic()
-    for userdata, tag, clock_id, timeout_ns, _precision, flags in subs:
-        if tag != _EVENTTYPE_CLOCK:
-            ready.append(_EVENT.pack(userdata, _ERRNO_SUCCESS, tag, 0, 0))
+    for userdata, tag, clock_or_fd, timeout_ns, _precision, flags in subs:
+        if tag in (abi.EVENTTYPE_FD_READ, abi.EVENTTYPE_FD_WRITE):
+            nbytes = files.poll_ready(clock_or_fd, tag == abi.EVENTTYPE_FD_WRITE)
+            ready.append(abi.EVENT.pack(userdata, Errno.SUCCESS, tag, nbytes, 0))
             continue
-        if flags & _ABSTIME:
-            if clock_id == _CLOCK_REALTIME:
+        if tag != abi.EVENTTYPE_CLOCK or clock_or_fd > abi.CLOCK_MONOTONIC:
+            raise FsError(Errno.INVAL)
+        if flags & abi.SUBCLOCK_ABSTIME:
+            if clock_or_fd == abi.CLOCK_REALTIME:
                 wake = now + (timeout_ns / 1e9 - time.time())
             else:  # guest monotonic time starts near zero when the run starts
-                start = control.started if control is not None else now
-                wake = start + timeout_ns / 1e9
+                wake = control.started + timeout_ns / 1e9
         else:
             wake = now + timeout_ns / 1e9
         clocks.append((wake, userdata))
     if ready or not clocks:
         return ready
-    first = min(w for w, _ in clocks)
-    if control is None:  # never sleep unbounded outside a controlled run
-        first = min(first, now)
-    else:
-        first = min(first, control.deadline)
-        delay = first - time.monotonic()
-        if delay > 0:
-            control.wake.wait(delay)
-        if time.monotonic() >= control.deadline:
-            control.stop(StopReason.WALL_TIMEOUT)
+    first = min(min(w for w, _ in clocks), control.deadline)
+    delay = first - time.monotonic()
+    if delay > 0:
+        control.wake.wait(delay)
+    if time.monotonic() >= control.deadline:
+        control.stop(StopReason.WALL_TIMEOUT)
     fired_at = max(time.monotonic(), first)
     return [
-        _EVENT.pack(userdata, _ERRNO_SUCCESS, _EVENTTYPE_CLOCK, 0, 0)
+        abi.EVENT.pack(userdata, Errno.SUCCESS, abi.EVENTTYPE_CLOCK, 0, 0)
         for wake, userdata in clocks
         if wake <= fired_at
-    ] or [_EVENT.pack(clocks[0][1], _ERRNO_SUCCESS, _EVENTTYPE_CLOCK, 0, 0)]
-
-
-def _fd_write(
-    base: int, size: int, fd: int, iovs_ptr: int, iovs_len: int, nwritten_ptr: int
-) -> int:
-    """preview1 ``fd_write`` for fds 1 and 2, into the run's sinks.
-
-    ``base``/``size`` are the caller's memory (``define_memory_func``); the arguments are
-    the guest's u32 values.
-    """
-    try:
-        control = _control()
-        if control is None or fd not in (1, 2):
-            return _ERRNO_BADF  # this linker is only used when no other fd is writable
-        sink = control.stdout if fd == 1 else control.stderr
-        if sink is None or not base:
-            return _ERRNO_BADF
-        if iovs_len > _MAX_IOVS:
-            return _ERRNO_INVAL
-        if iovs_ptr + 8 * iovs_len > size or nwritten_ptr + 4 > size:
-            return _ERRNO_FAULT
-        raw = ctypes.string_at(base + iovs_ptr, 8 * iovs_len)
-        total = 0
-        for i in range(iovs_len):
-            ptr, length = _IOVEC.unpack_from(raw, 8 * i)
-            if ptr + length > size:
-                return _ERRNO_FAULT
-            room = sink.room()
-            sink.write(ctypes.string_at(base + ptr, min(length, room)) if room else b"", length)
-            total += length
-        ctypes.c_uint32.from_address(base + nwritten_ptr).value = total & 0xFFFFFFFF
-        return _ERRNO_SUCCESS
-    except Exception:
-        return _ERRNO_IO
-
-
-EXIT_TRAP = b"warden: proc_exit"
+    ] or [abi.EVENT.pack(clocks[0][1], Errno.SUCCESS, abi.EVENTTYPE_CLOCK, 0, 0)]
 
 
 def _proc_exit(code: int) -> None:
     """Record the status: wasmtime's own proc_exit refuses codes >= 126 with an error that
     loses the code (a judge needs 137 reported as 137)."""
-    control = _control()
+    control = getattr(_current, "control", None)
     if control is not None:
         control.exit_code = code
 
 
-def build_linker(engine: wasmtime.Engine, *, stdio_fast_path: bool) -> wasmtime.Linker:
-    """A linker with WASI preview1 only; shared by every run on ``engine``.
-
-    ``stdio_fast_path`` replaces ``fd_write`` with the in-process stdio writer; it is only
-    valid for runs with no writable fd besides 1 and 2 (no scratch dir granted). wasmtime's
-    own ``fd_write`` cannot be called from a host function (it needs the caller's memory),
-    so runs with a scratch dir use wasmtime's and ``stdout_custom`` sinks instead.
-    """
-    i32 = wasmtime.ValType.i32()
-    four_i32_to_i32 = wasmtime.FuncType([i32, i32, i32, i32], [i32])  # types are per engine
+def build_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
+    """The linker every core-module run on ``engine`` shares: WASI preview1 only."""
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
     linker.allow_shadowing = True
-    linker.define_func(WASI_P1, "poll_oneoff", four_i32_to_i32, _poll_oneoff, access_caller=True)
+    for name, params in SIGNATURES.items():
+        define_memory_func(linker, WASI_P1, name, params, _host_call(name, _method(name)),
+                           on_error=Errno.IO)
+    define_memory_func(linker, WASI_P1, "poll_oneoff", "iiii",
+                       _host_call("poll_oneoff", _poll_oneoff), on_error=Errno.IO)
     define_exit_func(linker, WASI_P1, "proc_exit", _proc_exit, EXIT_TRAP)
-    if stdio_fast_path:
-        define_memory_func(linker, WASI_P1, "fd_write", _fd_write, on_error=_ERRNO_IO)
     linker.allow_shadowing = False
     return linker

@@ -1,24 +1,19 @@
-"""The run's filesystem: granted read-only files at /, an optional scratch dir at /tmp.
+"""Host directories for WASI P2 components' granted files (read-only, shared by content).
 
-Host code writes the granted files *before* the guest exists, and afterwards only deletes
-the directories with ``shutil.rmtree``, which on Linux works through directory fds with
-O_NOFOLLOW (``rmtree.avoids_symlink_attacks``), so a symlink the guest planted is removed,
-never followed. The scratch-size scan uses lstat only. Nothing else of the guest's writing
-is read, opened, chowned or followed by the host.
-
-Granted files are preopened read-only, so the guest cannot change them: a file tree is
-written once per distinct content and shared by later runs (``FileTrees``), which saves a
-mkdtemp + write + rmtree (~1 ms) per run of the same program or test input.
+Host code writes the granted files *before* the guest exists and preopens them read-only,
+so the guest can neither change nor add anything there; afterwards the host only deletes
+whole trees with ``shutil.rmtree``, which on Linux works through directory fds with
+O_NOFOLLOW (``rmtree.avoids_symlink_attacks``). A file tree is written once per distinct
+content and shared by later runs (``FileTrees``), which saves a mkdtemp + write + rmtree
+(~1 ms) per run of the same program or test input.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 import threading
 from collections import OrderedDict
@@ -26,13 +21,10 @@ from pathlib import Path
 
 import wasmtime
 
-from sandboxes.runtime.control import StopReason
-from sandboxes.schema import SCRATCH_GUEST_DIR, Grants
+from sandboxes.schema import Grants
 
 if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux always has it
     raise RuntimeError("this platform's rmtree can follow symlinks; refusing to run guests")
-
-MAX_SCRATCH_ENTRIES = 10_000
 
 
 class FileTrees:
@@ -115,68 +107,32 @@ def _remove_dead_owners(root: Path) -> None:
 
 
 class Workspace:
-    """Creates the preopened directories for one run and removes them after it."""
+    """Preopens a component's granted files read-only (shared through ``FileTrees``).
 
-    def __init__(self, root: Path, grants: Grants, trees: FileTrees | None = None) -> None:
-        self._root = root
+    Only WASI P2 components use host directories: core modules see Warden's in-memory
+    files (``sandboxes.wasi.memfs``), and components get no scratch dir at all.
+    """
+
+    def __init__(self, grants: Grants, trees: FileTrees) -> None:
         self._grants = grants
         self._trees = trees
         self._tree_key: str | None = None
-        self._dirs: list[str] = []
-        self.scratch: str | None = None
 
     def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for d in self._dirs:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(d)
-        if self._trees is not None and self._tree_key is not None:
+        if self._tree_key is not None:
             self._trees.release(self._tree_key)
 
-    def _mkdtemp(self, prefix: str) -> str:
-        self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = tempfile.mkdtemp(prefix=prefix, dir=self._root)
-        self._dirs.append(path)
-        return path
-
     def configure(self, wasi: wasmtime.WasiConfig) -> None:
-        """Preopen what was granted, and nothing when nothing was."""
+        """Preopen the granted files read-only at ``/``."""
         if self._grants.files:
-            if self._trees is not None:
-                self._tree_key, files_dir = self._trees.acquire(self._grants.files)
-            else:
-                files_dir = self._mkdtemp("files-")
-                for name, data in self._grants.files.items():
-                    target = Path(files_dir, name)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
+            self._tree_key, files_dir = self._trees.acquire(self._grants.files)
             wasi.preopen_dir(files_dir, "/", False)
-        if self._grants.scratch is not None:
-            self.scratch = self._mkdtemp("scratch-")
-            wasi.preopen_dir(self.scratch, SCRATCH_GUEST_DIR, True)
-
-    def scratch_check(self) -> StopReason | None:
-        """Stop the run once the scratch dir holds more than its quota (blocks on disk)."""
-        assert self.scratch is not None and self._grants.scratch is not None
-        used, entries = _usage(self.scratch)
-        if used > self._grants.scratch.quota_bytes or entries > MAX_SCRATCH_ENTRIES:
-            return StopReason.SCRATCH_LIMIT
-        return None
 
 
-def _usage(top: str) -> tuple[int, int]:
-    """Bytes allocated and entries under ``top``, never following a symlink."""
-    used = 0
-    entries = 0
-    stack = [top]
-    while stack and entries <= MAX_SCRATCH_ENTRIES:
-        with contextlib.suppress(OSError), os.scandir(stack.pop()) as it:
-            for entry in it:
-                entries += 1
-                st = entry.stat(follow_symlinks=False)
-                used += max(st.st_blocks * 512, st.st_size if stat.S_ISREG(st.st_mode) else 0)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-    return used, entries
+def remove_stale_scratch(root: Path) -> None:
+    """Remove scratch dirs left by versions that kept them on the host (none are made now)."""
+    if root.is_dir():
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,610 @@
+"""One run's WASI preview1 descriptors and every fd_*/path_* call, over memfs trees.
+
+``RunFiles`` is the guest's whole view of files: fds 0-2 (stdin from memory, stdout and
+stderr into the run's capped sinks), one preopen per granted tree, and what the guest
+opens, at most ``MAX_OPEN_FDS`` at a time (EMFILE past it: one job cannot hold more than
+that, and none of them is a host descriptor). Numbering, rights and errnos follow
+wasmtime 50's preview1 (``crates/wasi/src/p1.rs``), so programs behave as they did on it.
+
+Each method takes the call's ``GuestMemory`` and the guest's arguments as unsigned ints,
+returns nothing (success) or a value, and raises ``FsError`` (an errno for the guest) or
+``GuestFault`` (the call traps). ``sandboxes.wasi.preview1`` binds them to the linker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from sandboxes.runtime.output import CappedSink
+from sandboxes.wasi import abi
+from sandboxes.wasi.abi import Errno, Filetype
+from sandboxes.wasi.guest_memory import GuestMemory
+from sandboxes.wasi.memfs import (
+    DIR_SIZE,
+    Dir,
+    File,
+    FsError,
+    Node,
+    Quota,
+    Tree,
+    lookup,
+    lookup_parent,
+)
+
+MAX_OPEN_FDS: Final = 1024  # descriptors one run may hold open (stdio and preopens included)
+MAX_IOVS: Final = 1024  # IOV_MAX: a longer iovec array is EINVAL
+_U64: Final = 1 << 64
+
+
+class Kind(Enum):
+    STDIN = "stdin"
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    FILE = "file"
+    DIR = "dir"
+
+
+@dataclass(slots=True)
+class Descriptor:
+    kind: Kind
+    node: Node | None = None
+    readable: bool = False
+    writable: bool = False
+    append: bool = False
+    nonblock: bool = False
+    sync_flags: int = 0  # DSYNC | RSYNC | SYNC as opened
+    position: int = 0
+    preopen: str | None = None  # the guest path of a preopened directory
+
+    @property
+    def file(self) -> File:
+        assert isinstance(self.node, File)
+        return self.node
+
+    @property
+    def dir(self) -> Dir:
+        assert isinstance(self.node, Dir)
+        return self.node
+
+
+class RunFiles:
+    """The descriptor table and filesystem of one run."""
+
+    def __init__(
+        self,
+        stdin: bytes,
+        stdout: CappedSink,
+        stderr: CappedSink,
+        files: dict[str, bytes] | None = None,
+        scratch: tuple[str, Quota] | None = None,
+    ) -> None:
+        self._stdin = stdin
+        self._stdin_pos = 0
+        self._sinks = {Kind.STDOUT: stdout, Kind.STDERR: stderr}
+        inodes = itertools.count(1)
+        self._fds: dict[int, Descriptor] = {
+            0: Descriptor(Kind.STDIN, readable=True),
+            1: Descriptor(Kind.STDOUT, writable=True),
+            2: Descriptor(Kind.STDERR, writable=True),
+        }
+        self._free: set[int] = set()
+        self.trees: list[Tree] = []
+        if files:
+            tree = Tree(False, None, inodes)
+            for name, data in files.items():
+                tree.add_file(name, data)
+            self._preopen(tree, "/")
+        if scratch is not None:
+            guest_path, quota = scratch
+            self._preopen(Tree(True, quota, inodes), guest_path)
+
+    def _preopen(self, tree: Tree, guest_path: str) -> None:
+        self.trees.append(tree)
+        self._push(Descriptor(Kind.DIR, tree.root, readable=True, preopen=guest_path))
+
+    def close_all(self) -> None:
+        """Drop every descriptor and tree (after the run; nothing on the host to remove)."""
+        self._fds.clear()
+        for tree in self.trees:
+            _dismantle(tree.root)
+        self.trees.clear()
+
+    # -- the table -------------------------------------------------------------------------
+    def _push(self, desc: Descriptor) -> int:
+        if len(self._fds) >= MAX_OPEN_FDS:
+            raise FsError(Errno.MFILE)
+        if self._free:
+            fd = max(self._free)  # wasmtime reuses the highest freed number first
+            self._free.discard(fd)
+        else:
+            fd = max(self._fds, default=-1) + 1
+        self._fds[fd] = desc
+        if isinstance(desc.node, File):
+            desc.node.opened += 1
+        return fd
+
+    def _get(self, fd: int) -> Descriptor:
+        desc = self._fds.get(fd)
+        if desc is None:
+            raise FsError(Errno.BADF)
+        return desc
+
+    def _file(self, fd: int) -> Descriptor:
+        desc = self._get(fd)
+        if desc.kind is not Kind.FILE:
+            raise FsError(Errno.BADF)
+        return desc
+
+    def _seekable(self, fd: int) -> Descriptor:
+        desc = self._get(fd)
+        if desc.kind in (Kind.STDIN, Kind.STDOUT, Kind.STDERR):
+            raise FsError(Errno.SPIPE)
+        if desc.kind is not Kind.FILE:
+            raise FsError(Errno.BADF)
+        return desc
+
+    def _dir(self, fd: int) -> Descriptor:
+        desc = self._get(fd)
+        if desc.kind is not Kind.DIR:
+            raise FsError(Errno.BADF)
+        return desc
+
+    def _node(self, fd: int) -> Node:
+        """A file or directory descriptor's node (stdio has none: EBADF)."""
+        desc = self._get(fd)
+        if desc.node is None:
+            raise FsError(Errno.BADF)
+        return desc.node
+
+    # -- reading and writing ---------------------------------------------------------------
+    def fd_read(self, mem: GuestMemory, fd: int, iovs: int, iovs_len: int,
+                nread_ptr: int) -> None:
+        bufs = _iovecs(mem, iovs, iovs_len)
+        desc = self._get(fd)
+        if desc.kind is Kind.STDIN:
+            data = self._stdin
+            total = self._scatter(mem, bufs, data, self._stdin_pos)
+            self._stdin_pos += total
+        elif desc.kind is Kind.FILE and desc.readable:
+            total = self._scatter(mem, bufs, desc.file.data, desc.position)
+            desc.position += total
+        else:
+            raise FsError(Errno.BADF)
+        mem.put_u32(nread_ptr, total)
+
+    def fd_pread(self, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
+                 nread_ptr: int) -> None:
+        bufs = _iovecs(mem, iovs, iovs_len)
+        desc = self._get(fd)
+        if desc.kind is Kind.STDIN:
+            raise FsError(Errno.SPIPE)
+        if desc.kind is not Kind.FILE or not desc.readable:
+            raise FsError(Errno.BADF)
+        mem.put_u32(nread_ptr, self._scatter(mem, bufs, desc.file.data, offset))
+
+    @staticmethod
+    def _scatter(mem: GuestMemory, bufs: list[tuple[int, int]], data: bytes | bytearray,
+                 offset: int) -> int:
+        total = 0
+        for ptr, length in bufs:
+            chunk = data[offset + total:offset + total + length]
+            mem.write(ptr, chunk)
+            total += len(chunk)
+            if len(chunk) < length:
+                break
+        return total
+
+    def fd_write(self, mem: GuestMemory, fd: int, iovs: int, iovs_len: int,
+                 nwritten_ptr: int) -> None:
+        bufs = _iovecs(mem, iovs, iovs_len)
+        desc = self._get(fd)
+        if desc.kind in self._sinks:
+            sink = self._sinks[desc.kind]
+            total = 0
+            for ptr, length in bufs:
+                mem.check(ptr, length)
+                room = sink.room()
+                sink.write(mem.read(ptr, min(length, room)), length)  # a full sink drops
+                total += length
+        elif desc.kind is Kind.FILE and desc.writable:
+            data = b"".join(mem.read(ptr, length) for ptr, length in bufs)
+            file = desc.file
+            offset = file.size if desc.append else desc.position
+            file.write_at(offset, data)
+            desc.position = file.size if desc.append else offset + len(data)
+            total = len(data)
+        else:
+            raise FsError(Errno.BADF)
+        mem.put_u32(nwritten_ptr, total)
+
+    def fd_pwrite(self, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
+                  nwritten_ptr: int) -> None:
+        bufs = _iovecs(mem, iovs, iovs_len)
+        desc = self._get(fd)
+        if desc.kind in self._sinks:
+            raise FsError(Errno.SPIPE)
+        if desc.kind is not Kind.FILE or not desc.writable:
+            raise FsError(Errno.BADF)
+        data = b"".join(mem.read(ptr, length) for ptr, length in bufs)
+        file = desc.file
+        file.write_at(file.size if desc.append else offset, data)  # Linux: append wins
+        mem.put_u32(nwritten_ptr, len(data))
+
+    def fd_seek(self, mem: GuestMemory, fd: int, offset: int, whence: int,
+                newoffset_ptr: int) -> None:
+        if whence > abi.WHENCE_END:
+            raise FsError(Errno.INVAL)
+        desc = self._seekable(fd)
+        delta = offset - _U64 if offset >= 1 << 63 else offset  # filedelta is signed
+        if whence == abi.WHENCE_SET:
+            position = delta
+        elif whence == abi.WHENCE_CUR:
+            position = desc.position + delta
+        else:
+            position = desc.file.size + delta
+        if not 0 <= position < _U64:
+            raise FsError(Errno.INVAL)
+        desc.position = position
+        mem.put_u64(newoffset_ptr, position)
+
+    def fd_tell(self, mem: GuestMemory, fd: int, offset_ptr: int) -> None:
+        mem.put_u64(offset_ptr, self._seekable(fd).position)
+
+    # -- descriptor state ------------------------------------------------------------------
+    def fd_close(self, mem: GuestMemory, fd: int) -> None:
+        desc = self._fds.pop(fd, None)
+        if desc is None:
+            raise FsError(Errno.BADF)
+        self._free.add(fd)
+        if isinstance(desc.node, File):
+            desc.node.opened -= 1
+            desc.node.closed_or_unlinked()
+
+    def fd_renumber(self, mem: GuestMemory, fd: int, to: int) -> None:
+        if to not in self._fds or fd not in self._fds:
+            raise FsError(Errno.BADF)
+        if fd == to:
+            return
+        replaced = self._fds[to]
+        self._fds[to] = self._fds.pop(fd)
+        self._free.add(fd)
+        if isinstance(replaced.node, File):
+            replaced.node.opened -= 1
+            replaced.node.closed_or_unlinked()
+
+    def fd_fdstat_get(self, mem: GuestMemory, fd: int, buf: int) -> None:
+        desc = self._get(fd)
+        if desc.kind is Kind.STDIN:
+            values = (Filetype.UNKNOWN, 0, abi.RIGHT_FD_READ, abi.RIGHT_FD_READ)
+        elif desc.kind in self._sinks:
+            values = (Filetype.UNKNOWN, 0, abi.RIGHT_FD_WRITE, abi.RIGHT_FD_WRITE)
+        elif desc.preopen is not None:
+            values = (Filetype.DIRECTORY, 0, abi.PREOPEN_RIGHTS_BASE,
+                      abi.PREOPEN_RIGHTS_INHERITING)
+        else:
+            rights = abi.RIGHTS_ALL
+            if desc.kind is Kind.DIR:
+                rights &= ~(abi.RIGHT_FD_SEEK | abi.RIGHT_FD_FILESTAT_SET_SIZE
+                            | abi.RIGHT_PATH_FILESTAT_SET_SIZE)
+            if not desc.readable:
+                rights &= ~(abi.RIGHT_FD_READ | abi.RIGHT_FD_READDIR)
+            if not desc.writable:
+                rights &= ~abi.RIGHT_FD_WRITE
+            flags = desc.sync_flags | (abi.FDFLAG_APPEND if desc.append else 0) | (
+                abi.FDFLAG_NONBLOCK if desc.nonblock else 0)
+            assert desc.node is not None
+            values = (desc.node.filetype, flags, rights, rights)
+        mem.pack(abi.FDSTAT, buf, abi.FDSTAT_ALIGN, *values)
+
+    def fd_fdstat_set_flags(self, mem: GuestMemory, fd: int, flags: int) -> None:
+        if flags & ~abi.FDFLAGS_ALL:
+            raise FsError(Errno.INVAL)
+        desc = self._file(fd)
+        if flags & (abi.FDFLAG_DSYNC | abi.FDFLAG_SYNC | abi.FDFLAG_RSYNC):
+            raise FsError(Errno.INVAL)
+        desc.append = bool(flags & abi.FDFLAG_APPEND)
+        desc.nonblock = bool(flags & abi.FDFLAG_NONBLOCK)
+
+    def fd_fdstat_set_rights(self, mem: GuestMemory, fd: int, base: int, inheriting: int) -> None:
+        if (base | inheriting) & ~abi.RIGHTS_ALL:
+            raise FsError(Errno.INVAL)
+        self._node(fd)
+        raise FsError(Errno.NOTSUP)
+
+    def fd_filestat_get(self, mem: GuestMemory, fd: int, buf: int) -> None:
+        desc = self._get(fd)
+        if desc.node is None:  # stdio: all zero but the type
+            mem.pack(abi.FILESTAT, buf, abi.FILESTAT_ALIGN, 0, 0, Filetype.UNKNOWN, 0, 0, 0, 0, 0)
+            return
+        _put_filestat(mem, buf, desc.node)
+
+    def fd_filestat_set_size(self, mem: GuestMemory, fd: int, size: int) -> None:
+        desc = self._file(fd)
+        if not desc.file.tree.writable:
+            raise FsError(Errno.PERM)
+        if not desc.writable:
+            raise FsError(Errno.INVAL)  # ftruncate of a descriptor not open for writing
+        desc.file.resize(size)
+
+    def fd_filestat_set_times(self, mem: GuestMemory, fd: int, atim: int, mtim: int,
+                              fst_flags: int) -> None:
+        times = _new_times(atim, mtim, fst_flags)
+        _set_times(self._node(fd), times)
+
+    def fd_advise(self, mem: GuestMemory, fd: int, offset: int, length: int,
+                  advice: int) -> None:
+        if advice > abi.ADVICE_MAX:
+            raise FsError(Errno.INVAL)
+        self._file(fd)
+
+    def fd_allocate(self, mem: GuestMemory, fd: int, offset: int, length: int) -> None:
+        self._file(fd)
+        raise FsError(Errno.NOTSUP)  # as wasmtime 50 (posix_fallocate is not in WASI P2)
+
+    def fd_datasync(self, mem: GuestMemory, fd: int) -> None:
+        self._file(fd)
+
+    def fd_sync(self, mem: GuestMemory, fd: int) -> None:
+        self._file(fd)
+
+    def fd_prestat_get(self, mem: GuestMemory, fd: int, buf: int) -> None:
+        desc = self._get(fd)
+        if desc.preopen is None:
+            raise FsError(Errno.BADF)
+        mem.pack(abi.PRESTAT, buf, abi.PRESTAT_ALIGN, 0, len(desc.preopen.encode()))
+
+    def fd_prestat_dir_name(self, mem: GuestMemory, fd: int, path: int, path_len: int) -> None:
+        desc = self._get(fd)
+        if desc.preopen is None:
+            raise FsError(Errno.NOTDIR)
+        name = desc.preopen.encode()
+        if len(name) > path_len:
+            raise FsError(Errno.NAMETOOLONG)
+        mem.write(path, name)
+
+    def fd_readdir(self, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int,
+                   bufused_ptr: int) -> None:
+        directory = self._dir(fd).dir
+        entries: list[tuple[str, Node]] = [(".", directory), ("..", directory)]
+        entries += sorted(directory.entries.items())
+        mem.check(buf, buf_len)
+        out = bytearray()
+        for index in range(cookie, len(entries)) if cookie < len(entries) else ():
+            name, node = entries[index]
+            encoded = name.encode()
+            out += abi.DIRENT.pack(index + 1, node.ino, len(encoded), node.filetype) + encoded
+            if len(out) >= buf_len:
+                break
+        del out[buf_len:]  # the last entry may be cut short: the guest asks again
+        mem.write(buf, out)
+        mem.put_u32(bufused_ptr, len(out))
+
+    # -- paths -----------------------------------------------------------------------------
+    def _path(self, mem: GuestMemory, ptr: int, length: int) -> bytes:
+        return mem.read(ptr, length)
+
+    def path_open(self, mem: GuestMemory, fd: int, dirflags: int, path: int, path_len: int,
+                  oflags: int, rights_base: int, rights_inheriting: int, fdflags: int,
+                  fd_ptr: int) -> None:
+        if (dirflags & ~abi.LOOKUP_SYMLINK_FOLLOW or oflags & ~abi.OFLAGS_ALL
+                or (rights_base | rights_inheriting) & ~abi.RIGHTS_ALL
+                or fdflags & ~abi.FDFLAGS_ALL):
+            raise FsError(Errno.INVAL)
+        raw = self._path(mem, path, path_len)
+        start = self._get(fd)
+        if start.kind is Kind.FILE:
+            raise FsError(Errno.NOTDIR)
+        if start.kind is not Kind.DIR:
+            raise FsError(Errno.BADF)
+        mem.check(fd_ptr, 4, 4)
+        read = bool(rights_base & abi.RIGHT_FD_READ)
+        write = bool(rights_base & abi.RIGHT_FD_WRITE)
+        tree = start.dir.tree
+        create, exclusive = oflags & abi.O_CREAT, oflags & abi.O_EXCL
+        truncate, directory_only = oflags & abi.O_TRUNC, oflags & abi.O_DIRECTORY
+        if directory_only and (create or exclusive or truncate):
+            raise FsError(Errno.INVAL)
+        if not tree.writable and (create or truncate or write):
+            raise FsError(Errno.PERM)
+        if create:
+            parent, name, trailing = lookup_parent(start.dir, raw)
+            node = parent.entries.get(name) if name not in (".", "..") else parent
+            if node is None:
+                if trailing:
+                    raise FsError(Errno.ISDIR)
+                node = tree.create_file(parent, name)
+            elif exclusive:
+                raise FsError(Errno.EXIST)
+        else:
+            node = lookup(start.dir, raw)
+        if isinstance(node, Dir):
+            if write or truncate:
+                raise FsError(Errno.ISDIR)
+            desc = Descriptor(Kind.DIR, node, readable=read)
+        else:
+            assert isinstance(node, File)
+            if directory_only:
+                raise FsError(Errno.NOTDIR)
+            if truncate:
+                if not write:
+                    raise FsError(Errno.INVAL)
+                node.resize(0)
+            desc = Descriptor(Kind.FILE, node, readable=read, writable=write,
+                              append=bool(fdflags & abi.FDFLAG_APPEND),
+                              nonblock=bool(fdflags & abi.FDFLAG_NONBLOCK),
+                              sync_flags=fdflags & (abi.FDFLAG_DSYNC | abi.FDFLAG_RSYNC
+                                                    | abi.FDFLAG_SYNC))
+        mem.put_u32(fd_ptr, self._push(desc))
+
+    def path_create_directory(self, mem: GuestMemory, fd: int, path: int, path_len: int) -> None:
+        start = self._dir(fd).dir
+        parent, name, _ = lookup_parent(start, self._path(mem, path, path_len))
+        if name in (".", ".."):
+            raise FsError(Errno.EXIST)
+        parent.tree.create_dir(parent, name)
+
+    def path_remove_directory(self, mem: GuestMemory, fd: int, path: int, path_len: int) -> None:
+        start = self._dir(fd).dir
+        parent, name, _ = lookup_parent(start, self._path(mem, path, path_len))
+        if name == ".":
+            raise FsError(Errno.INVAL)
+        if name == "..":
+            raise FsError(Errno.NOTEMPTY)
+        parent.tree.remove_dir(parent, name)
+
+    def path_unlink_file(self, mem: GuestMemory, fd: int, path: int, path_len: int) -> None:
+        start = self._dir(fd).dir
+        parent, name, trailing = lookup_parent(start, self._path(mem, path, path_len))
+        if name in (".", ".."):
+            raise FsError(Errno.ISDIR)
+        node = parent.entries.get(name)
+        if trailing and isinstance(node, File):
+            raise FsError(Errno.NOTDIR)
+        parent.tree.unlink(parent, name)
+
+    def path_rename(self, mem: GuestMemory, fd: int, old: int, old_len: int, new_fd: int,
+                    new: int, new_len: int) -> None:
+        src_start = self._dir(fd).dir
+        dst_start = self._dir(new_fd).dir
+        src, src_name, src_slash = lookup_parent(src_start, self._path(mem, old, old_len))
+        dst, dst_name, dst_slash = lookup_parent(dst_start, self._path(mem, new, new_len))
+        if src.tree is not dst.tree:
+            if not (src.tree.writable and dst.tree.writable):
+                raise FsError(Errno.PERM)
+            raise FsError(Errno.XDEV)
+        if src_name in (".", "..") or dst_name in (".", ".."):
+            raise FsError(Errno.INVAL if src.tree.writable else Errno.PERM)
+        node = src.entries.get(src_name)
+        if (src_slash or dst_slash) and isinstance(node, File):
+            raise FsError(Errno.NOTDIR)
+        src.tree.rename(src, src_name, dst, dst_name)
+
+    def path_filestat_get(self, mem: GuestMemory, fd: int, flags: int, path: int,
+                          path_len: int, buf: int) -> None:
+        if flags & ~abi.LOOKUP_SYMLINK_FOLLOW:
+            raise FsError(Errno.INVAL)
+        node = lookup(self._dir(fd).dir, self._path(mem, path, path_len))
+        _put_filestat(mem, buf, node)
+
+    def path_filestat_set_times(self, mem: GuestMemory, fd: int, flags: int, path: int,
+                                path_len: int, atim: int, mtim: int, fst_flags: int) -> None:
+        if flags & ~abi.LOOKUP_SYMLINK_FOLLOW:
+            raise FsError(Errno.INVAL)
+        times = _new_times(atim, mtim, fst_flags)
+        _set_times(lookup(self._dir(fd).dir, self._path(mem, path, path_len)), times)
+
+    def path_readlink(self, mem: GuestMemory, fd: int, path: int, path_len: int, buf: int,
+                      buf_len: int, bufused_ptr: int) -> None:
+        lookup(self._dir(fd).dir, self._path(mem, path, path_len))
+        raise FsError(Errno.INVAL)  # it exists, and nothing here is a symbolic link
+
+    def path_symlink(self, mem: GuestMemory, old: int, old_len: int, fd: int, new: int,
+                     new_len: int) -> None:
+        self._dir(fd)
+        self._path(mem, old, old_len)
+        self._path(mem, new, new_len)
+        raise FsError(Errno.PERM)  # no links: nothing the host resolves was guest-written
+
+    def path_link(self, mem: GuestMemory, old_fd: int, old_flags: int, old: int, old_len: int,
+                  new_fd: int, new: int, new_len: int) -> None:
+        self._dir(old_fd)
+        self._dir(new_fd)
+        self._path(mem, old, old_len)
+        self._path(mem, new, new_len)
+        raise FsError(Errno.PERM)
+
+    # -- sockets: none are ever granted -----------------------------------------------------
+    def sock_accept(self, mem: GuestMemory, fd: int, flags: int, fd_ptr: int) -> None:
+        self._get(fd)
+        raise FsError(Errno.NOTSOCK)
+
+    def sock_recv(self, mem: GuestMemory, fd: int, ri_data: int, ri_data_len: int,
+                  ri_flags: int, ro_datalen: int, ro_flags: int) -> None:
+        self._get(fd)
+        raise FsError(Errno.NOTSOCK)
+
+    def sock_send(self, mem: GuestMemory, fd: int, si_data: int, si_data_len: int,
+                  si_flags: int, so_datalen: int) -> None:
+        self._get(fd)
+        raise FsError(Errno.NOTSOCK)
+
+    def sock_shutdown(self, mem: GuestMemory, fd: int, how: int) -> None:
+        self._get(fd)
+        raise FsError(Errno.NOTSOCK)
+
+    # -- poll_oneoff's view of descriptors ---------------------------------------------------
+    def poll_ready(self, fd: int, write: bool) -> int:
+        """Bytes ready on ``fd`` for a poll subscription (never blocks: all data is in
+        memory); EBADF for a descriptor that cannot be polled that way."""
+        desc = self._get(fd)
+        if write:
+            if desc.kind in self._sinks or desc.kind is Kind.FILE:
+                return 0
+        elif desc.kind is Kind.STDIN:
+            return len(self._stdin) - self._stdin_pos if self._stdin_pos < len(self._stdin) else 0
+        elif desc.kind is Kind.FILE:
+            return max(desc.file.size - desc.position, 0)
+        raise FsError(Errno.BADF)
+
+
+def _iovecs(mem: GuestMemory, iovs: int, iovs_len: int) -> list[tuple[int, int]]:
+    if iovs_len > MAX_IOVS:
+        raise FsError(Errno.INVAL)
+    mem.check(iovs, abi.IOVEC.size * iovs_len, abi.IOVEC_ALIGN)
+    raw = mem.read(iovs, abi.IOVEC.size * iovs_len)
+    bufs = [abi.IOVEC.unpack_from(raw, abi.IOVEC.size * i) for i in range(iovs_len)]
+    for ptr, length in bufs:
+        mem.check(ptr, length)
+    return bufs
+
+
+def _put_filestat(mem: GuestMemory, buf: int, node: Node) -> None:
+    if isinstance(node, File):
+        nlink, size = node.links, node.size
+    else:
+        assert isinstance(node, Dir)
+        nlink, size = node.nlink, DIR_SIZE
+    mem.pack(abi.FILESTAT, buf, abi.FILESTAT_ALIGN, 1, node.ino, node.filetype, nlink, size,
+             node.atime, node.mtime, node.ctime)
+
+
+def _new_times(atim: int, mtim: int, fst_flags: int) -> tuple[int | None, int | None]:
+    """(atime, mtime) to set (None: unchanged) from the guest's ``fstflags``."""
+    if fst_flags & ~abi.FSTFLAGS_ALL:
+        raise FsError(Errno.INVAL)
+    now = time.time_ns()
+
+    def pick(value: int, set_bit: int, now_bit: int) -> int | None:
+        if fst_flags & set_bit and fst_flags & now_bit:
+            raise FsError(Errno.INVAL)
+        if fst_flags & set_bit:
+            return value
+        return now if fst_flags & now_bit else None
+
+    return pick(atim, abi.FST_ATIM, abi.FST_ATIM_NOW), pick(mtim, abi.FST_MTIM, abi.FST_MTIM_NOW)
+
+
+def _set_times(node: Node, times: tuple[int | None, int | None]) -> None:
+    node.tree.check_writable()
+    atime, mtime = times
+    if atime is not None:
+        node.atime = atime
+    if mtime is not None:
+        node.mtime = mtime
+    node.ctime = time.time_ns()
+
+
+def _dismantle(root: Dir) -> None:
+    """Empty a tree breadth-first, so that freeing a very deep one never recurses."""
+    stack: list[Dir] = [root]
+    while stack:
+        directory = stack.pop()
+        for child in directory.entries.values():
+            if isinstance(child, Dir):
+                stack.append(child)
+        directory.entries = {}
+        directory.parent = None
