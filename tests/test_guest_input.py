@@ -61,3 +61,50 @@ def test_more_tables_than_allowed_is_unsupported_not_a_memory_limit(any_sandbox:
     assert result.message is not None and "table count" in result.message
     four = "(module " + "(table 1 funcref) " * 4 + '(func (export "_start")))'
     assert any_sandbox.run(four, LIMITS).status is RunStatus.OK
+
+
+def high_memory_calls(base: int) -> str:
+    """poll_oneoff (a 1 ms sleep) and fd_write with every buffer at ``base``; exits with
+    (poll errno * 100 + write errno)."""
+    return f"""(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 32770)
+  (func (export "_start") (local $p i32) (local $e i32)
+    (i64.store (i32.const {base}) (i64.const 7))                    ;; userdata
+    (i32.store8 (i32.const {base + 8}) (i32.const 0))                 ;; clock
+    (i32.store (i32.const {base + 16}) (i32.const 1))                 ;; monotonic
+    (i64.store (i32.const {base + 24}) (i64.const 1000000))           ;; 1 ms
+    (local.set $p (call $poll (i32.const {base}) (i32.const {base + 64})
+                              (i32.const 1) (i32.const {base + 128})))
+    (i32.store (i32.const {base + 256}) (i32.const {base + 512}))
+    (i32.store (i32.const {base + 260}) (i32.const 3))
+    (i32.store (i32.const {base + 512}) (i32.const 0x0a6968))         ;; "hi\\n"
+    (local.set $e (call $w (i32.const 1) (i32.const {base + 256}) (i32.const 1)
+                           (i32.const {base + 264})))
+    (call $exit (i32.add (i32.mul (local.get $p) (i32.const 100)) (local.get $e)))))"""
+
+
+def test_host_functions_read_pointers_as_unsigned(sandbox: Sandbox) -> None:
+    """Buffers at or above 2 GiB work as buffers below it (they were EFAULT when read as
+    signed i32)."""
+    limits = Limits(fuel=10**8, memory_bytes="3GiB", wall_time_s=10)
+    for base in (4096, 0x80000000, 0x80008000):
+        result = sandbox.run(high_memory_calls(base), limits)
+        assert result.status is RunStatus.OK, (hex(base), result)
+        assert result.stdout == b"hi\n", hex(base)
+
+
+def test_an_out_of_bounds_pointer_traps_as_in_wasmtime(sandbox: Sandbox) -> None:
+    """A subscription array that runs past the end of memory (ptr + len past 2^32 - 1 in
+    the last case) is a trap, never a host read out of bounds."""
+    for in_ptr, nsubs in ((65536 - 8, 1), (0, 2000), (0xFFFFFFF8, 4000)):
+        wat = f"""(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $poll (i32.const {in_ptr}) (i32.const 0) (i32.const {nsubs}) (i32.const 0)))))"""
+        result = sandbox.run(wat, LIMITS)
+        assert result.status is RunStatus.TRAP, (in_ptr, nsubs, result)
+        assert result.message is not None and "outside the guest's memory" in result.message
