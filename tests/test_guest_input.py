@@ -108,3 +108,21 @@ def test_an_out_of_bounds_pointer_traps_as_in_wasmtime(sandbox: Sandbox) -> None
         result = sandbox.run(wat, LIMITS)
         assert result.status is RunStatus.TRAP, (in_ptr, nsubs, result)
         assert result.message is not None and "outside the guest's memory" in result.message
+
+
+@pytest.mark.parametrize("wat", [
+    "(module " + "(table 1 funcref) " * 65 + '(func (export "_start")))',
+    '(module (table 20000000 funcref) (func (export "_start")))',
+], ids=["65-tables", "20M-elements"])
+def test_a_module_past_the_instance_pool_is_refused_not_an_internal_error(
+        any_sandbox: Sandbox, wat: str) -> None:
+    """It compiles (the compile helper has no pool) but cannot fit a run engine's slot."""
+    result = any_sandbox.run(wat, LIMITS)
+    assert result.status in (RunStatus.UNSUPPORTED, RunStatus.MEMORY_LIMIT), result
+
+
+def test_proc_exit_in_a_start_function_is_the_exit(any_sandbox: Sandbox) -> None:
+    wat = """(module (import "wasi_snapshot_preview1" "proc_exit" (func $e (param i32)))
+      (func $s (call $e (i32.const 3))) (start $s) (func (export "_start")))"""
+    result = any_sandbox.run(wat, LIMITS)
+    assert result.status is RunStatus.NONZERO_EXIT and result.exit_code == 3, result

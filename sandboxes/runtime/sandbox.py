@@ -46,7 +46,7 @@ from sandboxes.schema import (
 from sandboxes.settings import Settings, get_settings
 from sandboxes.wasi.descriptors import RunFiles
 from sandboxes.wasi.memfs import Quota
-from sandboxes.wasi.preview1 import WASI_P1, bind_run, build_linker
+from sandboxes.wasi.preview1 import EXIT_TRAP, WASI_P1, bind_run, build_linker
 from sandboxes.wasi.workspace import FileTrees, Workspace, remove_stale_scratch
 
 log = logging.getLogger(__name__)
@@ -375,6 +375,7 @@ class _InstantiateError(Exception):
 
 
 _POOL_FULL = "maximum concurrent"  # wasmtime's pooling allocator ran out of slots
+_POOL_REFUSED = "pooling allocator"  # "module table does not fit in pooling allocator ..."
 _COUNT_TOO_HIGH = "count too high"  # wasmtime's store limits: "table count too high at 5"
 
 
@@ -408,6 +409,7 @@ class _CoreEnd:
     fuel_check_fired: bool = False
 
 
+_EXIT_TRAP = EXIT_TRAP.decode()
 _FUEL = FUEL_GLOBAL.encode()
 _TRAP_FLAG = TRAP_GLOBAL.encode()
 _START = START_EXPORT.encode()
@@ -432,6 +434,8 @@ def _call_core(
     except wasmtime.Trap as trap:  # an active segment out of bounds, or a start function
         return _CoreEnd(trap, fuel_left=fuel)  # (wasmtime-metered) that trapped: the guest's
     except wasmtime.WasmtimeError as exc:
+        if _EXIT_TRAP in str(exc):  # a start function called proc_exit (wasmtime-metered)
+            return _CoreEnd(exc, fuel_left=fuel)
         return _CoreEnd(_InstantiateError(_instantiate_outcome(exc)), fuel_left=fuel)
     end = _CoreEnd()
     if interrupt is not None:
@@ -477,10 +481,22 @@ def _component_linker(engine: wasmtime.Engine) -> wasmtime.component.Linker:
 
 def _link(module: ModuleBytes, ctx: EngineContext, blob: bytes) -> Prepared | SandboxError:
     """Deserialize and pre-link; link failures are cached as the SandboxError they are."""
-    if module.kind is ModuleKind.COMPONENT:
-        component = wasmtime.component.Component.deserialize(ctx.engine, blob)
-        return components.link(component, ctx.engine) or Prepared(module, ctx, component=component)
-    compiled = wasmtime.Module.deserialize(ctx.engine, blob)
+    try:
+        if module.kind is ModuleKind.COMPONENT:
+            component = wasmtime.component.Component.deserialize(ctx.engine, blob)
+            return components.link(component, ctx.engine) or Prepared(
+                module, ctx, component=component
+            )
+        compiled = wasmtime.Module.deserialize(ctx.engine, blob)
+    except wasmtime.WasmtimeError as exc:
+        if _POOL_REFUSED not in str(exc):
+            raise
+        # the compile helper's engine has no pool, so the module compiled; the run engine's
+        # pool slots bound every instance: more tables or table elements than a slot holds
+        return SandboxError(
+            RunStatus.UNSUPPORTED,
+            f"module needs more tables, table elements or memories than Warden runs: {exc}",
+        )
     problem = _check_imports_exports(compiled)
     if problem is not None:
         return problem

@@ -17,6 +17,7 @@ class Errno(IntEnum):
     SUCCESS = 0
     ACCES = 2
     BADF = 8
+    BUSY = 10
     DQUOT = 19
     EXIST = 20
     FAULT = 21

@@ -22,7 +22,7 @@ from typing import Final
 from sandboxes.runtime.output import CappedSink
 from sandboxes.wasi import abi
 from sandboxes.wasi.abi import Errno, Filetype
-from sandboxes.wasi.guest_memory import GuestMemory
+from sandboxes.wasi.guest_memory import GuestFault, GuestMemory
 from sandboxes.wasi.memfs import (
     DIR_SIZE,
     Dir,
@@ -56,7 +56,6 @@ class Descriptor:
     writable: bool = False
     append: bool = False
     nonblock: bool = False
-    sync_flags: int = 0  # DSYNC | RSYNC | SYNC as opened
     position: int = 0
     preopen: str | None = None  # the guest path of a preopened directory
 
@@ -214,7 +213,8 @@ class RunFiles:
             data = b"".join(mem.read(ptr, length) for ptr, length in bufs)
             file = desc.file
             offset = file.size if desc.append else desc.position
-            file.write_at(offset, data)
+            if data:  # an empty write changes nothing, wherever the offset is
+                file.write_at(offset, data)
             desc.position = file.size if desc.append else offset + len(data)
             total = len(data)
         else:
@@ -231,13 +231,14 @@ class RunFiles:
             raise FsError(Errno.BADF)
         data = b"".join(mem.read(ptr, length) for ptr, length in bufs)
         file = desc.file
-        file.write_at(file.size if desc.append else offset, data)  # Linux: append wins
+        if data:
+            file.write_at(file.size if desc.append else offset, data)  # Linux: append wins
         mem.put_u32(nwritten_ptr, len(data))
 
     def fd_seek(self, mem: GuestMemory, fd: int, offset: int, whence: int,
                 newoffset_ptr: int) -> None:
         if whence > abi.WHENCE_END:
-            raise FsError(Errno.INVAL)
+            raise _invalid("whence", whence)
         desc = self._seekable(fd)
         delta = offset - _U64 if offset >= 1 << 63 else offset  # filedelta is signed
         if whence == abi.WHENCE_SET:
@@ -294,7 +295,7 @@ class RunFiles:
                 rights &= ~(abi.RIGHT_FD_READ | abi.RIGHT_FD_READDIR)
             if not desc.writable:
                 rights &= ~abi.RIGHT_FD_WRITE
-            flags = desc.sync_flags | (abi.FDFLAG_APPEND if desc.append else 0) | (
+            flags = (abi.FDFLAG_APPEND if desc.append else 0) | (
                 abi.FDFLAG_NONBLOCK if desc.nonblock else 0)
             assert desc.node is not None
             values = (desc.node.filetype, flags, rights, rights)
@@ -302,7 +303,7 @@ class RunFiles:
 
     def fd_fdstat_set_flags(self, mem: GuestMemory, fd: int, flags: int) -> None:
         if flags & ~abi.FDFLAGS_ALL:
-            raise FsError(Errno.INVAL)
+            raise _invalid("fdflags", flags)
         desc = self._file(fd)
         if flags & (abi.FDFLAG_DSYNC | abi.FDFLAG_SYNC | abi.FDFLAG_RSYNC):
             raise FsError(Errno.INVAL)
@@ -311,7 +312,7 @@ class RunFiles:
 
     def fd_fdstat_set_rights(self, mem: GuestMemory, fd: int, base: int, inheriting: int) -> None:
         if (base | inheriting) & ~abi.RIGHTS_ALL:
-            raise FsError(Errno.INVAL)
+            raise _invalid("rights", base | inheriting)
         self._node(fd)
         raise FsError(Errno.NOTSUP)
 
@@ -338,8 +339,10 @@ class RunFiles:
     def fd_advise(self, mem: GuestMemory, fd: int, offset: int, length: int,
                   advice: int) -> None:
         if advice > abi.ADVICE_MAX:
-            raise FsError(Errno.INVAL)
+            raise _invalid("advice", advice)
         self._file(fd)
+        if offset + length >= _U64:
+            raise FsError(Errno.INVAL)
 
     def fd_allocate(self, mem: GuestMemory, fd: int, offset: int, length: int) -> None:
         self._file(fd)
@@ -384,16 +387,32 @@ class RunFiles:
         mem.put_u32(bufused_ptr, len(out))
 
     # -- paths -----------------------------------------------------------------------------
-    def _path(self, mem: GuestMemory, ptr: int, length: int) -> bytes:
-        return mem.read(ptr, length)
+    @staticmethod
+    def _path(mem: GuestMemory, ptr: int, length: int) -> bytes:
+        """The guest's path argument; not UTF-8 is EILSEQ before anything else is checked."""
+        raw = mem.read(ptr, length)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FsError(Errno.ILSEQ) from None
+        return raw
+
+    def _mutable_dir(self, fd: int) -> Dir:
+        """A directory descriptor for a call that changes its tree: a read-only tree is
+        EPERM before the path is looked up (as wasmtime checks its preopen's permissions)."""
+        directory = self._dir(fd).dir
+        directory.tree.check_writable()
+        return directory
 
     def path_open(self, mem: GuestMemory, fd: int, dirflags: int, path: int, path_len: int,
                   oflags: int, rights_base: int, rights_inheriting: int, fdflags: int,
                   fd_ptr: int) -> None:
-        if (dirflags & ~abi.LOOKUP_SYMLINK_FOLLOW or oflags & ~abi.OFLAGS_ALL
-                or (rights_base | rights_inheriting) & ~abi.RIGHTS_ALL
-                or fdflags & ~abi.FDFLAGS_ALL):
-            raise FsError(Errno.INVAL)
+        for what, value, known in (("lookupflags", dirflags, abi.LOOKUP_SYMLINK_FOLLOW),
+                                   ("oflags", oflags, abi.OFLAGS_ALL),
+                                   ("rights", rights_base | rights_inheriting, abi.RIGHTS_ALL),
+                                   ("fdflags", fdflags, abi.FDFLAGS_ALL)):
+            if value & ~known:
+                raise _invalid(what, value)
         raw = self._path(mem, path, path_len)
         start = self._get(fd)
         if start.kind is Kind.FILE:
@@ -401,15 +420,19 @@ class RunFiles:
         if start.kind is not Kind.DIR:
             raise FsError(Errno.BADF)
         mem.check(fd_ptr, 4, 4)
-        read = bool(rights_base & abi.RIGHT_FD_READ)
-        write = bool(rights_base & abi.RIGHT_FD_WRITE)
-        tree = start.dir.tree
         create, exclusive = oflags & abi.O_CREAT, oflags & abi.O_EXCL
         truncate, directory_only = oflags & abi.O_TRUNC, oflags & abi.O_DIRECTORY
+        # wasmtime: a file is opened for writing with the FD_WRITE right or when it may be
+        # created; with neither read nor write asked for it is opened for reading
+        write = bool(rights_base & abi.RIGHT_FD_WRITE) or bool(create)
+        read = bool(rights_base & abi.RIGHT_FD_READ) or not write
+        tree = start.dir.tree
         if directory_only and (create or exclusive or truncate):
             raise FsError(Errno.INVAL)
         if not tree.writable and (create or truncate or write):
             raise FsError(Errno.PERM)
+        if fdflags & (abi.FDFLAG_DSYNC | abi.FDFLAG_RSYNC | abi.FDFLAG_SYNC):
+            raise FsError(Errno.NOTSUP)
         if create:
             parent, name, trailing = lookup_parent(start.dir, raw)
             node = parent.entries.get(name) if name not in (".", "..") else parent
@@ -430,35 +453,31 @@ class RunFiles:
             if directory_only:
                 raise FsError(Errno.NOTDIR)
             if truncate:
-                if not write:
-                    raise FsError(Errno.INVAL)
                 node.resize(0)
             desc = Descriptor(Kind.FILE, node, readable=read, writable=write,
                               append=bool(fdflags & abi.FDFLAG_APPEND),
-                              nonblock=bool(fdflags & abi.FDFLAG_NONBLOCK),
-                              sync_flags=fdflags & (abi.FDFLAG_DSYNC | abi.FDFLAG_RSYNC
-                                                    | abi.FDFLAG_SYNC))
+                              nonblock=bool(fdflags & abi.FDFLAG_NONBLOCK))
         mem.put_u32(fd_ptr, self._push(desc))
 
     def path_create_directory(self, mem: GuestMemory, fd: int, path: int, path_len: int) -> None:
-        start = self._dir(fd).dir
-        parent, name, _ = lookup_parent(start, self._path(mem, path, path_len))
+        raw = self._path(mem, path, path_len)
+        parent, name, _ = lookup_parent(self._mutable_dir(fd), raw)
         if name in (".", ".."):
             raise FsError(Errno.EXIST)
         parent.tree.create_dir(parent, name)
 
     def path_remove_directory(self, mem: GuestMemory, fd: int, path: int, path_len: int) -> None:
-        start = self._dir(fd).dir
-        parent, name, _ = lookup_parent(start, self._path(mem, path, path_len))
-        if name == ".":
+        raw = self._path(mem, path, path_len)
+        parent, name, trailing = lookup_parent(self._mutable_dir(fd), raw)
+        if name in (".", ".."):
             raise FsError(Errno.INVAL)
-        if name == "..":
-            raise FsError(Errno.NOTEMPTY)
+        if trailing and not isinstance(parent.entries.get(name), File):
+            raise FsError(Errno.INVAL)  # wasmtime: ``rmdir d/`` is EINVAL, ``rmdir f/`` ENOTDIR
         parent.tree.remove_dir(parent, name)
 
     def path_unlink_file(self, mem: GuestMemory, fd: int, path: int, path_len: int) -> None:
-        start = self._dir(fd).dir
-        parent, name, trailing = lookup_parent(start, self._path(mem, path, path_len))
+        raw = self._path(mem, path, path_len)
+        parent, name, trailing = lookup_parent(self._mutable_dir(fd), raw)
         if name in (".", ".."):
             raise FsError(Errno.ISDIR)
         node = parent.entries.get(name)
@@ -468,16 +487,16 @@ class RunFiles:
 
     def path_rename(self, mem: GuestMemory, fd: int, old: int, old_len: int, new_fd: int,
                     new: int, new_len: int) -> None:
-        src_start = self._dir(fd).dir
-        dst_start = self._dir(new_fd).dir
-        src, src_name, src_slash = lookup_parent(src_start, self._path(mem, old, old_len))
-        dst, dst_name, dst_slash = lookup_parent(dst_start, self._path(mem, new, new_len))
+        old_raw = self._path(mem, old, old_len)
+        new_raw = self._path(mem, new, new_len)
+        src_start = self._mutable_dir(fd)
+        dst_start = self._mutable_dir(new_fd)
+        src, src_name, src_slash = lookup_parent(src_start, old_raw)
+        dst, dst_name, dst_slash = lookup_parent(dst_start, new_raw)
         if src.tree is not dst.tree:
-            if not (src.tree.writable and dst.tree.writable):
-                raise FsError(Errno.PERM)
             raise FsError(Errno.XDEV)
         if src_name in (".", "..") or dst_name in (".", ".."):
-            raise FsError(Errno.INVAL if src.tree.writable else Errno.PERM)
+            raise FsError(Errno.BUSY)  # a directory itself (a preopen's root included)
         node = src.entries.get(src_name)
         if (src_slash or dst_slash) and isinstance(node, File):
             raise FsError(Errno.NOTDIR)
@@ -486,35 +505,42 @@ class RunFiles:
     def path_filestat_get(self, mem: GuestMemory, fd: int, flags: int, path: int,
                           path_len: int, buf: int) -> None:
         if flags & ~abi.LOOKUP_SYMLINK_FOLLOW:
-            raise FsError(Errno.INVAL)
-        node = lookup(self._dir(fd).dir, self._path(mem, path, path_len))
+            raise _invalid("lookupflags", flags)
+        raw = self._path(mem, path, path_len)
+        node = lookup(self._dir(fd).dir, raw)
         _put_filestat(mem, buf, node)
 
     def path_filestat_set_times(self, mem: GuestMemory, fd: int, flags: int, path: int,
                                 path_len: int, atim: int, mtim: int, fst_flags: int) -> None:
         if flags & ~abi.LOOKUP_SYMLINK_FOLLOW:
-            raise FsError(Errno.INVAL)
+            raise _invalid("lookupflags", flags)
         times = _new_times(atim, mtim, fst_flags)
-        _set_times(lookup(self._dir(fd).dir, self._path(mem, path, path_len)), times)
+        raw = self._path(mem, path, path_len)
+        _set_times(lookup(self._dir(fd).dir, raw), times)
 
     def path_readlink(self, mem: GuestMemory, fd: int, path: int, path_len: int, buf: int,
                       buf_len: int, bufused_ptr: int) -> None:
-        lookup(self._dir(fd).dir, self._path(mem, path, path_len))
+        raw = self._path(mem, path, path_len)
+        lookup(self._dir(fd).dir, raw)
         raise FsError(Errno.INVAL)  # it exists, and nothing here is a symbolic link
 
     def path_symlink(self, mem: GuestMemory, old: int, old_len: int, fd: int, new: int,
                      new_len: int) -> None:
-        self._dir(fd)
         self._path(mem, old, old_len)
         self._path(mem, new, new_len)
+        self._dir(fd)
         raise FsError(Errno.PERM)  # no links: nothing the host resolves was guest-written
 
     def path_link(self, mem: GuestMemory, old_fd: int, old_flags: int, old: int, old_len: int,
                   new_fd: int, new: int, new_len: int) -> None:
-        self._dir(old_fd)
-        self._dir(new_fd)
+        if old_flags & ~abi.LOOKUP_SYMLINK_FOLLOW:
+            raise _invalid("lookupflags", old_flags)
         self._path(mem, old, old_len)
         self._path(mem, new, new_len)
+        self._dir(old_fd)
+        self._dir(new_fd)
+        if old_flags & abi.LOOKUP_SYMLINK_FOLLOW:
+            raise FsError(Errno.INVAL)
         raise FsError(Errno.PERM)
 
     # -- sockets: none are ever granted -----------------------------------------------------
@@ -537,29 +563,35 @@ class RunFiles:
         raise FsError(Errno.NOTSOCK)
 
     # -- poll_oneoff's view of descriptors ---------------------------------------------------
-    def poll_ready(self, fd: int, write: bool) -> int:
-        """Bytes ready on ``fd`` for a poll subscription (never blocks: all data is in
-        memory); EBADF for a descriptor that cannot be polled that way."""
+    def poll_ready(self, fd: int, write: bool) -> None:
+        """Check that ``fd`` can be polled that way (it is always ready: all data is in
+        memory); EBADF otherwise."""
         desc = self._get(fd)
-        if write:
-            if desc.kind in self._sinks or desc.kind is Kind.FILE:
-                return 0
-        elif desc.kind is Kind.STDIN:
-            return len(self._stdin) - self._stdin_pos if self._stdin_pos < len(self._stdin) else 0
-        elif desc.kind is Kind.FILE:
-            return max(desc.file.size - desc.position, 0)
+        if desc.kind is Kind.FILE or (
+            desc.kind in self._sinks if write else desc.kind is Kind.STDIN
+        ):
+            return
         raise FsError(Errno.BADF)
 
 
+def _invalid(what: str, value: int) -> GuestFault:
+    """An undefined flag or enum value: wasmtime's WASI traps on it, so Warden's does."""
+    return GuestFault(f"invalid {what} value {value:#x}")
+
+
 def _iovecs(mem: GuestMemory, iovs: int, iovs_len: int) -> list[tuple[int, int]]:
+    """The one buffer a read or write transfers: the first non-empty iovec (or an empty
+    one), as wasmtime's preview1 does; a short count makes libc call again."""
     if iovs_len > MAX_IOVS:
         raise FsError(Errno.INVAL)
     mem.check(iovs, abi.IOVEC.size * iovs_len, abi.IOVEC_ALIGN)
     raw = mem.read(iovs, abi.IOVEC.size * iovs_len)
-    bufs = [abi.IOVEC.unpack_from(raw, abi.IOVEC.size * i) for i in range(iovs_len)]
-    for ptr, length in bufs:
-        mem.check(ptr, length)
-    return bufs
+    for i in range(iovs_len):
+        ptr, length = abi.IOVEC.unpack_from(raw, abi.IOVEC.size * i)
+        if length:
+            mem.check(ptr, length)
+            return [(ptr, length)]
+    return [(0, 0)]
 
 
 def _put_filestat(mem: GuestMemory, buf: int, node: Node) -> None:
@@ -575,7 +607,7 @@ def _put_filestat(mem: GuestMemory, buf: int, node: Node) -> None:
 def _new_times(atim: int, mtim: int, fst_flags: int) -> tuple[int | None, int | None]:
     """(atime, mtime) to set (None: unchanged) from the guest's ``fstflags``."""
     if fst_flags & ~abi.FSTFLAGS_ALL:
-        raise FsError(Errno.INVAL)
+        raise _invalid("fstflags", fst_flags)
     now = time.time_ns()
 
     def pick(value: int, set_bit: int, now_bit: int) -> int | None:

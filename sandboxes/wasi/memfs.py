@@ -304,7 +304,7 @@ def split_path(raw: bytes) -> tuple[list[str], bool]:
     Absolute paths and NUL bytes are refused (no preopen is reachable by an absolute path
     through a directory descriptor); over-long paths and names are ENAMETOOLONG.
     """
-    if len(raw) > MAX_PATH_BYTES:
+    if len(raw) >= MAX_PATH_BYTES:  # PATH_MAX counts the terminating NUL
         raise FsError(Errno.NAMETOOLONG)
     if not raw:
         raise FsError(Errno.NOENT)
@@ -316,10 +316,13 @@ def split_path(raw: bytes) -> tuple[list[str], bool]:
         raise FsError(Errno.ILSEQ) from None
     if text.startswith("/"):
         raise FsError(Errno.PERM)
-    parts = [p for p in text.split("/") if p and p != "."]
+    pieces = [p for p in text.split("/") if p]
+    # "." means nothing inside a path, but a last "." names the directory itself, which
+    # mkdir, rmdir and rename must see (``rmdir x/.`` is EINVAL, never a removal of x)
+    parts = [p for p in pieces[:-1] if p != "."] + pieces[-1:]
     if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
         raise FsError(Errno.NAMETOOLONG)
-    return parts, text.endswith("/") or text.endswith("/.") or text == "."
+    return parts, text.endswith("/")
 
 
 def walk(start: Dir, parts: list[str]) -> Node:
@@ -329,6 +332,8 @@ def walk(start: Dir, parts: list[str]) -> Node:
     for part in parts:
         if not isinstance(node, Dir):
             raise FsError(Errno.NOTDIR)
+        if part == ".":
+            continue
         if part == "..":
             if depth == 0 or node.parent is None:
                 raise FsError(Errno.PERM)  # out of the directory the guest holds
@@ -354,13 +359,13 @@ def lookup(start: Dir, raw: bytes) -> Node:
 def lookup_parent(start: Dir, raw: bytes) -> tuple[Dir, str, bool]:
     """(directory, last name, trailing slash) for an operation on the path's last component.
 
-    A path whose last component is ``..`` (or that names ``start`` itself) has no name
-    to create or remove: the name returned is then ``"."`` or ``".."``, which callers
-    refuse as POSIX does.
+    A path whose last component is ``.`` or ``..`` (or that names ``start`` itself) has
+    no name to create or remove: the name returned is then ``"."`` or ``".."``, which
+    callers refuse with wasmtime's errno for each call.
     """
     parts, trailing_slash = split_path(raw)
     if not parts:
-        return start, ".", True
+        return start, ".", trailing_slash
     *dirs, name = parts
     parent = walk(start, dirs)
     if not isinstance(parent, Dir):

@@ -116,7 +116,7 @@ class Cluster:
     def worker_of(self, job_id: str) -> str | None:
         """host:pid of the worker that last ran ``job_id``: kept in Redis for operators,
         never shown to tenants."""
-        value = self.client().hget(job_key(job_id), "worker")
+        value = self.client.hget(job_key(job_id), "worker")
         return value.decode() if value else None
 
     def worker_proc(self, name: str) -> subprocess.Popen[bytes]:
