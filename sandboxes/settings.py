@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     epoch_tick_s: float = Field(
         default=0.005, gt=0, le=0.1, description="Interrupt-check period: bounds stop latency"
     )
+    backstop_grace_s: float = Field(
+        default=0.5, ge=0.05, le=10,
+        description="A component still running this long after its wall limit (or a "
+        "cancel) has its executor process killed",
+    )
 
     # -- service and workers ---------------------------------------------------------------
     redis_url: str | None = Field(

@@ -22,7 +22,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sandbox(data_dir: Path) -> Iterator[Sandbox]:
     sb = Sandbox(Settings(data_dir=data_dir, compile_timeout_s=20))
     yield sb
-    sb.compiler.close()
+    sb.close()
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def metered_sandbox(data_dir: Path) -> Iterator[Sandbox]:
     fuel rewriter refuses are (the default sandbox uses the rewriter)."""
     sb = Sandbox(Settings(data_dir=data_dir, compile_timeout_s=20, fuel_instrumentation=False))
     yield sb
-    sb.compiler.close()
+    sb.close()
 
 
 def fixture_bytes(name: str) -> bytes:

@@ -110,11 +110,17 @@ class WorkerRuntime:
             self._running.pop(job_id, None)
 
     def _warm(self) -> None:
-        """Compile interpreters and the zig sysroot now, not in the first source job."""
+        """Compile interpreters and the zig sysroot now, not in the first source job, and
+        start a component executor, not in the first component job."""
         try:
             self.sources.warm(in_worker=True)
         except Exception:
             log.exception("warming the language toolchains failed (source jobs will retry)")
+        if self.sandbox.executors is not None:
+            try:
+                self.sandbox.executors.warm()
+            except Exception:
+                log.exception("starting a component executor failed (component jobs will retry)")
 
     def _renew_loop(self) -> None:
         """Renew running jobs' leases and this worker's own heartbeat (for /readyz)."""

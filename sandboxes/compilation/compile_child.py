@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import struct
 import sys
-import threading
-import time
 from typing import BinaryIO
 
 import wasmtime
@@ -30,6 +27,7 @@ import wasmtime.component
 
 from sandboxes.metering.fuel_rewriter import UnsupportedModule, instrument
 from sandboxes.runtime.engine import EngineSpec
+from sandboxes.runtime.pipes import exit_with_parent
 
 READY = b"R"
 
@@ -68,17 +66,8 @@ def _compile(spec: EngineSpec, kind: str, wasm: bytes) -> bytes:
         raise ValueError(f"the module is too large to meter: {exc}") from None
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this helper when the worker process that started it dies. (Not PR_SET_PDEATHSIG:
-    that fires when the parent *thread* that forked us exits, which killed compiles in
-    flight whenever the helper had been started from a short-lived thread.)"""
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
-
-
 def main() -> None:
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    exit_with_parent()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     stdout.write(READY)  # imports done: the parent starts a module's clock only now
     stdout.flush()

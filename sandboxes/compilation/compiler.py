@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
-import select
 import struct
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from sandboxes.compilation.compile_child import READY
 from sandboxes.compilation.modules import ModuleBytes
 from sandboxes.errors import SandboxError
 from sandboxes.runtime.engine import EngineSpec
+from sandboxes.runtime.pipes import read_exact
 from sandboxes.schema import RunStatus
 
 _STARTUP_S = 60.0  # a cold Python + wasmtime import on a loaded machine
@@ -130,18 +129,4 @@ class CompilerProcess:
     @staticmethod
     def _read(proc: subprocess.Popen[bytes], n: int, deadline: float) -> bytes:
         assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        chunks: list[bytes] = []
-        while n > 0:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(fd, min(n, 1 << 20))
-            if not chunk:
-                raise EOFError
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
+        return read_exact(proc.stdout.fileno(), n, deadline)

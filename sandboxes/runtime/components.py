@@ -4,17 +4,16 @@ wasmtime-py 50's ``component.Linker.add_wasip2()`` links all of WASI 0.2 (cli, c
 filesystem, io, random *and sockets*); ``Store.set_wasi`` configures P2 as well as P1, so
 argv, env, stdin, preopens and the capped stdout/stderr sinks apply unchanged.
 
-Two parts of what ``add_wasip2`` links are refused before anything is instantiated:
+``wasi:sockets/*`` is refused before anything is instantiated: Warden never grants
+network. wasmtime's default WASI context denies socket creation (probed:
+``create-tcp-socket`` returns ``access-denied``, no ``socket`` syscall is made), but
+wasmtime-py has no switch that *pins* that denial, so a component asking for sockets is a
+LINK_ERROR instead of a run that depends on an upstream default.
 
-* ``wasi:sockets/*``: Warden never grants network. wasmtime's default WASI context denies
-  socket creation (probed: ``create-tcp-socket`` returns ``access-denied``, no ``socket``
-  syscall is made), but wasmtime-py has no switch that *pins* that denial, so a component
-  asking for sockets is a LINK_ERROR instead of a run that depends on an upstream default.
-* ``wasi:io/poll``: ``poll`` / ``pollable.block`` block inside the host, where epoch
-  interruption cannot reach (probed: a 60 s ``subscribe-duration`` sleep ran past a 2 s
-  deadline), and a Python host function cannot replace them (the pollables are wasmtime's
-  own resources). Without ``wasi:io/poll`` nothing a component can call blocks for long:
-  stdin is in memory, stdout/stderr are capped sinks, files are regular files.
+``wasi:io/poll`` is linked: ``poll`` / ``pollable.block`` block inside wasmtime's host code,
+where epoch interruption cannot reach (a 60 s sleep ran past a 2 s deadline), but every
+component runs in an executor process that is killed at its wall limit plus a grace
+(``sandboxes.runtime.executor``), so a sleep or a poll ends there, or at a cancel.
 
 Errors from component calls come back as plain ``WasmtimeError`` (the C API returns no trap
 object for components); ``as_trap`` turns them back into ``wasmtime.Trap`` with the right
@@ -69,12 +68,6 @@ PROVIDED: frozenset[str] = frozenset(
 # Linked, but refused: (interface prefix, status, why).
 REFUSED: tuple[tuple[str, RunStatus, str], ...] = (
     ("wasi:sockets/", RunStatus.LINK_ERROR, "network access is never granted"),
-    (
-        "wasi:io/poll",
-        RunStatus.UNSUPPORTED,
-        "waiting in wasi:io/poll (sleeps, timers) cannot be interrupted at the wall-time "
-        "limit by wasmtime-py 50",
-    ),
 )
 # wasmtime's memory limit applies to each linear memory, so a store with N memories could
 # hold N times ``Limits.memory_bytes``. Components built from one core module (wasi-sdk,

@@ -13,9 +13,11 @@ class CappedSink:
     which is all the mutual exclusion a single bytearray needs.
     """
 
-    def __init__(self, cap: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(self, cap: int, on_overflow: Callable[[], None],
+                 tee: Callable[[bytes], object] | None = None) -> None:
         self._cap = cap
         self._on_overflow = on_overflow
+        self._tee = tee  # also gets every kept byte as it is written (executor processes)
         self._buf = bytearray()
         self.truncated = False
 
@@ -31,6 +33,8 @@ class CappedSink:
     def write(self, data: bytes, length: int) -> None:
         """Record a write of ``length`` bytes of which ``data`` is the part that fits."""
         self._buf += data
+        if self._tee is not None and data:
+            self._tee(data)
         if length > len(data) and not self.truncated:
             self.truncated = True
             self._on_overflow()

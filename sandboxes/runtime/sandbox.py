@@ -7,9 +7,11 @@ runs can share one process.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,7 @@ from sandboxes.metering.interrupts import Interrupt
 from sandboxes.runtime import components, wasmtime_ext
 from sandboxes.runtime.control import CancelToken, RunControl, StopReason
 from sandboxes.runtime.engine import EngineSpec, EpochTicker, stack_class
+from sandboxes.runtime.executor import ComponentExecutors
 from sandboxes.runtime.outcome import Outcome, classify
 from sandboxes.runtime.output import CappedSink
 from sandboxes.runtime.stacks import call_with_stack
@@ -47,7 +50,7 @@ from sandboxes.settings import Settings, get_settings
 from sandboxes.wasi.descriptors import RunFiles
 from sandboxes.wasi.memfs import Quota
 from sandboxes.wasi.preview1 import EXIT_TRAP, WASI_P1, bind_run, build_linker
-from sandboxes.wasi.workspace import FileTrees, Workspace, remove_stale_scratch
+from sandboxes.wasi.workspace import FileTrees, remove_stale_scratch
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Prepared:
     pre: wasmtime.InstancePre | None = None
     compiled: wasmtime.Module | None = None
     component: wasmtime.component.Component | None = None
+    artifact: bytes | None = None  # components: the serialized code an executor loads
     has_start_export: bool = False  # instrumented: the module's start function, moved
 
     @property
@@ -100,8 +104,12 @@ class Prepared:
 
 
 class Sandbox:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None,
+                 components_in_process: bool = False) -> None:
+        """``components_in_process``: run WASI P2 components on this process's own threads
+        (only the executor process does); otherwise they run in killable executors."""
         self.settings = settings or get_settings()
+        self.executors = None if components_in_process else ComponentExecutors(self.settings)
         self._engines: dict[tuple[int, bool], EngineContext] = {}
         self.file_trees = FileTrees(self.settings.file_trees_root)
         remove_stale_scratch(self.settings.scratch_root)
@@ -116,6 +124,12 @@ class Sandbox:
         self.cache: ArtifactCache[Prepared | SandboxError] = ArtifactCache(
             cache_dir, self.settings.memory_cache_entries, self.settings.disk_cache_bytes
         )
+
+    def close(self) -> None:
+        """Stop the helper processes (compile helper, component executors)."""
+        self.compiler.close()
+        if self.executors is not None:
+            self.executors.close()
 
     # -- engines -------------------------------------------------------------------------
     def engine_context(self, stack_bytes: int, instrumented: bool = False) -> EngineContext:
@@ -216,17 +230,61 @@ class Sandbox:
         cancel: CancelToken | None = None,
         argv0: str = "main.wasm",
     ) -> RunResult:
-        """Run a prepared module. The run holds its engine's ticker (and, for a pooled engine,
-        pool slots) from before its store exists until after the store is closed."""
+        """Run a prepared module. A core run holds its engine's ticker (and, for a pooled
+        engine, pool slots) from before its store exists until after the store is closed;
+        a component runs in an executor process (``sandboxes.runtime.executor``)."""
+        if prepared.module.kind is ModuleKind.COMPONENT:
+            return self._run_component(prepared, limits, grants, cancel, argv0)
         ticker = prepared.ctx.ticker
 
         def run() -> RunResult:
-            with ticker.component if prepared.module.kind is ModuleKind.COMPONENT else (
-                ticker.core
-            ):
+            with ticker.core:
                 return self._run_prepared(prepared, limits, grants, cancel, argv0)
 
         return call_with_stack(prepared.ctx.spec.stack_bytes, run)
+
+    def _run_component(self, prepared: Prepared, limits: Limits, grants: Grants,
+                       cancel: CancelToken | None, argv0: str) -> RunResult:
+        if grants.scratch is not None:
+            return RunResult(status=RunStatus.UNSUPPORTED, message=_NO_COMPONENT_SCRATCH)
+        tree_key, files_dir = self.file_trees.acquire(grants.files) if grants.files else (
+            None, None)
+        try:
+            if self.executors is None:
+                return self.run_component_here(prepared, limits, grants, cancel, argv0,
+                                               files_dir)
+            assert prepared.artifact is not None
+            key = f"{prepared.module.sha256}-{prepared.ctx.spec.fingerprint}"
+            return self.executors.run(key, prepared.artifact, prepared.ctx.spec.stack_bytes,
+                                      limits, grants, files_dir, cancel, argv0)
+        finally:
+            if tree_key is not None:
+                self.file_trees.release(tree_key)
+
+    def run_component_here(
+        self, prepared: Prepared, limits: Limits, grants: Grants, cancel: CancelToken | None,
+        argv0: str, files_dir: str | None,
+        tees: tuple[Callable[[bytes], object], Callable[[bytes], object]] | None = None,
+    ) -> RunResult:
+        """Run a component on this process's threads (in an executor): ``files_dir`` holds
+        its granted files (preopened read-only), ``tees`` also get its output as written."""
+        ticker = prepared.ctx.ticker
+
+        def run() -> RunResult:
+            with ticker.component:
+                return self._run_prepared(prepared, limits, grants, cancel, argv0,
+                                          files_dir, tees)
+
+        return call_with_stack(prepared.ctx.spec.stack_bytes, run)
+
+    def load_component(self, artifact: bytes, stack_bytes: int) -> Prepared:
+        """A component from the serialized code a worker sends its executor."""
+        ctx = self.engine_context(stack_bytes, instrumented=False)
+        module = ModuleBytes(ModuleKind.COMPONENT, b"", hashlib.sha256(artifact).hexdigest())
+        prepared = _link(module, ctx, artifact)
+        if isinstance(prepared, SandboxError):
+            raise prepared
+        return prepared
 
     def _run_prepared(
         self,
@@ -235,13 +293,16 @@ class Sandbox:
         grants: Grants,
         cancel: CancelToken | None,
         argv0: str,
+        files_dir: str | None = None,
+        tees: tuple[Callable[[bytes], object], Callable[[bytes], object]] | None = None,
     ) -> RunResult:
         control = RunControl(limits.wall_time_s, cancel)
-        stdout = CappedSink(limits.stdout_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
-        stderr = CappedSink(limits.stderr_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT))
+        tee_out, tee_err = tees or (None, None)
+        stdout = CappedSink(limits.stdout_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT),
+                            tee_out)
+        stderr = CappedSink(limits.stderr_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT),
+                            tee_err)
         is_component = prepared.module.kind is ModuleKind.COMPONENT
-        if is_component and grants.scratch is not None:
-            return RunResult(status=RunStatus.UNSUPPORTED, message=_NO_COMPONENT_SCRATCH)
         store = wasmtime.Store(prepared.ctx.engine)
         store.set_limits(
             memory_size=limits.memory_bytes,
@@ -258,14 +319,13 @@ class Sandbox:
         if grants.env:  # a new WasiConfig has no environment
             wasi.env = list(grants.env.items())
         files: RunFiles | None = None
-        workspace: Workspace | _NoWorkspace = _NO_WORKSPACE  # nothing to create or remove
         if is_component:  # WASI P2 through wasmtime: stdio in capped sinks, files read-only
             if grants.stdin:
                 set_stdin_bytes(wasi, grants.stdin)
             wasi.stdout_custom = stdout
             wasi.stderr_custom = stderr
-            if grants.files:
-                workspace = Workspace(grants, self.file_trees)
+            if files_dir is not None:
+                wasi.preopen_dir(files_dir, "/", False)
         else:  # every descriptor is Warden's, over in-memory trees
             scratch = None
             if grants.scratch is not None:
@@ -274,34 +334,32 @@ class Sandbox:
                 scratch = (SCRATCH_GUEST_DIR, quota)
             files = RunFiles(grants.stdin, stdout, stderr, grants.files, scratch)
         ticker = prepared.ctx.ticker
-        with workspace:
-            workspace.configure(wasi)
-            store.set_wasi(wasi)
-            if interrupt is None:
-                set_deadline_check(store, control.check)
-            else:  # the ticker thread checks the deadline; any stop trips the page
-                control.attach_interrupt(interrupt.trip)
-                ticker.watch(id(control), control.check)
-            bind_run(control, files)
-            end = _CoreEnd()
-            t0 = time.perf_counter()
-            try:
-                if is_component:
-                    end.error, end.memory_peak = _call_component(store, prepared)
-                else:
-                    assert prepared.pre is not None
-                    fuel = limits.fuel if interrupt is not None else None
-                    end = _call_core(store, prepared.pre, fuel, prepared.has_start_export,
-                                     interrupt)
-            finally:
-                bind_run(None, None)
-                elapsed = time.perf_counter() - t0
-                if interrupt is not None:
-                    ticker.unwatch(id(control))
-                    control.attach_interrupt(None)
-                    interrupt.detach()  # before the store (and the page) goes
-                if files is not None:
-                    files.close_all()
+        store.set_wasi(wasi)
+        if interrupt is None:
+            set_deadline_check(store, control.check)
+        else:  # the ticker thread checks the deadline; any stop trips the page
+            control.attach_interrupt(interrupt.trip)
+            ticker.watch(id(control), control.check)
+        bind_run(control, files)
+        end = _CoreEnd()
+        t0 = time.perf_counter()
+        try:
+            if is_component:
+                end.error, end.memory_peak = _call_component(store, prepared)
+            else:
+                assert prepared.pre is not None
+                fuel = limits.fuel if interrupt is not None else None
+                end = _call_core(store, prepared.pre, fuel, prepared.has_start_export,
+                                 interrupt)
+        finally:
+            bind_run(None, None)
+            elapsed = time.perf_counter() - t0
+            if interrupt is not None:
+                ticker.unwatch(id(control))
+                control.attach_interrupt(None)
+                interrupt.detach()  # before the store (and the page) goes
+            if files is not None:
+                files.close_all()
         error, memory_peak = end.error, end.memory_peak
         outcome = classify(error, control)
         out_of_fuel = end.fuel_check_fired and control.exit_code is None
@@ -350,22 +408,6 @@ _NO_COMPONENT_SCRATCH = (
     "scratch directories are available to core modules only: a WASI P2 component's writes "
     "go through wasmtime's own filesystem, where Warden cannot enforce the quota exactly"
 )
-
-
-class _NoWorkspace:
-    """The workspace of a run granted no host files: no directories at all."""
-
-    def __enter__(self) -> _NoWorkspace:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def configure(self, wasi: wasmtime.WasiConfig) -> None:
-        pass
-
-
-_NO_WORKSPACE = _NoWorkspace()
 
 
 class _InstantiateError(Exception):
@@ -485,7 +527,7 @@ def _link(module: ModuleBytes, ctx: EngineContext, blob: bytes) -> Prepared | Sa
         if module.kind is ModuleKind.COMPONENT:
             component = wasmtime.component.Component.deserialize(ctx.engine, blob)
             return components.link(component, ctx.engine) or Prepared(
-                module, ctx, component=component
+                module, ctx, component=component, artifact=blob
             )
         compiled = wasmtime.Module.deserialize(ctx.engine, blob)
     except wasmtime.WasmtimeError as exc:

@@ -1,5 +1,9 @@
 """Host directories for WASI P2 components' granted files (read-only, shared by content).
 
+Core modules see Warden's in-memory files (``sandboxes.wasi.memfs``); components, which go
+through wasmtime's own WASI P2 filesystem, get their granted files from here and no
+scratch dir at all.
+
 Host code writes the granted files *before* the guest exists and preopens them read-only,
 so the guest can neither change nor add anything there; afterwards the host only deletes
 whole trees with ``shutil.rmtree``, which on Linux works through directory fds with
@@ -18,10 +22,6 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-
-import wasmtime
-
-from sandboxes.schema import Grants
 
 if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux always has it
     raise RuntimeError("this platform's rmtree can follow symlinks; refusing to run guests")
@@ -104,32 +104,6 @@ def _remove_dead_owners(root: Path) -> None:
         pid = entry.name.split("-")[1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(entry, ignore_errors=True)
-
-
-class Workspace:
-    """Preopens a component's granted files read-only (shared through ``FileTrees``).
-
-    Only WASI P2 components use host directories: core modules see Warden's in-memory
-    files (``sandboxes.wasi.memfs``), and components get no scratch dir at all.
-    """
-
-    def __init__(self, grants: Grants, trees: FileTrees) -> None:
-        self._grants = grants
-        self._trees = trees
-        self._tree_key: str | None = None
-
-    def __enter__(self) -> Workspace:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._tree_key is not None:
-            self._trees.release(self._tree_key)
-
-    def configure(self, wasi: wasmtime.WasiConfig) -> None:
-        """Preopen the granted files read-only at ``/``."""
-        if self._grants.files:
-            self._tree_key, files_dir = self._trees.acquire(self._grants.files)
-            wasi.preopen_dir(files_dir, "/", False)
 
 
 def remove_stale_scratch(root: Path) -> None:
