@@ -70,6 +70,10 @@ LIMIT_BOUNDS: Final[dict[str, Bound]] = {
     # ~1 fuel per wasm instruction: 10^10 is a few seconds of compute.
     "fuel": Bound(10_000_000_000, 1_000_000_000_000, 1_000),
     "wall_time_s": Bound(10.0, 300.0, 0.001),
+    # Compiling for this job: the jailed source compile and the module's machine code
+    # (cache hits cost nothing). A job holds a lane at most compile + wall + the backstop
+    # grace; the worker's own caps (WARDEN_*COMPILE_TIMEOUT_S) may be lower still.
+    "compile_time_s": Bound(20.0, 60.0, 0.001),
     "memory_bytes": Bound(256 * MiB, 4 * GiB, 64 * KiB),
     # The wasm (native) stack: a C recursion of depth d needs ~50-70 bytes a level, so the
     # default takes ~10^5 levels and the maximum ~10^6. Rounded up to a power of two (one
@@ -107,6 +111,7 @@ class Limits(BaseModel):
 
     fuel: int = _limit("fuel")
     wall_time_s: Seconds = _limit("wall_time_s")
+    compile_time_s: Seconds = _limit("compile_time_s")
     memory_bytes: Bytes = _limit("memory_bytes")
     stack_bytes: Bytes = _limit("stack_bytes")
     stdout_bytes: Bytes = _limit("stdout_bytes")
@@ -230,6 +235,11 @@ class RunResult(BaseModel):
     )
     compile_cached: bool | None = Field(
         default=None, description="Source jobs: the module came from the compile cache"
+    )
+    compile_time_s: float | None = Field(
+        default=None,
+        description="Seconds spent compiling for this job (source compile and machine code; "
+        "0 when both came from caches), charged to the job like its run time",
     )
 
     @property

@@ -198,12 +198,12 @@ def test_compile_helper_outlives_the_thread_that_started_it(tmp_path: Path) -> N
         starter = threading.Thread(target=lambda: sandbox.run(W.hello("first\n")))
         starter.start()
         starter.join()  # the thread that spawned the helper is gone
-        helper = sandbox.compiler._proc
-        assert helper is not None
+        assert len(sandbox.compiler._idle) == 1
+        helper = sandbox.compiler._idle[0].proc
         time.sleep(1.0)
         assert helper.poll() is None, "the helper died with its starting thread"
         assert sandbox.run(W.hello("second\n")).stdout == b"second\n"
-        assert sandbox.compiler._proc is helper  # the same helper did the second compile
+        assert [h.proc for h in sandbox.compiler._idle] == [helper]  # it did the second too
     finally:
         sandbox.compiler.close()
 
@@ -219,7 +219,7 @@ def test_compile_helper_exits_when_its_process_dies(tmp_path: Path) -> None:
         "from sandboxes.settings import Settings\n"
         f"sb = Sandbox(Settings(data_dir=Path({str(tmp_path)!r})))\n"
         "sb.run('(module (func (export \"_start\")))')\n"
-        "print(sb.compiler._proc.pid, flush=True)\n"
+        "print(sb.compiler._idle[0].proc.pid, flush=True)\n"
         "os._exit(0)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -116,6 +116,10 @@ class WorkerRuntime:
             self.sources.warm(in_worker=True)
         except Exception:
             log.exception("warming the language toolchains failed (source jobs will retry)")
+        try:
+            self.sandbox.compiler.warm()
+        except Exception:
+            log.exception("starting a compile helper failed (compiles will retry)")
         if self.sandbox.executors is not None:
             try:
                 self.sandbox.executors.warm()

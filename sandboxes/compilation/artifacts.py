@@ -41,16 +41,23 @@ class ArtifactCache(Generic[T]):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def get(
-        self, key: str, compile_: Callable[[], bytes], load: Callable[[bytes], T]
+        self, key: str, compile_: Callable[[], bytes], load: Callable[[bytes], T],
+        wait_s: float | None = None,
     ) -> T:
-        """The loaded artifact for ``key``: memory, then disk, then ``compile_``."""
+        """The loaded artifact for ``key``: memory, then disk, then ``compile_``.
+
+        A caller waits for another's compile of the same key at most ``wait_s`` seconds
+        (TimeoutError past it): that wait is part of its own compile budget.
+        """
         with self._lock:
             if key in self._memory:
                 self._memory.move_to_end(key)
                 self.hits += 1
                 return self._memory[key]
             key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
+        if not key_lock.acquire(timeout=-1 if wait_s is None else max(wait_s, 0.0)):
+            raise TimeoutError(key)
+        try:
             try:
                 with self._lock:
                     if key in self._memory:
@@ -72,6 +79,8 @@ class ArtifactCache(Generic[T]):
             finally:  # also when compiling failed: one lock per key in flight, no more
                 with self._lock:
                     self._key_locks.pop(key, None)
+        finally:
+            key_lock.release()
 
     def _path(self, key: str) -> Path | None:
         return None if self._dir is None else self._dir / f"{key}.cwasm"
@@ -159,6 +168,10 @@ class ExpiringCache(Generic[T]):
                 del self._entries[key]
                 return None
             return hit[1]
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
     def put(self, key: str, value: T) -> None:
         with self._lock:

@@ -28,23 +28,16 @@ from sandboxes.schema import RunStatus
 _STARTUP_S = 60.0  # a cold Python + wasmtime import on a loaded machine
 
 
-class CompilerProcess:
-    """One helper process; compiles are serialised through it."""
+class _Helper:
+    """One compile helper process, started and imported (its start-up is never charged to
+    a module's compile time)."""
 
-    def __init__(self, timeout_s: float, memory_cap: int) -> None:
-        self._timeout_s = timeout_s
-        self._memory_cap = memory_cap
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        cap = self._memory_cap
-
+    def __init__(self, memory_cap: int) -> None:
         def limit() -> None:  # runs in the child before exec
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+            resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-        return subprocess.Popen(
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandboxes.compilation.compile_child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -52,81 +45,110 @@ class CompilerProcess:
             preexec_fn=limit,
             env={"PYTHONPATH": ":".join(p for p in sys.path if p)},
         )
-
-    def _start_ready(self) -> subprocess.Popen[bytes]:
-        """A fresh helper that has finished importing: its start-up (Python, wasmtime) must
-        not count against the next tenant's compile time limit."""
-        proc = self._start()
         try:
-            ready = self._read(proc, 1, time.monotonic() + _STARTUP_S)
+            ready = self.read(1, time.monotonic() + _STARTUP_S)
         except (TimeoutError, EOFError, OSError):
             ready = b""
         if ready != READY:
-            self._proc = proc
-            self._kill()
+            self.kill()
             raise SandboxError(RunStatus.INTERNAL_ERROR, "the module compiler could not start")
-        return proc
+
+    def read(self, n: int, deadline: float) -> bytes:
+        assert self.proc.stdout is not None
+        return read_exact(self.proc.stdout.fileno(), n, deadline)
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+class CompilerProcess:
+    """Compile helpers: one per compile in flight, kept idle for reuse.
+
+    Each compile has a helper of its own, so a tenant's module that takes its whole compile
+    time limit delays nobody else's compile (no queue behind one helper); a helper that
+    overruns is killed, and the next compile starts a fresh one.
+    """
+
+    def __init__(self, timeout_s: float, memory_cap: int) -> None:
+        self._timeout_s = timeout_s
+        self._memory_cap = memory_cap
+        self._idle: list[_Helper] = []
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Have one helper started, so the first compile does not wait for its start."""
+        self._give_back(self._take())
 
     def close(self) -> None:
         with self._lock:
-            self._kill()
+            idle, self._idle = self._idle, []
+        for helper in idle:
+            helper.kill()
 
-    def _kill(self) -> None:
-        if self._proc is not None:
-            with contextlib.suppress(OSError):
-                self._proc.kill()
-            self._proc.wait()
-            for stream in (self._proc.stdin, self._proc.stdout):
-                if stream is not None:
-                    stream.close()
-            self._proc = None
+    def _take(self) -> _Helper:
+        with self._lock:
+            while self._idle:
+                helper = self._idle.pop()
+                if helper.proc.poll() is None:
+                    return helper
+                helper.kill()
+        return _Helper(self._memory_cap)
+
+    def _give_back(self, helper: _Helper) -> None:
+        with self._lock:
+            self._idle.append(helper)
 
     def compile(
         self, module: ModuleBytes, spec: EngineSpec, timeout_s: float | None = None
     ) -> bytes:
         """Serialized code for ``module`` under ``spec``, or SandboxError(invalid_module).
 
-        ``timeout_s`` overrides the cap for trusted modules (interpreters), which may be
-        far bigger than anything a tenant is allowed to upload.
+        ``timeout_s``: this compile's budget (the job's compile time limit, or a longer
+        one for trusted modules such as interpreters); at most the configured cap unless
+        given larger for a trusted module.
         """
         timeout_s = timeout_s or self._timeout_s
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._kill()
-                self._proc = self._start_ready()
-            proc = self._proc
-            assert proc.stdin is not None and proc.stdout is not None
-            header = json.dumps(
-                {"kind": module.kind.value, "stack_bytes": spec.stack_bytes,
-                 "instrumented": spec.instrumented, "size": len(module.wasm)}
-            ).encode()
-            deadline = time.monotonic() + timeout_s
-            try:
-                proc.stdin.write(struct.pack("<I", len(header)) + header + module.wasm)
-                proc.stdin.flush()
-                status, length = struct.unpack("<BQ", self._read(proc, 9, deadline))
-                payload = self._read(proc, length, deadline)
-            except TimeoutError:
-                self._kill()
-                raise SandboxError(
-                    RunStatus.INVALID_MODULE,
-                    f"compiling the module took longer than {timeout_s:g}s "
-                    "(compile time limit)",
-                ) from None
-            except (EOFError, OSError):
-                self._kill()
-                raise SandboxError(
-                    RunStatus.INVALID_MODULE,
-                    "the compiler ran out of memory or died compiling this module "
-                    "(module too large or complex)",
-                ) from None
+        helper = self._take()
+        assert helper.proc.stdin is not None
+        header = json.dumps(
+            {"kind": module.kind.value, "stack_bytes": spec.stack_bytes,
+             "instrumented": spec.instrumented, "size": len(module.wasm)}
+        ).encode()
+        deadline = time.monotonic() + timeout_s
+        try:
+            helper.proc.stdin.write(struct.pack("<I", len(header)) + header + module.wasm)
+            helper.proc.stdin.flush()
+            status, length = struct.unpack("<BQ", helper.read(9, deadline))
+            payload = helper.read(length, deadline)
+        except TimeoutError:
+            helper.kill()
+            raise CompileTimeoutError(timeout_s) from None
+        except (EOFError, OSError):
+            helper.kill()
+            raise SandboxError(
+                RunStatus.INVALID_MODULE,
+                "the compiler ran out of memory or died compiling this module "
+                "(module too large or complex)",
+            ) from None
+        self._give_back(helper)
         if status != 1:
             raise SandboxError(
                 RunStatus.INVALID_MODULE, f"invalid module: {payload.decode(errors='replace')}"
             )
         return payload
 
-    @staticmethod
-    def _read(proc: subprocess.Popen[bytes], n: int, deadline: float) -> bytes:
-        assert proc.stdout is not None
-        return read_exact(proc.stdout.fileno(), n, deadline)
+
+class CompileTimeoutError(SandboxError):
+    """The module did not compile within ``budget_s`` (it might within a larger one)."""
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(
+            RunStatus.INVALID_MODULE,
+            f"compiling the module took longer than {budget_s:g}s (compile time limit)",
+        )
+        self.budget_s = budget_s

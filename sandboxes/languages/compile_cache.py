@@ -41,8 +41,10 @@ class CompileCache:
             directory, max_entries, max_disk_bytes
         )
 
-    def get(self, key: str, compile_: Callable[[], CompileOutcome]) -> tuple[CompileOutcome, bool]:
-        """The outcome for ``key`` and whether it came from the cache."""
+    def get(self, key: str, compile_: Callable[[], CompileOutcome],
+            wait_s: float | None = None) -> tuple[CompileOutcome, bool]:
+        """The outcome for ``key`` and whether it came from the cache; waiting for another
+        job's compile of the same key at most ``wait_s`` (then: a timed-out outcome)."""
         compiled: list[CompileOutcome] = []
 
         def build() -> bytes:
@@ -53,9 +55,12 @@ class CompileCache:
             return _encode(outcome)
 
         try:
-            outcome = self._cache.get(key, build, _decode)
+            outcome = self._cache.get(key, build, _decode, wait_s)
         except _NotCacheableError as exc:
             return exc.outcome, False
+        except TimeoutError:
+            return CompileOutcome(None, "[compile time limit exceeded while waiting for the "
+                                  "same compile by another job]", timed_out=True), False
         if compiled:
             return compiled[0], False
         return outcome, True

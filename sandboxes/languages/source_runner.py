@@ -8,6 +8,7 @@ read-only file under /app and the tenant's arguments after the script path.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -80,6 +81,7 @@ class SourceRunner:
             "ruby": Interpreter(ruby_wasm.ARGV0, ruby_wasm.SCRIPT_FILE, self._ruby_bytes),
         }
         self._prepared: dict[tuple[str, int], Prepared] = {}
+        self._preparing: dict[tuple[str, int], concurrent.futures.Future[Prepared]] = {}
         self._lock = threading.Lock()
 
     # -- public --------------------------------------------------------------------------
@@ -104,7 +106,9 @@ class SourceRunner:
                 return _refuse(RunStatus.COMPILE_ERROR, problem)
             if language.interpreted:
                 return self._interpret(language, data, limits, grants, cancel)
-            outcome, cached = self.compile(language, data, flags or [])
+            compile_started = time.perf_counter()
+            outcome, cached = self.compile(language, data, flags or [], limits.compile_time_s)
+            jailed_s = 0.0 if cached else time.perf_counter() - compile_started
             if outcome.wasm is None:
                 result = RunResult(
                     status=RunStatus.COMPILE_ERROR,
@@ -112,9 +116,14 @@ class SourceRunner:
                     else "compilation failed",
                     compile_output=outcome.message,
                 )
-            else:
-                result = self.sandbox.run(outcome.wasm, limits, grants, cancel)
+            else:  # the module's machine-code compile gets what is left of the budget
+                left = max(limits.compile_time_s - jailed_s, 0.001)
+                result = self.sandbox.run(
+                    outcome.wasm, limits.model_copy(update={"compile_time_s": left}), grants,
+                    cancel,
+                )
             result.compile_cached = cached
+            result.compile_time_s = jailed_s + (result.compile_time_s or 0.0)
             return result
         except SandboxError as err:
             return _refuse(err.status, err.message)
@@ -126,12 +135,17 @@ class SourceRunner:
             )
 
     def compile(
-        self, language: Language, source: bytes, flags: list[str]
+        self, language: Language, source: bytes, flags: list[str],
+        budget_s: float | None = None,
     ) -> tuple[CompileOutcome, bool]:
-        """The module for ``source`` (or the compiler's message) and whether it was cached."""
+        """The module for ``source`` (or the compiler's message) and whether it was cached;
+        the jailed compile, and any wait for the same compile by another job, within
+        ``budget_s``."""
         version = self.toolchain_version(language)
         key = compile_key(language.id, version, flags, source)
-        return self.cache.get(key, lambda: self._compile_jailed(language, source, flags))
+        return self.cache.get(
+            key, lambda: self._compile_jailed(language, source, flags, budget_s), budget_s
+        )
 
     def toolchain_version(self, language: Language) -> str:
         """The compiler's version and Warden's recipe for it (flags, link steps)."""
@@ -164,28 +178,28 @@ class SourceRunner:
 
     # -- compiled --------------------------------------------------------------------------
     def _compile_jailed(
-        self, language: Language, source: bytes, flags: list[str]
+        self, language: Language, source: bytes, flags: list[str], budget_s: float | None
     ) -> CompileOutcome:
         problem = check_jail()
         if problem is not None:  # fail closed: never compile untrusted source unjailed
             raise SandboxError(RunStatus.UNSUPPORTED, f"compile jail unavailable: {problem}")
         if language.toolchain is Toolchain.ZIG_C:
-            return self.zig.compile_c(source, flags, cxx=False)
+            return self.zig.compile_c(source, flags, cxx=False, budget_s=budget_s)
         if language.toolchain is Toolchain.ZIG_CXX:
-            return self.zig.compile_c(source, flags, cxx=True)
+            return self.zig.compile_c(source, flags, cxx=True, budget_s=budget_s)
         if language.toolchain is Toolchain.ZIG:
-            return self.zig.compile_zig(source, flags)
+            return self.zig.compile_zig(source, flags, budget_s)
         if language.toolchain is Toolchain.RUSTC:
             missing = rust_available()
             if missing is not None:
                 raise SandboxError(RunStatus.UNSUPPORTED, f"Rust is not available: {missing}")
-            return self.rust.compile(source, flags)
+            return self.rust.compile(source, flags, budget_s)
         if language.toolchain is Toolchain.GO:
             missing = go_available()
             if missing is not None:
                 raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {missing}")
             try:
-                return self.go.compile(source, flags)
+                return self.go.compile(source, flags, budget_s)
             except GoUnavailableError as exc:  # the standard library could not be built
                 raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {exc}") from None
         raise SandboxError(RunStatus.UNSUPPORTED, f"{language.id} has no compiler")
@@ -199,7 +213,7 @@ class SourceRunner:
         clash = language.check_files(list(grants.files))
         if clash is not None:
             return _refuse(RunStatus.UNSUPPORTED, clash)
-        prepared = self._interpreter_prepared(language.id, limits)
+        prepared = self._interpreter_prepared(language.id, limits, limits.compile_time_s)
         if language.toolchain is Toolchain.PYTHON:
             run_grants = self.python.grants(source, grants)
         elif language.toolchain is Toolchain.RUBY:
@@ -213,19 +227,51 @@ class SourceRunner:
             )
         return self.sandbox.run_prepared(prepared, limits, run_grants, cancel, interp.argv0)
 
-    def _interpreter_prepared(self, language_id: str, limits: Limits) -> Prepared:
+    def _interpreter_prepared(self, language_id: str, limits: Limits,
+                              wait_s: float | None = None) -> Prepared:
+        """The interpreter, compiled once per process. Its first compile (minutes for a
+        big one, when ``warden warm`` has not filled the artifact cache) runs apart from
+        any job: a job waits for it at most ``wait_s`` (its compile budget), then ends
+        ``unsupported`` with a message to retry, so it never holds a lane longer."""
         key = (language_id, stack_class(limits.stack_bytes))
         with self._lock:
             hit = self._prepared.get(key)
-        if hit is not None:
-            return hit
-        module = self._interpreters[language_id].load()
-        # The interpreter is trusted and bigger than a tenant's module may be.
-        trusted = limits.model_copy(update={"module_bytes": max(len(module), limits.module_bytes)})
-        prepared = self.sandbox.prepare(module, trusted, TRUSTED_COMPILE_TIMEOUT_S)
+            if hit is not None:
+                return hit
+            future = self._preparing.get(key)
+            if future is None:
+                future = concurrent.futures.Future()
+                self._preparing[key] = future
+                threading.Thread(
+                    target=self._prepare_interpreter, args=(language_id, limits, key, future),
+                    name=f"warden-prepare-{language_id}", daemon=True,
+                ).start()
+        try:
+            return future.result(timeout=wait_s)
+        except concurrent.futures.TimeoutError:
+            raise SandboxError(
+                RunStatus.UNSUPPORTED,
+                f"the {language_id} interpreter is still being compiled on this worker (its "
+                f"first use here; `warden warm` does it ahead): try again shortly",
+            ) from None
+
+    def _prepare_interpreter(self, language_id: str, limits: Limits, key: tuple[str, int],
+                             future: concurrent.futures.Future[Prepared]) -> None:
+        try:
+            module = self._interpreters[language_id].load()
+            # The interpreter is trusted and bigger than a tenant's module may be.
+            trusted = limits.model_copy(
+                update={"module_bytes": max(len(module), limits.module_bytes)})
+            prepared = self.sandbox.prepare(module, trusted, TRUSTED_COMPILE_TIMEOUT_S)
+        except BaseException as exc:  # every waiter gets it; the next job tries again
+            with self._lock:
+                self._preparing.pop(key, None)
+            future.set_exception(exc)
+            return
         with self._lock:
             self._prepared[key] = prepared
-        return prepared
+            self._preparing.pop(key, None)
+        future.set_result(prepared)
 
     def _quickjs_bytes(self) -> bytes:
         built = quickjs_build.ensure_built(self.sandbox.settings.toolchain_dir / "quickjs")

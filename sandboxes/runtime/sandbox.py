@@ -19,7 +19,7 @@ import wasmtime
 import wasmtime.component
 
 from sandboxes.compilation.artifacts import ArtifactCache, ExpiringCache
-from sandboxes.compilation.compiler import CompilerProcess
+from sandboxes.compilation.compiler import CompilerProcess, CompileTimeoutError
 from sandboxes.compilation.modules import ModuleBytes, ModuleKind, decode_module
 from sandboxes.errors import SandboxError
 from sandboxes.metering.fuel_rewriter import (
@@ -156,10 +156,18 @@ class Sandbox:
     def prepare(
         self, source: bytes | str, limits: Limits, compile_timeout_s: float | None = None
     ) -> Prepared:
-        """Decode, compile (bounded, cached) and link; SandboxError if the module can't run.
+        """Decode, compile (bounded, cached) and link; SandboxError if the module can't run."""
+        return self.prepare_timed(source, limits, compile_timeout_s)[0]
 
-        Core modules go to the fuel-instrumented engine (unless disabled in the settings),
-        components to the wasmtime-metered one.
+    def prepare_timed(
+        self, source: bytes | str, limits: Limits, compile_timeout_s: float | None = None
+    ) -> tuple[Prepared, float]:
+        """``prepare``, and the seconds this call spent compiling (0 on a cache hit).
+
+        The compile is bounded by ``limits.compile_time_s`` (under the worker's cap), or by
+        ``compile_timeout_s`` for trusted modules (interpreters). Core modules go to the
+        fuel-instrumented engine (unless disabled in the settings), components to the
+        wasmtime-metered one.
         """
         module = decode_module(source, limits.module_bytes)
         instrumented = (
@@ -167,31 +175,43 @@ class Sandbox:
         )
         ctx = self.engine_context(limits.stack_bytes, instrumented)
         key = f"{module.kind.value}-{module.sha256}-{ctx.spec.fingerprint}"
+        trusted = compile_timeout_s is not None
+        budget = compile_timeout_s if trusted else min(
+            limits.compile_time_s, self.settings.compile_timeout_s)
+        assert budget is not None
 
         refused = self._refused_compiles.get(key)
-        if refused is not None:
-            raise refused
+        if refused is not None and not (
+            isinstance(refused, CompileTimeoutError) and budget > refused.budget_s
+        ):
+            raise refused  # the same failure again (a timeout: only with a larger budget)
+        spent = [0.0]
 
         def compile_() -> bytes:
+            started = time.perf_counter()
             try:
-                return self.compiler.compile(module, ctx.spec, compile_timeout_s)
+                blob = self.compiler.compile(module, ctx.spec, budget)
             except SandboxError as err:
-                # Compiles are serialised through one helper: a tenant's module that takes
-                # the whole compile time limit must not be able to take it again and again.
-                if compile_timeout_s is None:
+                # A module that fails (or takes its whole budget) is refused at once for a
+                # while: it cannot take a compile helper's time again and again.
+                if not trusted:
                     self._refused_compiles.put(key, err)
                 raise
+            finally:
+                spent[0] = time.perf_counter() - started
+            self._refused_compiles.discard(key)  # it compiled (with a larger budget)
+            return blob
 
         def load(blob: bytes) -> Prepared | SandboxError:
             return _link(module, ctx, blob)
 
-        try:
-            prepared = self.cache.get(key, compile_, load)
-        except SandboxError:
-            raise
+        try:  # waiting for another job's compile of the same module counts too
+            prepared = self.cache.get(key, compile_, load, wait_s=budget)
+        except TimeoutError:
+            raise CompileTimeoutError(budget) from None
         if isinstance(prepared, SandboxError):
             raise prepared
-        return prepared
+        return prepared, spent[0]
 
     # -- run -----------------------------------------------------------------------------
     def run(
@@ -205,14 +225,18 @@ class Sandbox:
         limits = limits or Limits()
         grants = grants or Grants()
         started = time.perf_counter()
+        compile_s = 0.0
         try:
-            prepared = self.prepare(source, limits)
-            return self.run_prepared(prepared, limits, grants, cancel)
+            prepared, compile_s = self.prepare_timed(source, limits)
+            result = self.run_prepared(prepared, limits, grants, cancel)
+            result.compile_time_s = compile_s
+            return result
         except SandboxError as err:
             return RunResult(
                 status=err.status,
                 message=err.message,
                 wall_time_s=time.perf_counter() - started,
+                compile_time_s=time.perf_counter() - started,
             )
         except Exception:
             log.exception("internal error in sandbox run")

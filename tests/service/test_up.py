@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,8 +94,10 @@ class Up:
     def worker_of(self, job_id: str) -> str:
         """host:pid of the job's last worker, from the embedded Redis (the API shows
         tenants no host details)."""
-        words = cmdline(self.child(b"redis-server")).split()
-        port = int(words[words.index(b"--port") + 1])
+        # redis-server retitles itself "redis-server 127.0.0.1:PORT"
+        found = re.search(rb"127\.0\.0\.1:(\d+)", cmdline(self.child(b"redis-server")))
+        assert found is not None
+        port = int(found.group(1))
         value = redis.Redis(port=port).hget(job_key(job_id), "worker")
         assert value is not None, job_id
         return value.decode()

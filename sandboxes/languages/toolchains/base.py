@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class Step:
     """One command run in the jail; the compile fails at the first step that fails."""
 
     argv: Sequence[str]
+
+
+def within_budget(limits: JailLimits, budget_s: float | None) -> JailLimits:
+    """``limits`` with its wall time cut to the job's remaining compile budget."""
+    if budget_s is None or budget_s >= limits.wall_s:
+        return limits
+    return dataclasses.replace(limits, wall_s=max(budget_s, 0.001))
 
 
 def compile_in_jail(

@@ -30,7 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from sandboxes.languages.toolchains.base import CompileOutcome, Step, compile_in_jail, file_lock
+from sandboxes.languages.toolchains.base import (
+    CompileOutcome,
+    Step,
+    compile_in_jail,
+    file_lock,
+    within_budget,
+)
 from sandboxes.languages.toolchains.jail import JOB_GUEST_DIR, Bind, Jail, JailLimits
 from sandboxes.languages.toolchains.wasm_bytes import recipe_hash
 
@@ -189,11 +195,12 @@ class GoToolchain:
         ]
         return [Step(compile_argv), Step(link_argv)]
 
-    def compile(self, source: bytes, flags: Sequence[str]) -> CompileOutcome:
+    def compile(self, source: bytes, flags: Sequence[str],
+                budget_s: float | None = None) -> CompileOutcome:
         self.ensure_std()
         return compile_in_jail(
             self.jail(), self.work_root, "main.go", source, self.steps(flags), "main.wasm",
-            self.limits,
+            within_budget(self.limits, budget_s),
         )
 
 

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from sandboxes.languages.toolchains.base import CompileOutcome, Step, compile_in_jail
+from sandboxes.languages.toolchains.base import CompileOutcome, Step, compile_in_jail, within_budget
 from sandboxes.languages.toolchains.jail import Bind, Jail, JailLimits, elf_closure
 
 RUSTC = Path("/usr/bin/rustc")
@@ -80,8 +80,9 @@ class RustToolchain:
                 "-C", "strip=symbols", opt[-1], *codegen, "--error-format=short", "main.rs",
                 "-o", "main.wasm"]
 
-    def compile(self, source: bytes, flags: Sequence[str]) -> CompileOutcome:
+    def compile(self, source: bytes, flags: Sequence[str],
+                budget_s: float | None = None) -> CompileOutcome:
         return compile_in_jail(
             self._jail, self.work_root, "main.rs", source, [Step(self.command(flags))],
-            "main.wasm", self.limits,
+            "main.wasm", within_budget(self.limits, budget_s),
         )

@@ -20,7 +20,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from sandboxes.languages.toolchains.base import CompileOutcome, Step, compile_in_jail, file_lock
+from sandboxes.languages.toolchains.base import (
+    CompileOutcome,
+    Step,
+    compile_in_jail,
+    file_lock,
+    within_budget,
+)
 from sandboxes.languages.toolchains.jail import Bind, Jail, JailLimits
 
 _SPEC = importlib.util.find_spec("ziglang")
@@ -107,7 +113,8 @@ class ZigToolchain:
             },
         )
 
-    def compile_c(self, source: bytes, flags: Sequence[str], cxx: bool) -> CompileOutcome:
+    def compile_c(self, source: bytes, flags: Sequence[str], cxx: bool,
+                  budget_s: float | None = None) -> CompileOutcome:
         self.ensure_sysroot()
         name = "main.cpp" if cxx else "main.c"
         driver = "c++" if cxx else "cc"
@@ -120,10 +127,11 @@ class ZigToolchain:
         return compile_in_jail(
             self.jail(), self.work_root, name, source,
             [compile_step, self._link_step([f"{SYSROOT_GUEST}/{CRT}", "main.o", *self._sys(libs)])],
-            "main.wasm", self.limits,
+            "main.wasm", within_budget(self.limits, budget_s),
         )
 
-    def compile_zig(self, source: bytes, flags: Sequence[str]) -> CompileOutcome:
+    def compile_zig(self, source: bytes, flags: Sequence[str],
+                    budget_s: float | None = None) -> CompileOutcome:
         self.ensure_sysroot()
         mode = [f for f in flags if f.startswith("-O")] or ["-OReleaseSafe"]
         rest = [f for f in flags if not f.startswith("-O")]
@@ -134,7 +142,7 @@ class ZigToolchain:
         return compile_in_jail(
             self.jail(), self.work_root, "main.zig", source,
             [compile_step, self._link_step(["main.o"])],
-            "main.wasm", self.limits,
+            "main.wasm", within_budget(self.limits, budget_s),
         )
 
     def _link_step(self, inputs: Sequence[str]) -> Step:
