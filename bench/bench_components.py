@@ -2,9 +2,10 @@
 
 Compares, each over ``--runs`` runs after a warm-up, from an already prepared artifact:
 1. core hello.wasm through ``run_prepared`` (fast in-process stdio path),
-2. the same core module with a scratch grant (wasmtime's ``stdout_custom`` stdio, which is
-   the only stdio path components have),
-3. the P2 hello component (C + preview1 command adapter) through ``run_prepared``,
+2. the same core module with a scratch grant (Warden's in-memory files),
+3. the P2 hello component (C + preview1 command adapter) through ``run_prepared``, which
+   sends it to a killable executor process, and the same run in process (what a run
+   costs without the backstop),
 4. the component with raw wasmtime calls, split into store+WASI setup, instantiate and
    ``run``, to show where a component run's time goes.
 
@@ -123,12 +124,20 @@ def main() -> None:
                   f"({len(core_wasm)} vs {len(comp_wasm)} bytes of wasm)")
             report("core hello (fast stdio)", run_case(
                 sandbox, core, Grants(), b"hello\n", args.runs))
-            report("core hello (stdout_custom + scratch dir)", run_case(
+            report("core hello (scratch dir: in-memory files)", run_case(
                 sandbox, core, Grants(scratch=ScratchGrant()), b"hello\n", args.runs))
-            report("component hello (P2, stdout_custom)", run_case(
+            report("component hello (P2, in an executor process)", run_case(
                 sandbox, comp, Grants(), b"hello from a component\n", args.runs))
         finally:
-            sandbox.compiler.close()
+            sandbox.close()
+        here = Sandbox(Settings(data_dir=Path(data_dir), compile_timeout_s=60),
+                       components_in_process=True)
+        try:
+            comp_here = here.prepare(comp_wasm, Limits())
+            report("component hello (P2, in process: no backstop)", run_case(
+                here, comp_here, Grants(), b"hello from a component\n", args.runs))
+        finally:
+            here.close()
     for part, samples in raw_component(comp_wasm, args.runs).items():
         report(f"  raw component: {part}", samples)
 
