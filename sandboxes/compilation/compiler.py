@@ -26,6 +26,7 @@ from sandboxes.runtime.pipes import read_exact
 from sandboxes.schema import RunStatus
 
 _STARTUP_S = 60.0  # a cold Python + wasmtime import on a loaded machine
+MAX_IDLE = 2  # helpers kept started between compiles (each ~100 MB once it has compiled)
 
 
 class _Helper:
@@ -78,6 +79,7 @@ class CompilerProcess:
         self._timeout_s = timeout_s
         self._memory_cap = memory_cap
         self._idle: list[_Helper] = []
+        self._busy: set[_Helper] = set()
         self._lock = threading.Lock()
 
     def warm(self) -> None:
@@ -85,9 +87,11 @@ class CompilerProcess:
         self._give_back(self._take())
 
     def close(self) -> None:
+        """Stop every helper, idle or compiling (that compile then fails)."""
         with self._lock:
-            idle, self._idle = self._idle, []
-        for helper in idle:
+            helpers, self._idle = [*self._idle, *self._busy], []
+            self._busy.clear()
+        for helper in helpers:
             helper.kill()
 
     def _take(self) -> _Helper:
@@ -95,13 +99,29 @@ class CompilerProcess:
             while self._idle:
                 helper = self._idle.pop()
                 if helper.proc.poll() is None:
+                    self._busy.add(helper)
                     return helper
                 helper.kill()
-        return _Helper(self._memory_cap)
+        helper = _Helper(self._memory_cap)
+        with self._lock:
+            self._busy.add(helper)
+        return helper
 
     def _give_back(self, helper: _Helper) -> None:
+        """Keep it for the next compile, unless enough are idle already: a burst of
+        compiles leaves ``MAX_IDLE`` helpers behind, not one per compile it ran."""
         with self._lock:
-            self._idle.append(helper)
+            self._busy.discard(helper)
+            keep = len(self._idle) < MAX_IDLE
+            if keep:
+                self._idle.append(helper)
+        if not keep:
+            helper.kill()
+
+    def _drop(self, helper: _Helper) -> None:
+        with self._lock:
+            self._busy.discard(helper)
+        helper.kill()
 
     def compile(
         self, module: ModuleBytes, spec: EngineSpec, timeout_s: float | None = None
@@ -126,10 +146,10 @@ class CompilerProcess:
             status, length = struct.unpack("<BQ", helper.read(9, deadline))
             payload = helper.read(length, deadline)
         except TimeoutError:
-            helper.kill()
+            self._drop(helper)
             raise CompileTimeoutError(timeout_s) from None
-        except (EOFError, OSError):
-            helper.kill()
+        except (EOFError, OSError, ValueError):  # ValueError: closed meanwhile (close())
+            self._drop(helper)
             raise SandboxError(
                 RunStatus.INVALID_MODULE,
                 "the compiler ran out of memory or died compiling this module "

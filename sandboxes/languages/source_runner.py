@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from sandboxes.compilation.artifacts import ExpiringCache
 from sandboxes.errors import SandboxError
 from sandboxes.languages.compile_cache import CompileCache, compile_key
 from sandboxes.languages.registry import APP_DIR, LANGUAGES, Language, Toolchain
@@ -80,9 +83,18 @@ class SourceRunner:
                                       _quickjs_stack_args),
             "ruby": Interpreter(ruby_wasm.ARGV0, ruby_wasm.SCRIPT_FILE, self._ruby_bytes),
         }
-        self._prepared: dict[tuple[str, int], Prepared] = {}
+        # interpreters compiled for an engine (stack class), the most recently used last;
+        # compiles not yet done wait in a queue for the one thread that does them
+        self._prepared: OrderedDict[tuple[str, int], Prepared] = OrderedDict()
         self._preparing: dict[tuple[str, int], concurrent.futures.Future[Prepared]] = {}
+        self._to_prepare: queue.SimpleQueue[
+            tuple[str, Limits, tuple[str, int], concurrent.futures.Future[Prepared]]
+        ] = queue.SimpleQueue()
+        self._preparer: threading.Thread | None = None
         self._lock = threading.Lock()
+        # sources whose jailed compile recently timed out, and the seconds it was given
+        self._compile_timeouts: ExpiringCache[float] = ExpiringCache(
+            _REMEMBERED_TIMEOUTS, _REMEMBERED_TIMEOUT_S)
 
     # -- public --------------------------------------------------------------------------
     def run(
@@ -143,9 +155,34 @@ class SourceRunner:
         ``budget_s``."""
         version = self.toolchain_version(language)
         key = compile_key(language.id, version, flags, source)
-        return self.cache.get(
-            key, lambda: self._compile_jailed(language, source, flags, budget_s), budget_s
-        )
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        refused = self._timed_out_before(key, budget_s)
+        if refused is not None:
+            return refused, False
+
+        def build() -> CompileOutcome:
+            # Once this job holds the key: another job's compile of the same source may
+            # have just timed out, and any wait came out of this job's budget.
+            refused = self._timed_out_before(key, budget_s)
+            if refused is not None:
+                return refused
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return _compile_timeout(budget_s)
+            outcome = self._compile_jailed(language, source, flags, left)
+            if outcome.timed_out and left is not None:
+                self._compile_timeouts.put(key, left)
+            return outcome
+
+        return self.cache.get(key, build, budget_s)
+
+    def _timed_out_before(self, key: str, budget_s: float | None) -> CompileOutcome | None:
+        """A timed-out outcome when this source's compile recently ran out of a budget at
+        least as large (it would again: no compile helper's time is spent on it twice)."""
+        given = self._compile_timeouts.get(key)
+        if given is None or budget_s is None or budget_s > given:
+            return None
+        return _compile_timeout(budget_s)
 
     def toolchain_version(self, language: Language) -> str:
         """The compiler's version and Warden's recipe for it (flags, link steps)."""
@@ -237,15 +274,18 @@ class SourceRunner:
         with self._lock:
             hit = self._prepared.get(key)
             if hit is not None:
+                self._prepared.move_to_end(key)
                 return hit
             future = self._preparing.get(key)
-            if future is None:
+            if future is None:  # one compile at a time, whatever jobs ask for meanwhile
                 future = concurrent.futures.Future()
                 self._preparing[key] = future
-                threading.Thread(
-                    target=self._prepare_interpreter, args=(language_id, limits, key, future),
-                    name=f"warden-prepare-{language_id}", daemon=True,
-                ).start()
+                self._to_prepare.put((language_id, limits, key, future))
+                if self._preparer is None:
+                    self._preparer = threading.Thread(
+                        target=self._prepare_queued, name="warden-prepare-interpreters",
+                        daemon=True)
+                    self._preparer.start()
         try:
             return future.result(timeout=wait_s)
         except concurrent.futures.TimeoutError:
@@ -254,6 +294,10 @@ class SourceRunner:
                 f"the {language_id} interpreter is still being compiled on this worker (its "
                 f"first use here; `warden warm` does it ahead): try again shortly",
             ) from None
+
+    def _prepare_queued(self) -> None:
+        while True:
+            self._prepare_interpreter(*self._to_prepare.get())
 
     def _prepare_interpreter(self, language_id: str, limits: Limits, key: tuple[str, int],
                              future: concurrent.futures.Future[Prepared]) -> None:
@@ -270,6 +314,8 @@ class SourceRunner:
             return
         with self._lock:
             self._prepared[key] = prepared
+            while len(self._prepared) > _MAX_PREPARED_INTERPRETERS:
+                self._prepared.popitem(last=False)  # the artifact cache reloads it if asked
             self._preparing.pop(key, None)
         future.set_result(prepared)
 
@@ -287,6 +333,10 @@ class SourceRunner:
 
 
 _LOADED_ON_FIRST_USE: Final = frozenset({"ruby"})
+_REMEMBERED_TIMEOUTS: Final = 1024
+# interpreters kept compiled (each its language at one stack class: Python ~60 MB of code)
+_MAX_PREPARED_INTERPRETERS: Final = 4
+_REMEMBERED_TIMEOUT_S: Final = 600.0
 
 
 def _quickjs_stack_args(stack_bytes: int) -> list[str]:
@@ -294,6 +344,11 @@ def _quickjs_stack_args(stack_bytes: int) -> list[str]:
     not a trap): its budget is a quarter of the native stack, within its shadow stack."""
     budget = min(max(stack_bytes // 4, 65536), quickjs_build.WASM_STACK_BYTES - 65536)
     return [f"--stack-size={budget}"]
+
+
+def _compile_timeout(budget_s: float | None) -> CompileOutcome:
+    return CompileOutcome(None, f"[compile time limit of {budget_s:g} s exceeded]",
+                          timed_out=True)
 
 
 def _refuse(status: RunStatus, message: str) -> RunResult:

@@ -106,8 +106,10 @@ class ComponentExecutors:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._grace_s = settings.backstop_grace_s
+        self._max_idle = max(settings.worker_lanes, 1)
         self._idle: list[_Helper] = []
-        self._lock = threading.Lock()
+        self._starting = 0  # replacements being started in the background
+        self._changed = threading.Condition(threading.Lock())
         self._seq = 0
         self.kills = 0  # runs ended by the backstop (tests and metrics read it)
 
@@ -117,30 +119,57 @@ class ComponentExecutors:
         self._give_back(helper)
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
             idle, self._idle = self._idle, []
         for helper in idle:
             helper.kill()
 
     def _take(self) -> _Helper:
-        with self._lock:
-            while self._idle:
-                helper = self._idle.pop()
-                if helper.proc.poll() is None:
-                    return helper
-                helper.kill()
+        """An idle helper; or, while a replacement is starting, that one (a run never
+        starts a helper of its own next to one already on its way); or a new one."""
+        with self._changed:
+            while True:
+                while self._idle:
+                    helper = self._idle.pop()
+                    if helper.proc.poll() is None:
+                        return helper
+                    helper.kill()
+                if not self._starting:
+                    break
+                self._changed.wait()
         return _Helper(self._settings)
 
     def _give_back(self, helper: _Helper) -> None:
-        with self._lock:
-            self._idle.append(helper)
+        """Keep it idle, up to one per lane (more are never needed at once)."""
+        with self._changed:
+            keep = len(self._idle) < self._max_idle
+            if keep:
+                self._idle.append(helper)
+                self._changed.notify()
+        if not keep:
+            helper.kill()
 
     def _replace_later(self) -> None:
+        """Start a helper in the background for the next run, in place of a killed one."""
+        with self._changed:
+            if len(self._idle) + self._starting >= self._max_idle:
+                return
+            self._starting += 1
+
         def start() -> None:
+            helper = None
             try:
-                self._give_back(_Helper(self._settings))
+                helper = _Helper(self._settings)
             except Exception:  # the next run starts its own and reports what fails
                 log.exception("could not start a component executor")
+            with self._changed:
+                self._starting -= 1
+                if helper is not None and len(self._idle) < self._max_idle:
+                    self._idle.append(helper)
+                    helper = None
+                self._changed.notify_all()
+            if helper is not None:
+                helper.kill()
 
         threading.Thread(target=start, name="warden-executor-start", daemon=True).start()
 
@@ -157,7 +186,7 @@ class ComponentExecutors:
     ) -> RunResult:
         """Run the component ``artifact`` (serialized, ``key`` names it) in a helper."""
         helper = self._take()
-        with self._lock:
+        with self._changed:
             self._seq += 1
             seq = self._seq
         wake_r, wake_w = os.pipe()

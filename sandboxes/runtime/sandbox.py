@@ -62,6 +62,7 @@ _MEMORY_SLACK_FRACTION = 4
 # not for ever: a compile timeout depends on the machine's load.
 _REFUSED_COMPILES = 1024
 _REFUSED_COMPILE_TTL_S = 600.0
+_RETRY_FACTOR = 1.1  # a timed-out module is compiled again only with a larger budget
 
 
 # How guests react to a refused allocation: abort (unreachable), an error exit, or a bad
@@ -180,20 +181,28 @@ class Sandbox:
             limits.compile_time_s, self.settings.compile_timeout_s)
         assert budget is not None
 
-        refused = self._refused_compiles.get(key)
-        if refused is not None and not (
-            isinstance(refused, CompileTimeoutError) and budget > refused.budget_s
-        ):
-            raise refused  # the same failure again (a timeout: only with a larger budget)
+        deadline = time.monotonic() + budget
+        self._raise_if_refused(key, budget)
         spent = [0.0]
 
         def compile_() -> bytes:
+            # Run once this job holds the key: another job's compile of it may have just
+            # been refused (then so is this one), and the wait came out of this budget.
+            self._raise_if_refused(key, budget)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CompileTimeoutError(budget)
             started = time.perf_counter()
             try:
-                blob = self.compiler.compile(module, ctx.spec, budget)
-            except SandboxError as err:
-                # A module that fails (or takes its whole budget) is refused at once for a
-                # while: it cannot take a compile helper's time again and again.
+                blob = self.compiler.compile(module, ctx.spec, left)
+            except CompileTimeoutError as err:
+                # A module that takes all the time it was given is refused at once for a
+                # while (for budgets no larger): it cannot take a helper's time again and
+                # again. The job hears of its whole budget.
+                if not trusted:
+                    self._refused_compiles.put(key, err)
+                raise CompileTimeoutError(budget) from None
+            except SandboxError as err:  # invalid, too big: refused the same way
                 if not trusted:
                     self._refused_compiles.put(key, err)
                 raise
@@ -212,6 +221,19 @@ class Sandbox:
         if isinstance(prepared, SandboxError):
             raise prepared
         return prepared, spent[0]
+
+    def _raise_if_refused(self, key: str, budget: float) -> None:
+        """The module's remembered failure, again. A timeout is remembered with the time
+        the compile had (less than its job's budget after a wait): a budget more than
+        ``_RETRY_FACTOR`` times that tries again, any other is refused at once."""
+        refused = self._refused_compiles.get(key)
+        if refused is None:
+            return
+        if isinstance(refused, CompileTimeoutError):
+            if budget > refused.budget_s * _RETRY_FACTOR:
+                return
+            raise CompileTimeoutError(budget)
+        raise refused
 
     # -- run -----------------------------------------------------------------------------
     def run(
@@ -364,7 +386,7 @@ class Sandbox:
         else:  # the ticker thread checks the deadline; any stop trips the page
             control.attach_interrupt(interrupt.trip)
             ticker.watch(id(control), control.check)
-        bind_run(control, files)
+        bind_run(control, files, interrupt is not None)
         end = _CoreEnd()
         t0 = time.perf_counter()
         try:

@@ -157,7 +157,8 @@ def _kind(item: ffi.wasmtime_extern_t) -> int:
     return cast(int, item.kind)  # a c_uint8 field reads as int
 _keep_alive: list[object] = []
 
-# fn(memory_base, memory_size, *args) -> i32; base and size are 0 without a "memory"
+# fn(caller, memory_base, memory_size, *args) -> i32; base and size are 0 without a
+# "memory"; ``caller`` is valid during the call only (for ``consume_fuel``)
 MemoryFunc = Callable[..., int]
 
 
@@ -172,8 +173,9 @@ def define_memory_func(
     """Define ``module.name`` as ``(params) -> i32`` calling ``fn`` directly.
 
     ``params`` has one letter per parameter: ``i`` (i32, passed as the u32 WASI means) or
-    ``I`` (i64, passed as u64). ``fn`` gets the address and size of the caller's exported
-    ``memory`` (valid for the call only: nothing can grow it meanwhile) and the arguments.
+    ``I`` (i64, passed as u64). ``fn`` gets the caller, the address and size of the
+    caller's exported ``memory`` (valid for the call only: nothing can grow it meanwhile)
+    and the arguments.
     It may raise ``HostTrap`` to trap the guest; any other exception gives the guest
     ``on_error`` (an exception may never unwind through wasmtime's frames, and
     wasmtime-py's process-global ``LAST_EXCEPTION`` is not used).
@@ -194,7 +196,7 @@ def define_memory_func(
                 base = _memory_data(context, memory) or 0  # type: ignore[assignment]
                 size = _memory_data_size(context, memory)  # type: ignore[assignment]
             values = layout.unpack(ctypes.string_at(args or 0, size_of_args))
-            result = fn(base, size, *values)
+            result = fn(caller, base, size, *values)
         except HostTrap as trap:
             message = str(trap).encode()
             return cast(int, _trap_new(message, len(message)))
@@ -386,6 +388,45 @@ def set_global_i64(instance: RawInstance, name: bytes, number: int) -> None:
     )
     if error:  # only a type mismatch, which the rewriter's own globals cannot have
         raise wasmtime.WasmtimeError(f"cannot set global {name.decode()}")
+
+
+_context_get_fuel = _proto("wasmtime_context_get_fuel", _VP, _VP, _VP)
+_context_set_fuel = _proto("wasmtime_context_set_fuel", _VP, _VP, ctypes.c_uint64)
+_error_delete = _proto("wasmtime_error_delete", None, _VP)
+
+
+def consume_fuel(caller: int, amount: int, fuel_global: bytes | None) -> bool:
+    """Take ``amount`` from the calling run's fuel, from inside a host call: the
+    instrumented module's exported i64 global ``fuel_global`` (which it reloads after the
+    call and checks), or, with None, the store's own fuel (0 at the least: wasmtime then
+    traps at its next charge). False when the run did not have that much left."""
+    context = _caller_context(caller)
+    if fuel_global is not None:
+        item = ffi.wasmtime_extern_t()
+        if not _caller_export_get(caller, fuel_global, len(fuel_global),
+                                  ctypes.addressof(item)) or _kind(item) != _EXTERN_GLOBAL:
+            raise KeyError(fuel_global.decode())
+        value = ffi.wasmtime_val_t()
+        address = ctypes.addressof(item.of.global_)
+        _global_get(context, address, ctypes.addressof(value))
+        left = int(value.of.i64) - amount
+        value = ffi.wasmtime_val_t(_VAL_I64, ffi.wasmtime_valunion(i64=max(left, -(1 << 62))))
+        error = _global_set(context, address, ctypes.addressof(value))
+        if error:
+            _error_delete(error)
+            raise wasmtime.WasmtimeError(f"cannot set global {fuel_global.decode()}")
+        return left >= 0
+    fuel = ctypes.c_uint64()
+    error = _context_get_fuel(context, ctypes.addressof(fuel))
+    if error:  # a store without fuel: nothing to charge
+        _error_delete(error)
+        return True
+    left = fuel.value - amount
+    error = _context_set_fuel(context, max(left, 0))
+    if error:
+        _error_delete(error)
+        raise wasmtime.WasmtimeError("cannot set the store's fuel")
+    return left >= 0
 
 
 def memory_address(instance: RawInstance, name: bytes) -> int:

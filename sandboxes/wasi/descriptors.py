@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from sandboxes.metering.host_costs import ITEM_FUEL, MAX_TRANSFER_BYTES
 from sandboxes.runtime.output import CappedSink
 from sandboxes.wasi import abi
 from sandboxes.wasi.abi import Errno, Filetype
 from sandboxes.wasi.guest_memory import GuestFault, GuestMemory
 from sandboxes.wasi.memfs import (
     DIR_SIZE,
+    MAX_PATH_BYTES,
     Dir,
     File,
     FsError,
@@ -188,14 +190,12 @@ class RunFiles:
     @staticmethod
     def _scatter(mem: GuestMemory, bufs: list[tuple[int, int]], data: bytes | bytearray,
                  offset: int) -> int:
-        total = 0
-        for ptr, length in bufs:
-            chunk = data[offset + total:offset + total + length]
-            mem.write(ptr, chunk)
-            total += len(chunk)
-            if len(chunk) < length:
-                break
-        return total
+        """Copy ``data[offset:]`` into the guest's buffer (one copy); the count copied."""
+        ptr, length = bufs[0]
+        count = max(min(length, len(data) - offset), 0)
+        with memoryview(data) as source:  # released at once: a bytearray may grow later
+            mem.write(ptr, source[offset:offset + count])
+        return count
 
     def fd_write(self, mem: GuestMemory, fd: int, iovs: int, iovs_len: int,
                  nwritten_ptr: int) -> None:
@@ -210,13 +210,12 @@ class RunFiles:
                 sink.write(mem.read(ptr, min(length, room)), length)  # a full sink drops
                 total += length
         elif desc.kind is Kind.FILE and desc.writable:
-            data = b"".join(mem.read(ptr, length) for ptr, length in bufs)
+            ptr, total = bufs[0]
             file = desc.file
             offset = file.size if desc.append else desc.position
-            if data:  # an empty write changes nothing, wherever the offset is
-                file.write_at(offset, data)
-            desc.position = file.size if desc.append else offset + len(data)
-            total = len(data)
+            if total:  # an empty write changes nothing, wherever the offset is
+                file.write_at(offset, mem.view(ptr, total))  # charged before it is copied
+            desc.position = file.size if desc.append else offset + total
         else:
             raise FsError(Errno.BADF)
         mem.put_u32(nwritten_ptr, total)
@@ -229,11 +228,11 @@ class RunFiles:
             raise FsError(Errno.SPIPE)
         if desc.kind is not Kind.FILE or not desc.writable:
             raise FsError(Errno.BADF)
-        data = b"".join(mem.read(ptr, length) for ptr, length in bufs)
+        ptr, total = bufs[0]
         file = desc.file
-        if data:
-            file.write_at(file.size if desc.append else offset, data)  # Linux: append wins
-        mem.put_u32(nwritten_ptr, len(data))
+        if total:  # Linux: append wins over the offset
+            file.write_at(file.size if desc.append else offset, mem.view(ptr, total))
+        mem.put_u32(nwritten_ptr, total)
 
     def fd_seek(self, mem: GuestMemory, fd: int, offset: int, whence: int,
                 newoffset_ptr: int) -> None:
@@ -372,12 +371,15 @@ class RunFiles:
     def fd_readdir(self, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int,
                    bufused_ptr: int) -> None:
         directory = self._dir(fd).dir
-        entries: list[tuple[str, Node]] = [(".", directory), ("..", directory)]
-        entries += sorted(directory.entries.items())
         mem.check(buf, buf_len)
+        listing, sorted_now = directory.listing()
+        mem.cost += sorted_now * ITEM_FUEL
         out = bytearray()
-        for index in range(cookie, len(entries)) if cookie < len(entries) else ():
-            name, node = entries[index]
+        for index in range(cookie, len(listing) + 2) if cookie < len(listing) + 2 else ():
+            name, node = (".", directory) if index < 2 else listing[index - 2]
+            if index == 1:
+                name = ".."
+            mem.cost += ITEM_FUEL
             encoded = name.encode()
             out += abi.DIRENT.pack(index + 1, node.ino, len(encoded), node.filetype) + encoded
             if len(out) >= buf_len:
@@ -389,8 +391,13 @@ class RunFiles:
     # -- paths -----------------------------------------------------------------------------
     @staticmethod
     def _path(mem: GuestMemory, ptr: int, length: int) -> bytes:
-        """The guest's path argument; not UTF-8 is EILSEQ before anything else is checked."""
+        """The guest's path argument; not UTF-8 is EILSEQ before anything else is checked,
+        but a path past PATH_MAX is ENAMETOOLONG before a byte of it is copied."""
+        mem.check(ptr, length)
+        if length >= MAX_PATH_BYTES:
+            raise FsError(Errno.NAMETOOLONG)
         raw = mem.read(ptr, length)
+        mem.cost += length  # split and walked component by component
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -500,7 +507,7 @@ class RunFiles:
         node = src.entries.get(src_name)
         if (src_slash or dst_slash) and isinstance(node, File):
             raise FsError(Errno.NOTDIR)
-        src.tree.rename(src, src_name, dst, dst_name)
+        mem.cost += src.tree.rename(src, src_name, dst, dst_name) * ITEM_FUEL
 
     def path_filestat_get(self, mem: GuestMemory, fd: int, flags: int, path: int,
                           path_len: int, buf: int) -> None:
@@ -581,7 +588,8 @@ def _invalid(what: str, value: int) -> GuestFault:
 
 def _iovecs(mem: GuestMemory, iovs: int, iovs_len: int) -> list[tuple[int, int]]:
     """The one buffer a read or write transfers: the first non-empty iovec (or an empty
-    one), as wasmtime's preview1 does; a short count makes libc call again."""
+    one), as wasmtime's preview1 does, cut to ``MAX_TRANSFER_BYTES``; a short count makes
+    libc call again."""
     if iovs_len > MAX_IOVS:
         raise FsError(Errno.INVAL)
     mem.check(iovs, abi.IOVEC.size * iovs_len, abi.IOVEC_ALIGN)
@@ -590,7 +598,7 @@ def _iovecs(mem: GuestMemory, iovs: int, iovs_len: int) -> list[tuple[int, int]]
         ptr, length = abi.IOVEC.unpack_from(raw, abi.IOVEC.size * i)
         if length:
             mem.check(ptr, length)
-            return [(ptr, length)]
+            return [(ptr, min(length, MAX_TRANSFER_BYTES))]
     return [(0, 0)]
 
 
@@ -599,6 +607,7 @@ def _put_filestat(mem: GuestMemory, buf: int, node: Node) -> None:
         nlink, size = node.links, node.size
     else:
         assert isinstance(node, Dir)
+        mem.cost += len(node.entries) * ITEM_FUEL  # nlink counts its subdirectories
         nlink, size = node.nlink, DIR_SIZE
     mem.pack(abi.FILESTAT, buf, abi.FILESTAT_ALIGN, 1, node.ino, node.filetype, nlink, size,
              node.atime, node.mtime, node.ctime)

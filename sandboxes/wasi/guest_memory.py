@@ -5,12 +5,18 @@ signed view of an i32), and every range is checked as Python integers, so ``ptr 
 cannot wrap. A bad pointer is a ``GuestFault``, which Warden's host functions turn into a
 trap, as wasmtime's own WASI does ("If a misaligned pointer is passed to a function, the
 function shall trap", witx docs).
+
+Bytes move through ``view`` (a memoryview over the guest's own memory: one copy, never
+two, and no C-int size limit) and every byte moved is added to ``cost``, the call's fuel
+(``sandboxes.metering.host_costs``), so a guest pays for the host work it causes.
 """
 
 from __future__ import annotations
 
 import ctypes
 import struct
+
+from sandboxes.metering.host_costs import BYTES_PER_FUEL
 
 
 class GuestFault(Exception):  # noqa: N818 - a fault of the guest, as a page fault
@@ -19,13 +25,14 @@ class GuestFault(Exception):  # noqa: N818 - a fault of the guest, as a page fau
 
 class GuestMemory:
     """The caller's exported ``memory`` during one host call (``base``/``size``: address and
-    length; both 0 when the module exports no memory)."""
+    length; both 0 when the module exports no memory) and the fuel the call has cost."""
 
-    __slots__ = ("base", "size")
+    __slots__ = ("base", "cost", "size")
 
     def __init__(self, base: int, size: int) -> None:
         self.base = base
         self.size = size
+        self.cost = 0
 
     def check(self, ptr: int, length: int, align: int = 1) -> None:
         if ptr % align:
@@ -33,15 +40,23 @@ class GuestMemory:
         if ptr + length > self.size or (not self.base and length):
             raise GuestFault(f"{length} bytes at {ptr:#x} are outside the guest's memory")
 
-    def read(self, ptr: int, length: int) -> bytes:
+    def view(self, ptr: int, length: int) -> memoryview:
+        """The guest's bytes ``ptr .. ptr+length``, writable, valid during this call only."""
         self.check(ptr, length)
-        return ctypes.string_at(self.base + ptr, length) if length else b""
+        self.cost += length // BYTES_PER_FUEL
+        if not length:
+            return memoryview(b"")
+        return memoryview((ctypes.c_char * length).from_address(self.base + ptr)).cast("B")
+
+    def read(self, ptr: int, length: int) -> bytes:
+        return bytes(self.view(ptr, length))
 
     def write(self, ptr: int, data: bytes | bytearray | memoryview) -> None:
         length = len(data)
-        self.check(ptr, length)
         if length:
-            ctypes.memmove(self.base + ptr, bytes(data), length)
+            self.view(ptr, length)[:] = data
+        else:
+            self.check(ptr, 0)
 
     def unpack(self, layout: struct.Struct, ptr: int, align: int) -> tuple[int, ...]:
         self.check(ptr, layout.size, align)

@@ -116,7 +116,8 @@ class File(Node):
             del data[size:]
         self.touch()
 
-    def write_at(self, offset: int, chunk: bytes) -> None:
+    def write_at(self, offset: int, chunk: bytes | memoryview) -> None:
+        """Write ``chunk`` at ``offset``: the growth is charged before a byte is copied."""
         data = self._writable()
         end = offset + len(chunk)
         if end > len(data):
@@ -144,13 +145,28 @@ class File(Node):
 class Dir(Node):
     """A directory; ``parent`` is None for a tree's root and for a removed directory."""
 
-    __slots__ = ("entries", "parent", "removed")
+    __slots__ = ("_listing", "entries", "parent", "removed")
 
     def __init__(self, tree: Tree, parent: Dir | None) -> None:
         super().__init__(tree)
         self.entries: dict[str, Node] = {}
         self.parent = parent
         self.removed = False
+        self._listing: list[tuple[str, Node]] | None = None
+
+    def touch(self) -> None:
+        """Its entries changed (every change of ``entries`` calls this)."""
+        super().touch()
+        self._listing = None
+
+    def listing(self) -> tuple[list[tuple[str, Node]], int]:
+        """The entries in name order (readdir's order), and how many were sorted for this
+        call: the list is kept until the directory changes, so listing a big directory
+        in many small reads sorts it once."""
+        if self._listing is not None:
+            return self._listing, 0
+        self._listing = sorted(self.entries.items())
+        return self._listing, len(self._listing)
 
     @property
     def filetype(self) -> Filetype:
@@ -160,13 +176,16 @@ class Dir(Node):
     def nlink(self) -> int:
         return 2 + sum(1 for n in self.entries.values() if isinstance(n, Dir))
 
-    def is_ancestor_of(self, other: Dir) -> bool:
+    def is_ancestor_of(self, other: Dir) -> tuple[bool, int]:
+        """Whether ``other`` is this directory or below it, and the levels climbed."""
         node: Dir | None = other
+        levels = 0
         while node is not None:  # iterative: a tree may be thousands of levels deep
             if node is self:
-                return True
+                return True, levels
             node = node.parent
-        return False
+            levels += 1
+        return False, levels
 
 
 class Tree:
@@ -201,6 +220,7 @@ class Tree:
                 node.entries[part] = child
             node = child
         node.entries[leaf] = File(self, data)
+        node.touch()
 
     # -- changes ---------------------------------------------------------------------------
     def create_file(self, parent: Dir, name: str) -> File:
@@ -250,9 +270,9 @@ class Tree:
         parent.touch()
         self._forget(node)
 
-    def rename(self, src_dir: Dir, src_name: str, dst_dir: Dir, dst_name: str) -> None:
+    def rename(self, src_dir: Dir, src_name: str, dst_dir: Dir, dst_name: str) -> int:
         """POSIX rename within this tree: replaces a file by a file or an empty directory
-        by a directory, atomically."""
+        by a directory, atomically. Returns the levels climbed to check it (its cost)."""
         self.check_writable()
         node = src_dir.entries.get(src_name)
         if node is None:
@@ -260,9 +280,11 @@ class Tree:
         _check_alive(dst_dir)
         target = dst_dir.entries.get(dst_name)
         if target is node:
-            return
+            return 0
+        levels = 0
         if isinstance(node, Dir):
-            if node.is_ancestor_of(dst_dir):
+            inside, levels = node.is_ancestor_of(dst_dir)
+            if inside:
                 raise FsError(Errno.INVAL)  # a directory into itself
             if target is not None:
                 if not isinstance(target, Dir):
@@ -281,6 +303,7 @@ class Tree:
         src_dir.touch()
         dst_dir.touch()
         node.ctime = time.time_ns()
+        return levels
 
     def _forget(self, node: Node) -> None:
         if self.quota is not None:

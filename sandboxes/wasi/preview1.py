@@ -1,5 +1,5 @@
-"""The WASI preview1 linker for core modules: wasmtime's own WASI for arguments, environment,
-clocks and randomness; Warden's own for every descriptor, path, poll and exit call.
+"""The WASI preview1 linker for core modules: wasmtime's own WASI for arguments, environment
+and clocks; Warden's own for every descriptor, path, poll, randomness and exit call.
 
 Descriptors and files are ``sandboxes.wasi.descriptors.RunFiles`` over in-memory trees, so
 no guest call ever reaches a host path or a host descriptor, and the scratch quota is exact.
@@ -19,6 +19,7 @@ in Warden, so the run stops as ``internal_error`` (fail closed) and the guest tr
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,8 +27,15 @@ from typing import Any, Final
 
 import wasmtime
 
+from sandboxes.metering.fuel_rewriter import FUEL_GLOBAL
+from sandboxes.metering.host_costs import CALL_FUEL, ITEM_FUEL
 from sandboxes.runtime.control import RunControl, StopReason
-from sandboxes.runtime.wasmtime_ext import HostTrap, define_exit_func, define_memory_func
+from sandboxes.runtime.wasmtime_ext import (
+    HostTrap,
+    consume_fuel,
+    define_exit_func,
+    define_memory_func,
+)
 from sandboxes.wasi import abi
 from sandboxes.wasi.abi import Errno
 from sandboxes.wasi.descriptors import RunFiles
@@ -39,6 +47,9 @@ log = logging.getLogger(__name__)
 WASI_P1: Final = "wasi_snapshot_preview1"
 EXIT_TRAP: Final = b"warden: proc_exit"
 _MAX_SUBSCRIPTIONS: Final = 4096
+_FUEL_GLOBAL: Final = FUEL_GLOBAL.encode()
+_MAX_RANDOM_BYTES: Final = 64 * 1024 * 1024
+_RANDOM_CHUNK: Final = 1024 * 1024
 
 # name: parameter letters (i: i32 as u32, I: i64 as u64), all returning an errno.
 SIGNATURES: Final[dict[str, str]] = {
@@ -82,22 +93,32 @@ SIGNATURES: Final[dict[str, str]] = {
 _current = threading.local()
 
 
-def bind_run(control: RunControl | None, files: RunFiles | None) -> None:
-    """Tell this thread's host functions which run (and which descriptors) they serve."""
+def bind_run(control: RunControl | None, files: RunFiles | None,
+             instrumented: bool = False) -> None:
+    """Tell this thread's host functions which run (and which descriptors) they serve, and
+    where its fuel is (the instrumented module's global, or the store's)."""
     _current.control = control
     _current.files = files
+    _current.fuel_global = _FUEL_GLOBAL if instrumented else None
 
 
 def _host_call(name: str, call: Callable[..., Any]) -> Callable[..., int]:
     """Wrap ``call(files, control, memory, *args)`` as a ``define_memory_func`` callback."""
 
-    def host(base: int, size: int, *args: int) -> int:
+    def host(caller: int, base: int, size: int, *args: int) -> int:
         files: RunFiles | None = getattr(_current, "files", None)
         control: RunControl | None = getattr(_current, "control", None)
         if files is None or control is None:  # not inside a Warden run: nothing to serve
             return Errno.BADF
+        mem = GuestMemory(base, size)
+        errno = Errno.SUCCESS
         try:
-            call(files, control, GuestMemory(base, size), *args)
+            try:
+                call(files, control, mem, *args)
+            except FsError as err:
+                errno = err.errno
+            finally:  # the work done is paid for, whatever the call's outcome
+                consume_fuel(caller, CALL_FUEL + mem.cost, _current.fuel_global)
         except FsError as err:
             return err.errno
         except GuestFault as fault:
@@ -106,7 +127,7 @@ def _host_call(name: str, call: Callable[..., Any]) -> Callable[..., int]:
             log.exception("internal error in WASI %s", name)
             control.stop(StopReason.INTERNAL_ERROR)
             raise HostTrap(f"warden: internal error in {name}") from None
-        return Errno.SUCCESS
+        return errno
 
     return host
 
@@ -126,6 +147,7 @@ def _poll_oneoff(files: RunFiles, control: RunControl, mem: GuestMemory, in_ptr:
     mem.check(out_ptr, abi.EVENT.size * nsubs, abi.EVENT_ALIGN)
     mem.check(nevents_ptr, 4, 4)
     raw = mem.read(in_ptr, abi.SUBSCRIPTION.size * nsubs)
+    mem.cost += nsubs * ITEM_FUEL
     subs = [abi.SUBSCRIPTION.unpack_from(raw, i * abi.SUBSCRIPTION.size) for i in range(nsubs)]
     events = _wait(control, files, subs)
     mem.write(out_ptr, b"".join(events))
@@ -172,6 +194,22 @@ def _wait(control: RunControl, files: RunFiles,
     ] or [abi.EVENT.pack(clocks[0][1], Errno.SUCCESS, abi.EVENTTYPE_CLOCK, 0, 0)]
 
 
+def _random_get(files: RunFiles, control: RunControl, mem: GuestMemory, buf: int,
+                buf_len: int) -> None:
+    """Fill the buffer from the OS's CSPRNG a chunk at a time, stopping when the run is
+    stopped (wasmtime's own fills up to 64 MiB in one go, ~0.2 s no deadline can cut)."""
+    mem.check(buf, buf_len)
+    if buf_len > _MAX_RANDOM_BYTES:  # as wasmtime: "requested len ... exceeds limit"
+        raise GuestFault(f"random_get of {buf_len} bytes exceeds {_MAX_RANDOM_BYTES}")
+    for start in range(0, buf_len, _RANDOM_CHUNK):
+        if control.remaining() <= 0:
+            control.stop(StopReason.WALL_TIMEOUT)
+        if control.reason is not None:  # never a success with the buffer half filled
+            raise GuestFault("the run was stopped during random_get")
+        count = min(_RANDOM_CHUNK, buf_len - start)
+        mem.write(buf + start, os.urandom(count))
+
+
 def _proc_exit(code: int) -> None:
     """Record the status: wasmtime's own proc_exit refuses codes >= 126 with an error that
     loses the code (a judge needs 137 reported as 137)."""
@@ -190,6 +228,8 @@ def build_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
                            on_error=Errno.IO)
     define_memory_func(linker, WASI_P1, "poll_oneoff", "iiii",
                        _host_call("poll_oneoff", _poll_oneoff), on_error=Errno.IO)
+    define_memory_func(linker, WASI_P1, "random_get", "ii",
+                       _host_call("random_get", _random_get), on_error=Errno.IO)
     define_exit_func(linker, WASI_P1, "proc_exit", _proc_exit, EXIT_TRAP)
     linker.allow_shadowing = False
     return linker
