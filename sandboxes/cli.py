@@ -1,17 +1,20 @@
-"""The ``warden`` command line. Subcommands of later parts (up, api, worker, submit,
-languages) register on the same Typer app."""
+"""The ``warden`` command line. Subcommands of later parts (up, api, worker, submit, job)
+register on the same Typer app; the options a job takes are defined here once, for both
+``warden run`` (in-process) and ``warden submit`` (through the API)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 from pydantic import ValidationError
 
+from sandboxes.exit_codes import ExitCode, exit_code, help_text
 from sandboxes.languages.registry import LANGUAGES, get_language
 from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant
+from sandboxes.settings import SettingsError, get_settings
 from sandboxes.units import format_size
 
 app = typer.Typer(
@@ -22,21 +25,107 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Warden: run untrusted code safely on WebAssembly."""
+    check_settings()
 
 
-# Exit codes of `warden run` beyond the guest's own exit code.
-EXIT_LIMIT = 124  # a limit or trap ended the guest
-EXIT_INVALID = 125  # the module or the options were rejected
-EXIT_CODE_MAX = 255  # guest exit codes above this exit with it
+def check_settings() -> None:
+    """Every command needs valid WARDEN_* settings: a bad one is one line and exit 2."""
+    try:
+        get_settings()
+    except SettingsError as err:
+        typer.echo(f"warden: {err}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from None
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str, code: int = ExitCode.REJECTED) -> typer.Exit:
     typer.echo(f"warden: {message}", err=True)
-    return typer.Exit(EXIT_INVALID)
+    return typer.Exit(code)
+
+
+# -- what a file is ------------------------------------------------------------------------
+MODULE_SUFFIXES: Final = (".wasm", ".wat")
+SOURCE_SUFFIXES: Final = {Path(lang.file_name).suffix: lang.id for lang in LANGUAGES.values()}
+_LANGUAGE_IDS: Final = ", ".join(LANGUAGES)
+
+
+def noun(path: Path, lang: str | None) -> str:
+    """What to call ``path`` in messages: source is never a "module"."""
+    if lang or path.suffix in SOURCE_SUFFIXES:
+        return "source"
+    return "module" if path.suffix in MODULE_SUFFIXES else "file"
+
+
+def language_of(path: Path, data: bytes, lang: str | None = None) -> str | None:
+    """The language of a source file, or None for a module (``.wasm``, ``.wat``, or wasm
+    bytes under any name). Any other name needs ``--lang``: it is refused, not guessed."""
+    if lang:
+        return lang
+    if path.suffix in MODULE_SUFFIXES or data.startswith(b"\0asm"):
+        return None
+    language = SOURCE_SUFFIXES.get(path.suffix)
+    if language is None:
+        raise fail(f"cannot tell what {str(path)!r} is from its name: give --lang "
+                   f"({_LANGUAGE_IDS}), or name a module .wasm or .wat")
+    return language
+
+
+def read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+
+
+# -- the options of a job (run and submit) -------------------------------------------------
+PathArg = Annotated[Path, typer.Argument(
+    metavar="FILE", show_default=False,
+    help="A module (.wasm binary or WASI P2 component, .wat text) or source "
+         f"({' '.join(SOURCE_SUFFIXES)}); any other name needs --lang",
+)]
+LangOpt = Annotated[str | None, typer.Option(
+    help=f"Source language ({_LANGUAGE_IDS}); default: from the file's suffix")]
+FlagOpt = Annotated[list[str] | None, typer.Option(
+    help="Allowed compiler flag, e.g. -O3 (repeatable)")]
+StdinOpt = Annotated[Path | None, typer.Option(help="File whose bytes are the guest's stdin")]
+ArgOpt = Annotated[list[str] | None, typer.Option(help="Guest argument (repeatable)")]
+EnvOpt = Annotated[list[str] | None, typer.Option(
+    help="Guest env var NAME=VALUE (repeatable)")]
+FileOpt = Annotated[list[str] | None, typer.Option(
+    "--file", help="Read-only file NAME=PATH, visible at /NAME (repeatable)")]
+ScratchOpt = Annotated[str | None, typer.Option(
+    help="Grant a writable /tmp with this quota, e.g. 16MiB")]
+FuelOpt = Annotated[int | None, typer.Option(help="Fuel budget (~ wasm instructions)")]
+MemoryOpt = Annotated[str | None, typer.Option(help="Linear memory limit, e.g. 64MiB")]
+TimeoutOpt = Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 2s or 500ms")]
+StackOpt = Annotated[str | None, typer.Option(help="Wasm stack limit, e.g. 1MiB")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+
+
+def job_inputs(
+    *, stdin: Path | None, arg: list[str] | None, env: list[str] | None,
+    file: list[str] | None, scratch: str | None, fuel: int | None, memory: str | None,
+    timeout: str | None, stack: str | None,
+) -> tuple[Limits, Grants]:
+    """The limits (only those given: the rest stay the language's or the server's
+    defaults) and grants the options ask for; a bad value is one line and exit 125."""
+    given = {"fuel": fuel, "memory_bytes": memory, "wall_time_s": timeout,
+             "stack_bytes": stack}
+    try:
+        limits = Limits.model_validate({k: v for k, v in given.items() if v is not None})
+        grants = Grants(
+            args=arg or [],
+            env=_pairs(env or [], "--env"),
+            stdin=read(stdin, "stdin") if stdin else b"",
+            files={name: read(Path(path), "file")
+                   for name, path in _pairs(file or [], "--file").items()},
+            scratch=ScratchGrant(quota_bytes=scratch) if scratch else None,
+        )
+    except ValidationError as exc:
+        raise fail(validation_text(exc)) from None
+    return limits, grants
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -49,67 +138,27 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise fail(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+def validation_text(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
 
 
-@app.command()
+# -- commands ------------------------------------------------------------------------------
+@app.command(epilog=help_text())
 def run(
-    module: Annotated[Path, typer.Argument(
-        help="A .wasm binary, .wat text, WASI P2 component, or source (.c .cpp .zig .rs .py .js)"
-    )],
-    lang: Annotated[
-        str | None, typer.Option(help="Source language id (default: from the file suffix)")
-    ] = None,
-    flag: Annotated[
-        list[str] | None, typer.Option(help="Allowed compiler flag, e.g. -O3 (repeatable)")
-    ] = None,
-    stdin: Annotated[
-        Path | None, typer.Option(help="File whose bytes are the guest's stdin")
-    ] = None,
-    arg: Annotated[list[str] | None, typer.Option(help="Guest argument (repeatable)")] = None,
-    env: Annotated[
-        list[str] | None, typer.Option(help="Guest env var NAME=VALUE (repeatable)")
-    ] = None,
-    file: Annotated[
-        list[str] | None, typer.Option(help="Read-only file NAME=PATH, visible at /NAME")
-    ] = None,
-    scratch: Annotated[
-        str | None, typer.Option(help="Grant a writable /tmp with this quota, e.g. 16MiB")
-    ] = None,
-    fuel: Annotated[int | None, typer.Option(help="Fuel budget (~ wasm instructions)")] = None,
-    memory: Annotated[str | None, typer.Option(help="Linear memory limit, e.g. 64MiB")] = None,
-    timeout: Annotated[str | None, typer.Option(help="Wall-clock limit, e.g. 2s or 500ms")] = None,
-    stack: Annotated[str | None, typer.Option(help="Wasm stack limit, e.g. 1MiB")] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    path: PathArg, lang: LangOpt = None, flag: FlagOpt = None, stdin: StdinOpt = None,
+    arg: ArgOpt = None, env: EnvOpt = None, file: FileOpt = None, scratch: ScratchOpt = None,
+    fuel: FuelOpt = None, memory: MemoryOpt = None, timeout: TimeoutOpt = None,
+    stack: StackOpt = None, json: JsonOpt = False,
 ) -> None:
     """Run a WebAssembly module, or compile source in the jail and run it, under limits."""
-    source = read(module, "module")
-    language = lang or language_of(module)
-    overrides: dict[str, object] = {
-        k: v
-        for k, v in {
-            "fuel": fuel, "memory_bytes": memory, "wall_time_s": timeout, "stack_bytes": stack
-        }.items()
-        if v is not None
-    }
-    try:
-        limits = Limits.model_validate(overrides)
-        grants = Grants(
-            args=arg or [],
-            env=_pairs(env or [], "--env"),
-            stdin=read(stdin, "stdin") if stdin else b"",
-            files={
-                name: read(Path(path), "file")
-                for name, path in _pairs(file or [], "--file").items()
-            },
-            scratch=ScratchGrant(quota_bytes=scratch) if scratch else None,
-        )
-    except ValidationError as exc:
-        raise fail(validation_text(exc)) from None
+    if lang and get_language(lang) is None:
+        raise fail(f"unknown language {lang!r} (languages: {_LANGUAGE_IDS})")
+    data = read(path, noun(path, lang))
+    language = language_of(path, data, lang)
+    limits, grants = job_inputs(stdin=stdin, arg=arg, env=env, file=file, scratch=scratch,
+                                fuel=fuel, memory=memory, timeout=timeout, stack=stack)
     from sandboxes.runtime.sandbox import Sandbox  # deferred: wasmtime import is not free
 
     if language is not None:
@@ -118,27 +167,53 @@ def run(
         registered = get_language(language)
         if registered is not None:
             limits = registered.limits(limits)  # its defaults under the options given
-        result = SourceRunner(Sandbox()).run(language, source, limits, grants, flag or [])
+        result = SourceRunner(Sandbox()).run(language, data, limits, grants, flag or [])
+    elif flag:
+        raise fail("--flag applies to source only")
     else:
-        result = Sandbox().run(source, limits, grants)
+        result = Sandbox().run(data, limits, grants)
     if json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
-        sys.stdout.buffer.write(result.stdout)
-        sys.stderr.buffer.write(result.stderr)
-        sys.stdout.flush()
-        typer.echo(summary(result), err=True)
+        print_result(result)
     raise typer.Exit(exit_code(result))
 
 
-def language_of(path: Path) -> str | None:
-    """The language whose source files end like ``path`` (None for modules)."""
-    if path.suffix in (".wasm", ".wat"):
-        return None
-    for language in LANGUAGES.values():
-        if Path(language.file_name).suffix == path.suffix:
-            return language.id
-    return None
+def print_result(result: RunResult, heading: str = "") -> None:
+    """The guest's output as it wrote it, the compiler's messages, then the summary."""
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.flush()
+    if result.compile_output:
+        typer.echo(result.compile_output.rstrip("\n"), err=True)
+    typer.echo(summary(result, heading), err=True)
+
+
+def summary(result: RunResult, heading: str = "") -> str:
+    """``[warden] status=… figures``, then the message. A compile error shows only what
+    it has (the compile time): it never ran, so it has no run figures."""
+    parts = [f"status={result.status.value}"]
+    if result.status is not RunStatus.COMPILE_ERROR:
+        if result.trap_kind:
+            parts.append(f"trap={result.trap_kind.value}")
+        if result.exit_code is not None:
+            parts.append(f"exit={result.exit_code}")
+        parts.append(f"time={_ms(result.wall_time_s)}")
+        parts.append(f"fuel={result.fuel_used}")
+        parts.append(f"memory={format_size(result.memory_peak_bytes)}")
+    if result.compile_time_s:
+        parts.append(f"compile={_ms(result.compile_time_s)}")
+    elif result.status is RunStatus.COMPILE_ERROR:  # the compiler's verdict, remembered
+        parts.append("compile=cached" if result.compile_cached else "compile=0.00ms")
+    if result.stdout_truncated or result.stderr_truncated:
+        parts.append("output=truncated")
+    line = "[warden] " + heading + " ".join(parts)
+    return line + (f"\n[warden] {result.message}" if result.message else "")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}ms"
 
 
 @app.command()
@@ -161,59 +236,36 @@ def warm(
         bool, typer.Option("--python/--no-python", help="Build Warden's CPython (~5 min once)")
     ] = True,
 ) -> None:
-    """Build the zig sysroot, QuickJS and Warden's CPython; compile the interpreters."""
-    import time
+    """Build the toolchains and compile the interpreters, showing each step.
 
+    The zig sysroot, Go's standard library, QuickJS, Ruby and Warden's CPython (about 10
+    minutes on a fresh machine, seconds afterwards), then a summary of the steps' times.
+    """
+    import logging
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    from sandboxes.cli_steps import Steps
     from sandboxes.languages.source_runner import SourceRunner
     from sandboxes.languages.toolchains.python_runtime import ensure_built
     from sandboxes.runtime.sandbox import Sandbox
-    from sandboxes.settings import get_settings
 
-    started = time.perf_counter()
-    if python:
-        problem = ensure_built(get_settings().toolchain_dir)
-        if problem is not None:  # Python jobs still run, on the slower pinned build
-            typer.echo(f"warden: {problem}; Python uses the pinned -O0 build", err=True)
-    runner = SourceRunner(Sandbox())
-    runner.warm()
-    typer.echo(f"warden: toolchains ready in {time.perf_counter() - started:.1f}s "
-               f"(Python {runner.python.version})")
-
-
-def validation_text(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
-    )
-
-
-def summary(result: RunResult) -> str:
-    parts = [f"status={result.status.value}"]
-    if result.trap_kind:
-        parts.append(f"trap={result.trap_kind.value}")
-    if result.exit_code is not None:
-        parts.append(f"exit={result.exit_code}")
-    parts.append(f"time={result.wall_time_s * 1000:.2f}ms")
-    parts.append(f"fuel={result.fuel_used}")
-    parts.append(f"memory={format_size(result.memory_peak_bytes)}")
-    if result.stdout_truncated or result.stderr_truncated:
-        parts.append("output=truncated")
-    line = "[warden] " + " ".join(parts)
-    return line + (f"\n[warden] {result.message}" if result.message else "")
-
-
-def exit_code(result: RunResult) -> int:
-    """The process exit code for ``result``: a failed run never exits 0 (a shell keeps only
-    the low 8 bits, so a guest's 256 would read as success: codes above 255 exit 255)."""
-    if result.status is RunStatus.OK:
-        return 0
-    if result.status is RunStatus.NONZERO_EXIT:
-        return min(result.exit_code or 1, EXIT_CODE_MAX)
-    if result.status in (
-        RunStatus.INVALID_MODULE, RunStatus.LINK_ERROR, RunStatus.UNSUPPORTED,
-        RunStatus.COMPILE_ERROR, RunStatus.INTERNAL_ERROR,
-    ):
-        return EXIT_INVALID
-    return EXIT_LIMIT
+    progress = Console(stderr=True)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[
+        RichHandler(console=progress, show_time=False, show_path=False)])
+    with Steps(progress) as steps:
+        if python:
+            steps.start("Warden's CPython for WASI (a ~5 minute build, once)")
+            problem = ensure_built(get_settings().toolchain_dir)
+            if problem is not None:  # Python jobs still run, on the slower pinned build
+                steps.note(f"{problem}; Python uses the pinned -O0 build")
+        runner = SourceRunner(Sandbox())
+        runner.warm(progress=steps.start)
+    out = Console()
+    out.print(steps.summary())
+    out.print(f"warden: toolchains ready in {steps.total_s:.1f}s "
+              f"(Python {runner.python.version})", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -7,11 +7,23 @@ the hard maximum and are applied by the service.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from sandboxes.units import parse_duration, parse_size
 
@@ -98,6 +110,66 @@ def _duration(value: Any) -> Any:
 Bytes = Annotated[int, BeforeValidator(_size)]
 Seconds = Annotated[float, BeforeValidator(_duration)]
 
+# Standard base64 (RFC 4648 section 4: A-Z a-z 0-9 + / with = padding), as JSON Schema's
+# "format: byte" means; never the URL-safe alphabet, which standard decoders misread.
+BASE64_PATTERN: Final = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+_BASE64_SCHEMA: Final = {
+    "type": "string", "format": "byte", "contentEncoding": "base64",
+    "pattern": BASE64_PATTERN,
+}
+
+
+def decode_base64(text: str) -> bytes:
+    """Standard base64 to bytes; ValueError (one clear sentence) for anything else."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "not standard base64 (RFC 4648: A-Z, a-z, 0-9, '+', '/', with '=' padding)"
+        ) from None
+
+
+def _from_base64(value: Any) -> Any:
+    return decode_base64(value) if isinstance(value, str) else value
+
+
+def _to_base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+# Bytes that JSON carries as standard base64, in and out (Python code passes bytes).
+Base64Bytes = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(_to_base64, return_type=str, when_used="json"),
+    WithJsonSchema(_BASE64_SCHEMA),
+]
+
+
+# What a run wrote: standard base64 in JSON too, but its schema has no pattern, since the
+# API can return outputs as text on request (``?encoding=text``).
+OutputBytes = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(_to_base64, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64",
+                    "description": "Standard base64 of the bytes (UTF-8 text instead when "
+                                   "the API is asked for encoding=text)"}),
+]
+
+
+def _timestamp_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# A moment, as RFC 3339 text in UTC with microseconds ("2026-12-02T06:41:54.883602Z");
+# unix seconds (what the job store keeps) are accepted on input.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_timestamp_text, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
 
 def _limit(name: str) -> Any:
     bound = LIMIT_BOUNDS[name]
@@ -163,9 +235,7 @@ class Grants(BaseModel):
     In JSON, ``stdin`` and file contents are base64.
     """
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     args: list[Annotated[str, Field(max_length=MAX_ARG_BYTES)]] = Field(
         default_factory=list, max_length=MAX_ARGS,
@@ -174,8 +244,8 @@ class Grants(BaseModel):
     env: dict[str, Annotated[str, Field(max_length=MAX_ARG_BYTES)]] = Field(
         default_factory=dict, max_length=MAX_ENV
     )
-    stdin: bytes = Field(default=b"", max_length=MAX_STDIN_BYTES)
-    files: dict[str, bytes] = Field(
+    stdin: Base64Bytes = Field(default=b"", max_length=MAX_STDIN_BYTES)
+    files: dict[str, Base64Bytes] = Field(
         default_factory=dict, max_length=MAX_FILES,
         description="Read-only files, visible at /<name> (relative names open too)",
     )
@@ -215,15 +285,13 @@ class Grants(BaseModel):
 
 
 class RunResult(BaseModel):
-    """What one run did. Bytes are base64 in JSON."""
-
-    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    """What one run did. Bytes are standard base64 in JSON."""
 
     status: RunStatus
     trap_kind: TrapKind | None = None
     exit_code: int | None = None
-    stdout: bytes = b""
-    stderr: bytes = b""
+    stdout: OutputBytes = b""
+    stderr: OutputBytes = b""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     fuel_used: int = 0
@@ -270,7 +338,11 @@ class JobSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    wasm_base64: str | None = Field(default=None, description="A .wasm binary or component")
+    wasm_base64: str | None = Field(
+        default=None, description="A .wasm binary or component, in standard base64",
+        json_schema_extra={"format": "byte", "contentEncoding": "base64",
+                           "pattern": BASE64_PATTERN},
+    )
     wat: str | None = Field(default=None, description="WebAssembly text")
     language: str | None = Field(default=None, description="Language id (see /v1/languages)")
     source: str | None = Field(default=None, description="Source code in `language`")
@@ -309,13 +381,11 @@ class JobSpec(BaseModel):
 class JobRecord(BaseModel):
     """The authoritative record of a job, as the API returns it."""
 
-    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
-
     id: str
     state: JobState
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     attempts: int = 0
     result: RunResult | None = None
     error: str | None = Field(default=None, description="Why a job failed outside its run")
@@ -339,4 +409,7 @@ class BatchAccepted(BaseModel):
 
 
 class JobList(BaseModel):
-    jobs: list[JobRecord | None] = Field(description="In the order asked; null if unknown")
+    jobs: list[JobRecord | None] = Field(
+        description="With ids: in the order asked, null if unknown; else newest first")
+    next_cursor: str | None = Field(
+        default=None, description="Listing: pass as `cursor` for the next page (null: none)")

@@ -1,17 +1,32 @@
 """Every WARDEN_* environment setting, read in this one place (pydantic-settings).
 
 Each setting has a safe default; the service, workers and CLI all read ``get_settings()``.
+Sizes (``*_BYTES``) take the forms limits take (``64MiB``), durations (``*_S``) ``2s`` or
+``500ms``. A bad value is a :class:`SettingsError` whose message names the variable and
+what it allows, in one line, so that commands can report it instead of a traceback.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import Field
+import annotated_types
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sandboxes.schema import Bytes, Seconds
+from sandboxes.units import format_size, parse_duration
+
+# Whole seconds (a Redis TTL), in the same forms as other durations ("24h", "86400").
+WholeSeconds = Annotated[
+    int, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)
+]
 
 
 def _default_data_dir() -> Path:
@@ -33,16 +48,16 @@ class Settings(BaseSettings):
         default_factory=_default_data_dir,
         description="Artifact cache, scratch dirs and the embedded Redis's data live here",
     )
-    compile_timeout_s: float = Field(
+    compile_timeout_s: Seconds = Field(
         default=20.0, gt=0, le=600, description="Wall-time cap on compiling one module"
     )
-    compile_memory_bytes: int = Field(
+    compile_memory_bytes: Bytes = Field(
         default=4 * 1024**3, ge=256 * 1024**2, description="Address-space cap of the compiler"
     )
     memory_cache_entries: int = Field(
         default=256, ge=1, description="Compiled modules kept in memory (LRU)"
     )
-    disk_cache_bytes: int = Field(
+    disk_cache_bytes: Bytes = Field(
         default=4 * 1024**3, ge=0, description="Serialized artifacts kept on disk (0: none)"
     )
     toolchain_dir: Path = Field(
@@ -50,17 +65,17 @@ class Settings(BaseSettings):
         description="Prebuilt, read-only toolchain parts (zig sysroot, QuickJS module); shared "
         "by every data dir on the machine",
     )
-    source_compile_timeout_s: float = Field(
+    source_compile_timeout_s: Seconds = Field(
         default=30.0, gt=0, le=600, description="Wall-time cap on compiling one source job"
     )
-    source_compile_memory_bytes: int = Field(
+    source_compile_memory_bytes: Bytes = Field(
         default=2 * 1024**3, ge=256 * 1024**2, description="Address-space cap of a source compiler"
     )
-    compile_output_bytes: int = Field(
+    compile_output_bytes: Bytes = Field(
         default=64 * 1024, ge=1024, le=16 * 1024**2,
         description="Compiler messages kept; a compiler printing more is stopped",
     )
-    compiled_cache_bytes: int = Field(
+    compiled_cache_bytes: Bytes = Field(
         default=1024**3, ge=0, description="Compiled source kept on disk (0: none)"
     )
     warm_languages: bool = Field(
@@ -71,10 +86,10 @@ class Settings(BaseSettings):
         "~1.5x native) instead of wasmtime's fuel and epochs (~2.8x); modules the rewriter "
         "cannot handle, and components, use wasmtime's either way",
     )
-    epoch_tick_s: float = Field(
+    epoch_tick_s: Seconds = Field(
         default=0.005, gt=0, le=0.1, description="Interrupt-check period: bounds stop latency"
     )
-    backstop_grace_s: float = Field(
+    backstop_grace_s: Seconds = Field(
         default=0.5, ge=0.05, le=10,
         description="A component still running this long after its wall limit (or a "
         "cancel) has its executor process killed",
@@ -99,8 +114,10 @@ class Settings(BaseSettings):
         "wasmtime releases the GIL); a stopping worker finishes its lanes' jobs",
     )
     queue_name: str = Field(default="warden", description="RQ queue the jobs go through")
-    job_ttl_s: int = Field(default=86_400, ge=60, description="How long finished jobs are kept")
-    lease_s: float = Field(
+    job_ttl_s: WholeSeconds = Field(
+        default=86_400, ge=60, description="How long finished jobs are kept"
+    )
+    lease_s: Seconds = Field(
         default=10.0, ge=1, le=300, description="A running job whose worker stops renewing "
         "this lease is re-run or failed (the dead-worker recovery time)",
     )
@@ -108,10 +125,12 @@ class Settings(BaseSettings):
     max_queue_length: int = Field(
         default=10_000, ge=1, description="Queued jobs beyond this get 503 + Retry-After"
     )
-    max_body_bytes: int = Field(
+    max_body_bytes: Bytes = Field(
         default=32 * 1024**2, ge=1024, description="Request bodies over this get 413"
     )
-    max_wait_s: float = Field(default=60.0, gt=0, le=600, description="Longest ?wait allowed")
+    max_wait_s: Seconds = Field(
+        default=60.0, gt=0, le=600, description="Longest ?wait allowed"
+    )
 
     @property
     def cache_dir(self) -> Path:
@@ -134,6 +153,106 @@ class Settings(BaseSettings):
         return self.data_dir / "scratch"
 
 
+ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: ``workers`` -> ``WARDEN_WORKERS``."""
+    return f"{ENV_PREFIX}{field}".upper()
+
+
+class SettingsError(ValueError):
+    """WARDEN_* values that are not allowed. The message is one line: each variable, the
+    value given, and what the setting allows (``WARDEN_WORKERS=0: must be an integer from
+    1 to 256``)."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        errors = exc.errors()
+        self.fields = sorted({str(e["loc"][0]) for e in errors if e["loc"]})
+        super().__init__("; ".join(_problem(e) for e in errors))
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment, read once; :class:`SettingsError` if invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(exc) from None
+
+
+def toolchain_dir() -> Path:
+    """WARDEN_TOOLCHAIN_DIR, for code that needs it at import (the languages registry): a
+    bad value of some other setting must not turn every import into a traceback; it is
+    reported, in one line, by whatever reads the settings next (the CLI does at once)."""
+    try:
+        return get_settings().toolchain_dir
+    except SettingsError as err:  # the others as given, the bad ones at their defaults
+        defaults = {name: Settings.model_fields[name].get_default(call_default_factory=True)
+                    for name in err.fields}
+        return Settings(**defaults).toolchain_dir
+
+
+def _problem(error: ErrorDetails) -> str:
+    if not error["loc"] or str(error["loc"][0]) not in Settings.model_fields:
+        return error["msg"]
+    name = str(error["loc"][0])
+    given = _raw_value(env_name(name), str(error.get("input")))
+    shown = shlex.quote(given if len(given) <= 40 else given[:40] + "…")
+    return f"{env_name(name)}={shown}: must be {allowed(name)}"
+
+
+def _raw_value(variable: str, fallback: str) -> str:
+    """The text the user wrote (``64MiB``, not the bytes it was read as)."""
+    for key, value in os.environ.items():
+        if key.upper() == variable:  # pydantic-settings matches names case-insensitively
+            return value
+    return fallback
+
+
+def allowed(name: str) -> str:
+    """What setting ``name`` accepts, in words: its kind, its range and its default."""
+    field = Settings.model_fields[name]
+    shown: Callable[[Any], str] = _number
+    if name.endswith("_bytes"):
+        kind, shown = "a size", format_size
+    elif name.endswith("_s"):
+        kind, shown = "a duration", _seconds
+    else:
+        kind = _kind(field.annotation)
+    low = high = ""
+    for bound in field.metadata:
+        if isinstance(bound, annotated_types.Ge):
+            low = f"at least {shown(bound.ge)}"
+        elif isinstance(bound, annotated_types.Gt):
+            low = f"above {shown(bound.gt)}"
+        elif isinstance(bound, annotated_types.Le):
+            high = f"at most {shown(bound.le)}"
+        elif isinstance(bound, annotated_types.Lt):
+            high = f"below {shown(bound.lt)}"
+    if low.startswith("at least") and high.startswith("at most"):
+        span = f"from {low.removeprefix('at least ')} to {high.removeprefix('at most ')}"
+    else:
+        span = " and ".join(part for part in (low, high) if part)
+    default = field.get_default(call_default_factory=True)
+    text = f"{kind} {span}" if span and kind in ("an integer", "a number") else (
+        f"{kind}, {span}" if span else kind)
+    return text + ("" if default is None else f" (default {shown(default)})")
+
+
+def _kind(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(annotation))
+    kinds: dict[Any, str] = {bool: "true or false", int: "an integer", float: "a number",
+                             Path: "a path"}
+    return kinds.get(annotation, "text")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _seconds(value: Any) -> str:
+    return f"{float(value):g}s"

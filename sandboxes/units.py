@@ -18,7 +18,9 @@ _SIZE_UNITS = {
     "gb": 1000**3,
     "gib": 1024**3,
 }
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "m": 60.0, "min": 60.0}
+_DURATION_UNITS = {
+    "": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "m": 60.0, "min": 60.0, "h": 3600.0,
+}
 _NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 # Far above every limit (the bounds then refuse it with their own message), far below
 # anything that overflows a float or an int64: a 400-digit size is a clear error, not a 500.
@@ -46,7 +48,7 @@ def parse_duration(value: str | float) -> float:
     match = _NUMBER.match(value)
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _DURATION_UNITS:
-        raise ValueError(f"not a duration: {_shown(value)} (examples: 2, 2s, 500ms)")
+        raise ValueError(f"not a duration: {_shown(value)} (examples: 2, 2s, 500ms, 1h)")
     seconds = Decimal(match.group(1)) * Decimal(_DURATION_UNITS[unit])
     if seconds > _LARGEST:
         raise ValueError(f"duration {_shown(value)} is too long")

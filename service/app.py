@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, problem+json errors, body cap, shared state."""
+"""The FastAPI application: routers, problem+json errors, body cap, shared state, docs."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandboxes.settings import Settings, get_settings
-from service import problems
+from service import openapi, problems
 from service.body_limit import BodyLimitMiddleware
 from service.routes import jobs, meta
 from service.state import AppState
+
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,14 +29,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.warden.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets installed with fastapi-offline, not a CDN:
+    # they work on a machine with no internet. No online validator badge either.
+    app = FastAPIOffline(
         title="Warden",
         version="0.1.0",
         description="Run untrusted code safely on WebAssembly.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.include_router(meta.router)
     app.include_router(jobs.router)
+    openapi.install(app)
     app.add_exception_handler(problems.Problem, problems.on_problem)
     app.add_exception_handler(RequestValidationError, problems.on_validation)
     app.add_exception_handler(StarletteHTTPException, problems.on_http)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.problems import MEDIA_TYPE, TYPE_BASE
+from service.problems import MEDIA_TYPE, problem_bytes
 
 
 class BodyTooLargeError(Exception):
@@ -60,10 +58,8 @@ class BodyLimitMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({
-            "type": TYPE_BASE + "body-too-large", "title": "Request body too large",
-            "status": 413, "detail": f"the limit is {self.max_bytes} bytes",
-        }).encode()
+        body = problem_bytes(413, "body-too-large", "Request body too large",
+                             f"the limit is {self.max_bytes} bytes")
         await send({"type": "http.response.start", "status": 413, "headers": [
             (b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
         ]})

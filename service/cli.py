@@ -1,4 +1,4 @@
-"""The full ``warden`` command: the sandbox commands plus up, api, worker and submit."""
+"""The full ``warden`` command: the sandbox commands plus up, api, worker, submit and job."""
 
 from __future__ import annotations
 
@@ -12,18 +12,30 @@ import typer
 from pydantic import ValidationError
 
 from sandboxes.cli import (
-    EXIT_INVALID,
-    EXIT_LIMIT,
+    ArgOpt,
+    EnvOpt,
+    FileOpt,
+    FlagOpt,
+    FuelOpt,
+    LangOpt,
+    MemoryOpt,
+    PathArg,
+    ScratchOpt,
+    StackOpt,
+    StdinOpt,
+    TimeoutOpt,
     app,
-    exit_code,
     fail,
+    job_inputs,
     language_of,
+    noun,
     read,
-    summary,
     validation_text,
 )
-from sandboxes.schema import JobRecord, JobState
+from sandboxes.exit_codes import ExitCode, help_text
 from sandboxes.settings import Settings, get_settings
+from service.cli_jobs import app as jobs_app
+from service.cli_remote import UrlOpt, connect, show_record, stopped_waiting
 
 __all__ = ["app"]
 
@@ -91,99 +103,65 @@ def worker(
     run_worker(burst=burst)
 
 
-@app.command()
+@app.command(epilog=help_text())
 def submit(
-    file: Annotated[Path, typer.Argument(
-        help="A .wasm/.wat module, or source (.c .cpp .zig .rs .py .js, or any file with --lang)"
-    )],
-    lang: Annotated[
-        str | None, typer.Option(help="Source language id (default: from the file suffix)")
-    ] = None,
-    stdin: Annotated[Path | None, typer.Option(help="File to use as stdin")] = None,
+    path: PathArg, lang: LangOpt = None, flag: FlagOpt = None, stdin: StdinOpt = None,
+    arg: ArgOpt = None, env: EnvOpt = None, file: FileOpt = None, scratch: ScratchOpt = None,
+    fuel: FuelOpt = None, memory: MemoryOpt = None, timeout: TimeoutOpt = None,
+    stack: StackOpt = None,
     wait: Annotated[bool, typer.Option(
         "--wait/--no-wait", help="Wait for the result (--no-wait: print the job id)"
     )] = True,
     json: Annotated[bool, typer.Option("--json", help="Print the job record as JSON")] = False,
-    url: Annotated[str | None, typer.Option(
-        help="API base URL (default: http://WARDEN_HOST:WARDEN_PORT)"
-    )] = None,
+    url: UrlOpt = None,
 ) -> None:
-    """Submit a job to a running Warden and print its result.
+    """Submit a job to a running Warden and print its result, as `warden run` would.
 
-    Exit code, as `warden run`: the guest's own for ok and nonzero_exit.
-
-    124: a limit, a trap or a cancel ended the job.
-
-    125: the API refused the job (its problem is printed) or cannot be reached.
-
-    125 too: the source did not compile (the compiler's messages are printed).
+    With --no-wait, print the job's id: `warden job get ID` shows it later.
     """
     import base64
 
-    import httpx
+    from sandboxes.schema import JobSubmission
 
-    from sandboxes.schema import Grants, JobSubmission
-    from service.client import WardenClient, WardenError, api_url
-
-    data = read(file, "file")
+    data = read(path, noun(path, lang))
+    language = language_of(path, data, lang)
+    limits, grants = job_inputs(stdin=stdin, arg=arg, env=env, file=file, scratch=scratch,
+                                fuel=fuel, memory=memory, timeout=timeout, stack=stack)
+    common: dict[str, object] = {"limits": limits, "grants": grants}
+    if flag:
+        common["compiler_flags"] = flag
     try:
-        grants = Grants(stdin=read(stdin, "stdin") if stdin else b"")
+        if language:  # the server judges the language: its registry is the one that counts
+            sub = JobSubmission(language=language, source=data.decode(errors="replace"),
+                                **common)
+        elif data.startswith(b"\0asm"):
+            sub = JobSubmission(wasm_base64=base64.b64encode(data).decode(), **common)
+        else:
+            sub = JobSubmission(wat=data.decode(errors="replace"), **common)
     except ValidationError as exc:
         raise fail(validation_text(exc)) from None
-    lang = lang or language_of(file)
-    if lang:
-        sub = JobSubmission(language=lang, source=data.decode(errors="replace"), grants=grants)
-    elif data.startswith(b"\0asm"):
-        sub = JobSubmission(wasm_base64=base64.b64encode(data).decode(), grants=grants)
-    else:
-        sub = JobSubmission(wat=data.decode(errors="replace"), grants=grants)
-    url = url or api_url(get_settings())
-    try:
-        with WardenClient(url) as client:
-            if not wait:
-                job_id = client.submit(sub)
-                if json:
-                    sys.stdout.write(client.get(job_id).model_dump_json(indent=2) + "\n")
-                else:
-                    typer.echo(job_id)
-                return
+    with connect(url, "the job") as client:
+        if not wait:
+            job_id = client.submit(sub)
+            if json:
+                sys.stdout.write(client.get(job_id).model_dump_json(indent=2) + "\n")
+            else:
+                typer.echo(job_id)
+            return
+        try:
             record = client.submit_and_wait(sub, wait_s=math.inf)
-            try:
-                if not record.state.terminal:  # the server's longest wait ran out
-                    record = client.wait(record.id)
-            except KeyboardInterrupt:
-                typer.echo(f"warden: stopped waiting; job {record.id} is still "
-                           f"{record.state.value} (GET {url}/v1/jobs/{record.id})", err=True)
-                raise typer.Exit(130) from None
-    except WardenError as err:
-        problem = err.title + (f": {err.detail}" if err.detail else "")
-        raise fail(f"the API refused the job ({err.status} {err.kind}): {problem}") from None
-    except httpx.TransportError as exc:
-        raise fail(f"cannot reach the Warden API at {url} ({exc or type(exc).__name__}); "
-                    "is `warden up` running?") from None
-    if json:
-        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
-    elif record.result is not None:
-        sys.stdout.buffer.write(record.result.stdout)
-        sys.stdout.flush()
-        sys.stderr.buffer.write(record.result.stderr)
-        sys.stderr.flush()
-        if record.result.compile_output:
-            typer.echo(record.result.compile_output.rstrip("\n"), err=True)
-        typer.echo(f"[warden] job {record.id} {record.state.value}: "
-                   + summary(record.result).removeprefix("[warden] "), err=True)
-    else:
-        typer.echo(f"[warden] job {record.id} {record.state.value}: "
-                   f"{record.error or 'no result'}", err=True)
-    raise typer.Exit(_record_exit_code(record))
+        except KeyboardInterrupt:  # the job may be queued: its id never came back
+            raise fail("stopped waiting; `warden job list` shows the job if it was queued",
+                       ExitCode.INTERRUPTED) from None
+        try:
+            if not record.state.terminal:  # the server's longest wait ran out
+                record = client.wait(record.id)
+        except KeyboardInterrupt:
+            raise stopped_waiting(record) from None
+    raise typer.Exit(show_record(record, json))
 
 
-def _record_exit_code(record: JobRecord) -> int:
-    """`warden run`'s exit code of the job's result; a job that ended without one (failed
-    outside the sandbox, or cancelled before it ran) is 125 or 124."""
-    if record.result is not None:
-        return exit_code(record.result)
-    return EXIT_LIMIT if record.state is JobState.CANCELLED else EXIT_INVALID
+app.add_typer(jobs_app, name="job")
 
 
 if __name__ == "__main__":

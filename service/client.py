@@ -8,7 +8,8 @@ Every route has a method returning the API's own models (``sandboxes.schema``)::
 
 An API error (any 4xx/5xx) raises :class:`WardenError` carrying the RFC 9457 problem
 (``status``, ``type``, ``title``, ``detail``); an API that cannot be reached raises httpx's
-own ``httpx.TransportError`` (``ConnectError``, ``ReadTimeout``…).
+own ``httpx.TransportError`` (``ConnectError``, ``ReadTimeout``…). A wait that runs out
+is not an error: the record comes back still queued or running (the API's 202).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sandboxes.schema import (
     JobAccepted,
     JobList,
     JobRecord,
+    JobState,
     JobSubmission,
     Limits,
 )
@@ -129,12 +131,12 @@ class WardenClient:
 
     def submit_and_wait(self, submission: JobSubmission, wait_s: float = 60.0) -> JobRecord:
         """Queue a job and wait up to ``wait_s`` (capped by the server's WARDEN_MAX_WAIT_S)
-        for it to end: its record, terminal unless the wait ran out first."""
+        for it to end: its record, terminal unless the wait ran out first (a 202)."""
         if wait_s <= 0:
             raise ValueError("wait_s must be > 0 (use submit() not to wait)")
         r = self._request("POST", "/v1/jobs", wait_s=wait_s, json=_body(submission),
                           params={"wait": self._wait_param(wait_s)})
-        return JobRecord.model_validate_json(r.content)
+        return _record(r)
 
     def submit_batch(self, submissions: Sequence[JobSubmission]) -> list[str]:
         """Queue up to 100 jobs at once (all validated first: one bad job queues none)."""
@@ -143,14 +145,15 @@ class WardenClient:
         return BatchAccepted.model_validate_json(r.content).ids
 
     def get(self, job_id: str, wait_s: float = 0.0) -> JobRecord:
-        """A job's record; with ``wait_s`` > 0, once it ends or the wait runs out."""
+        """A job's record; with ``wait_s`` > 0, once it ends or the wait runs out (the API
+        answers 202 then, with the record still queued or running)."""
         params = {"wait": self._wait_param(wait_s)} if wait_s else None
         r = self._request("GET", f"/v1/jobs/{job_id}", wait_s=wait_s, params=params)
-        return JobRecord.model_validate_json(r.content)
+        return _record(r)
 
     def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
         """Wait (server-side, a minute at a time) until the job ends, or ``timeout_s``
-        passes: the last record read."""
+        passes: the last record read (not terminal if the time ran out)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             left = 60.0 if deadline is None else min(60.0, deadline - time.monotonic())
@@ -163,12 +166,27 @@ class WardenClient:
         r = self._request("GET", "/v1/jobs", params={"ids": ",".join(job_ids)})
         return JobList.model_validate_json(r.content).jobs
 
+    def list_jobs(self, state: JobState | None = None, limit: int = 20,
+                  cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
+        """A page of the most recent jobs, newest first (``limit`` 1..100, optionally only
+        those in ``state``), and the cursor of the next page (None: this is the last).
+        Pass the cursor back unchanged: it is opaque."""
+        params: dict[str, str | int] = {"limit": limit}
+        if state is not None:
+            params["state"] = state.value
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = JobList.model_validate_json(self._request("GET", "/v1/jobs", params=params).content)
+        return [record for record in page.jobs if record is not None], page.next_cursor
+
     def cancel(self, job_id: str, wait_s: float = 5.0) -> JobRecord:
-        """Cancel a queued or running job: its record, once a running job has stopped (or
-        ``wait_s`` has passed). Cancelling a job that already ended changes nothing."""
+        """Cancel a queued or running job: its record once a running job has stopped, or
+        (202) still running if it has not stopped within ``wait_s``. Cancelling a cancelled
+        job again changes nothing; a job that already finished or failed is a
+        :class:`WardenError` 409 (``kind`` ``"job-finished"``)."""
         r = self._request("DELETE", f"/v1/jobs/{job_id}", wait_s=wait_s,
                           params={"wait": self._wait_param(wait_s)})
-        return JobRecord.model_validate_json(r.content)
+        return _record(r)
 
     def run_module(
         self, module: bytes, limits: Limits | None = None, grants: Grants | None = None,
@@ -209,6 +227,16 @@ def _body(submission: JobSubmission) -> dict[str, Any]:
     body: dict[str, Any] = submission.model_dump(mode="json", exclude_unset=True,
                                                  exclude_none=True)
     return body
+
+
+def _record(response: httpx.Response) -> JobRecord:
+    """A record answer: 200 for a job that has ended, 202 for one still queued or running
+    when a wait ran out. Any other success status is not this API's: an error."""
+    if response.status_code not in (200, 202):
+        raise WardenError(response.status_code, {
+            "title": f"unexpected HTTP {response.status_code} for a job record",
+            "detail": response.text[:500] or None})
+    return JobRecord.model_validate_json(response.content)
 
 
 def _error(response: httpx.Response) -> WardenError:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from functools import lru_cache
 
 import wasmtime
 
+from sandboxes.compilation.entry import entry_problem
 from sandboxes.compilation.modules import ModuleKind, decode_module
 from sandboxes.errors import SandboxError
 from sandboxes.languages.registry import LANGUAGES
 from sandboxes.runtime.engine import EngineSpec
-from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobSubmission
+from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobSubmission, decode_base64
 from service.problems import Problem
 
 
@@ -66,11 +65,12 @@ def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
         return spec, None
     if sub.wasm_base64 is not None:
         try:
-            raw: bytes | str = base64.b64decode(sub.wasm_base64, validate=True)
-        except (binascii.Error, ValueError):
+            raw: bytes | str = decode_base64(sub.wasm_base64)
+        except ValueError as err:
             raise Problem(
-                400, "invalid-base64", "wasm_base64 is not valid base64",
-                "expected standard base64 (A-Z, a-z, 0-9, '+', '/', '=' padding)",
+                422, "invalid-base64", "wasm_base64 is not valid base64",
+                f"body.wasm_base64: {err}",
+                errors=[{"loc": ["body", "wasm_base64"], "msg": str(err)}],
             ) from None
     else:
         assert sub.wat is not None
@@ -83,5 +83,8 @@ def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
         raise Problem(422, "invalid-module", "The module is invalid", err.message) from None
     except wasmtime.WasmtimeError as err:
         raise Problem(422, "invalid-module", "The module is invalid", str(err)) from None
+    problem = entry_problem(module)
+    if problem is not None:  # valid, but no worker could start it
+        raise Problem(422, "no-entry-point", "The module cannot be run", problem)
     spec = JobSpec(module_sha256=module.sha256, limits=sub.limits, grants=sub.grants)
     return spec, (module.sha256, module.wasm)

@@ -6,7 +6,9 @@ job whose worker died is re-queued or failed by exactly one reaper.
 
 Keys (prefix ``warden:``): ``job:{id}`` hash (spec, state, timestamps, result, attempts,
 lease); ``module:{sha256}`` module bytes, stored once; ``leases`` zset of running job ids by
-lease expiry. Channels: ``events`` (a job reached a terminal state; message = id) and
+lease expiry; ``jobs`` zset of job ids by creation time (listing, newest first; ids whose
+record has expired are dropped when a listing meets them, and the set keeps the newest
+``MAX_LISTED`` at most). Channels: ``events`` (a job reached a terminal state; message = id) and
 ``cancel`` (cancel a running job; message = id).
 """
 
@@ -29,6 +31,8 @@ CANCEL: Final = PREFIX + "cancel"
 # Sorted set of live workers scored by heartbeat expiry: readiness counts the unexpired ones
 # (RQ keeps a SIGKILLed worker registered for minutes).
 WORKERS: Final = PREFIX + "workers"
+JOBS: Final = PREFIX + "jobs"
+MAX_LISTED: Final = 1_000_000
 MODULE_TTL_S: Final = 7 * 86_400
 WORKER_NAME: Final = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -102,7 +106,7 @@ if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'result', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('PUBLISH', KEYS[2], ARGV[3])
-  return 'cancelled'
+  return 'dequeued'
 elseif state == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
   redis.call('PUBLISH', KEYS[3], ARGV[3])
@@ -204,15 +208,51 @@ class JobStore:
 
     # -- records -----------------------------------------------------------------------
     def create(self, job_id: str, spec: JobSpec, pipe: Any = None) -> None:
-        (pipe or self.r).hset(
+        client = pipe or self.r
+        now = time.time()
+        client.hset(
             job_key(job_id),
             mapping={
                 "spec": spec.model_dump_json(),
                 "state": JobState.QUEUED.value,
-                "created_at": repr(time.time()),
+                "created_at": repr(now),
                 "attempts": 0,
             },
         )
+        client.zadd(JOBS, {job_id: now})
+        client.zremrangebyrank(JOBS, 0, -MAX_LISTED - 1)
+
+    def list_recent(
+        self, limit: int, state: JobState | None = None, before: float | None = None
+    ) -> tuple[list[JobRecord], float | None]:
+        """Up to ``limit`` records created before ``before`` (unix seconds), newest first,
+        in ``state`` if given, and the cursor of the next page (None: no more). A filtered
+        page examines at most ``_SCAN_FACTOR * limit`` jobs, so it may come back short
+        with a cursor to go on from."""
+        found: list[JobRecord] = []
+        stale: list[str] = []
+        top = "+inf" if before is None else f"({before!r}"
+        scanned, last, more = 0, before, True
+        while len(found) < limit and scanned < _SCAN_FACTOR * limit:
+            batch: list[tuple[bytes, float]] = self.r.zrevrangebyscore(  # type: ignore[assignment]
+                JOBS, top, "-inf", start=0, num=limit, withscores=True)
+            ids = [member.decode() for member, _ in batch]
+            consumed = 0
+            for job_id, (_, score), record in zip(ids, batch, self.get_many(ids), strict=True):
+                consumed, scanned, last = consumed + 1, scanned + 1, score
+                if record is None:
+                    stale.append(job_id)
+                elif state is None or record.state is state:
+                    found.append(record)
+                    if len(found) == limit:
+                        break
+            if len(batch) < limit and consumed == len(batch):
+                more = False  # the oldest job has been examined
+                break
+            top = f"({last!r}"
+        if stale:
+            self.r.zrem(JOBS, *stale)
+        return found, (last if more else None)
 
     def spec(self, job_id: str) -> JobSpec | None:
         raw = self.r.hget(job_key(job_id), "spec")
@@ -260,7 +300,8 @@ class JobStore:
         )
 
     def cancel(self, job_id: str, rq_queue_key: str) -> str:
-        """'cancelled' (was queued), 'cancelling' (running), else the terminal state."""
+        """'dequeued' (it was queued: cancelled now), 'cancelling' (running: its worker
+        stops it), 'missing', or the terminal state it had already reached."""
         result = RunResult(status=RunStatus.CANCELLED, message="cancelled before it ran")
         outcome = self._cancel(
             keys=[job_key(job_id), EVENTS, CANCEL, rq_queue_key],
@@ -303,6 +344,9 @@ class JobStore:
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(job_key(job_id), "cancel_requested") == b"1"
+
+
+_SCAN_FACTOR: Final = 10
 
 
 def record_from_fields(job_id: str, fields: dict[bytes, bytes]) -> JobRecord | None:

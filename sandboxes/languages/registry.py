@@ -23,7 +23,7 @@ from sandboxes.languages.toolchains.ruby_wasm import RUBY_VERSION
 from sandboxes.languages.toolchains.rust import DEBIAN_RUSTC_VERSION
 from sandboxes.languages.toolchains.zig import ZIG_VERSION
 from sandboxes.schema import LIMIT_BOUNDS, MAX_COMPILER_FLAGS, Limits
-from sandboxes.settings import get_settings
+from sandboxes.settings import toolchain_dir
 
 
 class Toolchain(StrEnum):
@@ -106,7 +106,7 @@ _INTERPRETER_LIMITS: Final[dict[str, Any]] = {
 }
 
 # The CPython this machine runs (Warden's -O2 build once `warden warm` made it).
-PYTHON: Final = select_python(get_settings().toolchain_dir)
+PYTHON: Final = select_python(toolchain_dir())
 
 LANGUAGES: Final[dict[str, Language]] = {
     lang.id: lang

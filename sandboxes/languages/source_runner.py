@@ -192,13 +192,18 @@ class SourceRunner:
             return f"{self.go.version}/{self.go.recipe}"
         return f"zig-{self.zig.version}/{recipe_hash(zig_toolchain.__file__)}"
 
-    def warm(self, in_worker: bool = False) -> None:
+    def warm(self, in_worker: bool = False,
+             progress: Callable[[str], None] | None = None) -> None:
         """Build or load everything a first request would otherwise wait for. A worker
         keeps Ruby (93 MB of machine code, 0.4 s to load from the artifact cache that
         ``warden warm`` filled) out of memory until a Ruby job comes: the compile, the slow
-        part, is never paid by a request."""
+        part, is never paid by a request. ``progress`` is told each step's name as it
+        starts (``warden warm`` shows them: on a fresh machine this takes minutes)."""
+        step = progress or (lambda _name: None)
         if check_jail() is None:
+            step("zig libc and libc++ sysroot")
             self.zig.ensure_sysroot()
+            step("Go standard library for wasip1")
             try:
                 self.go.ensure_std()  # Go's standard library for wasip1, once per machine
             except GoUnavailableError as exc:  # Go jobs then say why (unsupported)
@@ -206,6 +211,7 @@ class SourceRunner:
         for language_id in self._interpreters:
             if in_worker and language_id in _LOADED_ON_FIRST_USE:
                 continue
+            step(f"{language_id} interpreter")
             try:
                 self._interpreter_prepared(language_id, Limits())
             except SandboxError as err:  # Ruby jobs then say why (e.g. npm missing)

@@ -30,6 +30,7 @@ import wasmtime
 import wasmtime.component
 from wasmtime import _bindings as ffi
 
+from sandboxes.compilation.entry import NO_RUN
 from sandboxes.errors import SandboxError
 from sandboxes.schema import RunStatus
 
@@ -132,10 +133,7 @@ def check_component(
         and WASI_VERSION.match(m.group("version") or "")
     ]
     if not runs:
-        return SandboxError(
-            RunStatus.UNSUPPORTED,
-            "component exports no wasi:cli/run@0.2.x: only WASI P2 command components can run",
-        )
+        return SandboxError(RunStatus.UNSUPPORTED, NO_RUN)
     return CommandInfo(runs[0])
 
 

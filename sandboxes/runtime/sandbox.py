@@ -20,6 +20,7 @@ import wasmtime.component
 
 from sandboxes.compilation.artifacts import ArtifactCache, ExpiringCache
 from sandboxes.compilation.compiler import CompilerProcess, CompileTimeoutError
+from sandboxes.compilation.entry import NO_START
 from sandboxes.compilation.modules import ModuleBytes, ModuleKind, decode_module
 from sandboxes.errors import SandboxError
 from sandboxes.metering.fuel_rewriter import (
@@ -611,10 +612,7 @@ def _check_imports_exports(compiled: wasmtime.Module) -> SandboxError | None:
     exports: dict[str, Any] = {e.name: e.type for e in compiled.exports}
     start = exports.get("_start")
     if not isinstance(start, wasmtime.FuncType):
-        return SandboxError(
-            RunStatus.INVALID_MODULE,
-            "module exports no _start function: only WASI command modules can run",
-        )
+        return SandboxError(RunStatus.INVALID_MODULE, NO_START)
     if start.params or start.results:
         return SandboxError(
             RunStatus.INVALID_MODULE,

@@ -18,11 +18,13 @@ from sandboxes.schema import (
     JobAccepted,
     JobList,
     JobRecord,
+    JobSpec,
     JobState,
     JobSubmission,
 )
 from service.deps import StateDep
 from service.problems import Problem
+from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
 from service.submit import to_spec
 from workers.queue import QueueFullError
@@ -130,14 +132,23 @@ async def _wait_for(
         read_first = True
 
 
-@router.post("", status_code=202, response_model=JobRecord | JobAccepted,
-             responses={200: {"model": JobRecord}, 202: {"model": JobAccepted}},
+def _still_running(record: JobRecord) -> int:
+    """200 for a job that has ended, 202 for one still queued or running after a wait."""
+    return 200 if record.state.terminal else 202
+
+
+@router.post("", status_code=202, response_model=JobAccepted,
+             responses={200: {"model": JobRecord, "description": "With `wait`: the job ended"},
+                        202: {"model": JobAccepted | JobRecord,
+                              "description": "Queued (no `wait`: its id; with `wait`: the "
+                                             "record of a job still queued or running)"}},
              dependencies=[JsonBody])
 async def submit_job(
-    sub: JobSubmission, state: StateDep, response: Response, wait: WaitQuery = 0
+    sub: JobSubmission, state: StateDep, response: Response, wait: WaitQuery = 0,
+    encoding: EncodingQuery = Encoding.BASE64,
 ) -> JobAccepted | Response:
-    """Queue a job. With ``wait`` > 0, answer 200 with the record once it ends (or the wait
-    runs out, then with its current state)."""
+    """Queue a job. With ``wait`` > 0, the record once it ends (200), or when the wait runs
+    out (202, state queued or running)."""
     job_id = new_job_id()
     fut = state.waiter.register(job_id) if wait > 0 else None
     try:
@@ -150,44 +161,119 @@ async def submit_job(
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return JobAccepted(id=job_id, state=JobState.QUEUED)
     record = await _wait_for(state, job_id, wait, fut)
-    # Already a validated model: serialize it once, without FastAPI's response_model pass.
-    return Response(record.model_dump_json(), media_type="application/json")
+    reply = record_response(record, encoding, _still_running(record))
+    reply.headers["Location"] = f"/v1/jobs/{job_id}"
+    return reply
 
 
-@router.post("/batch", status_code=202, dependencies=[JsonBody])
-async def submit_batch(batch: BatchSubmission, state: StateDep) -> BatchAccepted:
+@router.post("/batch", status_code=202, response_model=BatchAccepted,
+             responses={200: {"model": JobList, "description": "With `wait`: all ended"},
+                        202: {"model": BatchAccepted | JobList,
+                              "description": "Queued (with `wait`: the records, some still "
+                                             "queued or running)"}},
+             dependencies=[JsonBody])
+async def submit_batch(
+    batch: BatchSubmission, state: StateDep, wait: WaitQuery = 0,
+    encoding: EncodingQuery = Encoding.BASE64,
+) -> BatchAccepted | Response:
     """Queue up to 100 jobs: all are validated, and must fit in the queue, before any is
-    queued (one atomic step: never some queued and the rest refused)."""
-    prepared = await run_in_threadpool(lambda: [to_spec(sub) for sub in batch.jobs])
+    queued (one atomic step: never some queued and the rest refused). A job that is
+    refused names its index. With ``wait``, the records once all have ended (200) or the
+    wait runs out (202)."""
+    prepared = await run_in_threadpool(_batch_specs, batch)
     submissions = [(spec, module, new_job_id()) for spec, module in prepared]
     try:
         await state.submit(submissions)
     except QueueFullError:
         raise _queue_full() from None
-    return BatchAccepted(ids=[job_id for _, _, job_id in submissions])
+    ids = [job_id for _, _, job_id in submissions]
+    if wait <= 0:
+        return BatchAccepted(ids=ids)
+    records = await asyncio.gather(*(_wait_for(state, job_id, wait) for job_id in ids))
+    page = JobList(jobs=list(records))
+    ended = all(record.state.terminal for record in records)
+    return list_response(page, encoding, 200 if ended else 202)
 
 
-@router.get("")
+def _batch_specs(batch: BatchSubmission) -> list[tuple[JobSpec, tuple[str, bytes] | None]]:
+    specs = []
+    for index, sub in enumerate(batch.jobs):
+        try:
+            specs.append(to_spec(sub))
+        except Problem as problem:  # say which job of the batch it was
+            problem.detail = f"jobs[{index}]: {problem.detail or problem.title}"
+            problem.extra["index"] = index
+            raise
+    return specs
+
+
+@router.get("", response_model=JobList)
 async def get_jobs(
-    state: StateDep, ids: Annotated[str, Query(description="Comma-separated job ids")]
-) -> JobList:
-    """Several jobs at once, in the order asked; unknown ids come back as null."""
-    wanted = [i for i in ids.split(",") if i]
-    if len(wanted) > MAX_BATCH:
-        raise Problem(422, "too-many-ids", "Too many job ids",
-                      f"{len(wanted)} ids given; at most {MAX_BATCH} per request")
-    return JobList(jobs=await run_in_threadpool(state.store.get_many, wanted))
+    state: StateDep,
+    ids: Annotated[str | None, Query(description="Comma-separated job ids (at most "
+                                                 f"{MAX_BATCH}); without: list jobs")] = None,
+    job_state: Annotated[JobState | None, Query(alias="state",
+                                                description="Listing: only jobs in this "
+                                                            "state")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_BATCH, description="Listing: page size")] = 20,
+    cursor: Annotated[str | None, Query(description="Listing: `next_cursor` of the page "
+                                                    "before")] = None,
+    encoding: EncodingQuery = Encoding.BASE64,
+) -> Response:
+    """Several jobs by id, in the order asked (unknown ids come back as null); or, without
+    ``ids``, the most recent jobs, newest first, a page at a time."""
+    if ids is not None:
+        wanted = [i for i in ids.split(",") if i]
+        if len(wanted) > MAX_BATCH:
+            raise Problem(422, "too-many-ids", "Too many job ids",
+                          f"{len(wanted)} ids given; at most {MAX_BATCH} per request")
+        page = JobList(jobs=await run_in_threadpool(state.store.get_many, wanted))
+        return list_response(page, encoding)
+    before = _cursor_time(cursor)
+    records, last = await run_in_threadpool(state.store.list_recent, limit, job_state, before)
+    page = JobList(jobs=list(records), next_cursor=None if last is None else repr(last))
+    return list_response(page, encoding)
 
 
-@router.get("/{job_id}")
-async def get_job(job_id: str, state: StateDep, wait: WaitQuery = 0) -> JobRecord:
-    return await _wait_for(state, job_id, wait)
+def _cursor_time(cursor: str | None) -> float | None:
+    if cursor is None:
+        return None
+    try:
+        value = float(cursor)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise Problem(422, "invalid-cursor", "Invalid cursor",
+                      "cursor must be the next_cursor of an earlier page")
+    return value
 
 
-@router.delete("/{job_id}")
-async def cancel_job(job_id: str, state: StateDep, wait: WaitQuery = 5) -> JobRecord:
-    """Cancel a queued job at once, or stop a running one within an epoch tick."""
+@router.get("/{job_id}", response_model=JobRecord,
+            responses={202: {"model": JobRecord,
+                             "description": "With `wait`: still queued or running when the "
+                                            "wait ran out"}})
+async def get_job(
+    job_id: str, state: StateDep, wait: WaitQuery = 0, encoding: EncodingQuery = Encoding.BASE64,
+) -> Response:
+    """The job's record; with ``wait``, once it ends (200) or the wait runs out (202)."""
+    record = await _wait_for(state, job_id, wait)
+    return record_response(record, encoding, _still_running(record) if wait > 0 else 200)
+
+
+@router.delete("/{job_id}", response_model=JobRecord,
+               responses={202: {"model": JobRecord,
+                                "description": "Still stopping when the wait ran out"}})
+async def cancel_job(
+    job_id: str, state: StateDep, wait: WaitQuery = 5, encoding: EncodingQuery = Encoding.BASE64,
+) -> Response:
+    """Cancel a queued job at once, or stop a running one within an epoch tick (200 with
+    the cancelled record; 202 if it is still stopping after ``wait``). A job that has
+    already finished or failed is a 409; cancelling a cancelled job again changes nothing."""
     outcome = await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
     if outcome == "missing":
         raise _not_found(job_id)
-    return await _wait_for(state, job_id, wait if outcome == "cancelling" else 0)
+    if outcome in (JobState.FINISHED.value, JobState.FAILED.value):
+        raise Problem(409, "job-finished", "The job has already ended",
+                      f"job {job_id!r} is {outcome}: there is nothing to cancel")
+    record = await _wait_for(state, job_id, wait if outcome == "cancelling" else 0)
+    return record_response(record, encoding, _still_running(record))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ def assert_problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
 
 def stdout_of(record: dict[str, Any]) -> bytes:
     return base64.b64decode(record["result"]["stdout"])
+
+
+def unix(timestamp: str) -> float:
+    """An API timestamp (RFC 3339, UTC, ``Z``) as unix seconds."""
+    assert timestamp.endswith("Z"), timestamp
+    return datetime.fromisoformat(timestamp).timestamp()
 
 
 def b64(data: bytes) -> str:

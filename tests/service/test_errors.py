@@ -17,7 +17,8 @@ from tests.service.cluster import Cluster, assert_problem, b64
 MAX_BODY = 2_000_000  # the `cluster` fixture's max_body_bytes
 
 BAD_SUBMISSIONS: list[tuple[str, dict[str, Any], int, str]] = [
-    ("invalid base64", {"wasm_base64": "!!not base64!!"}, 400, "invalid-base64"),
+    ("invalid base64", {"wasm_base64": "!!not base64!!"}, 422, "invalid-base64"),
+    ("URL-safe base64", {"wasm_base64": "AGFz-_8="}, 422, "invalid-base64"),
     ("truncated module", {"wasm_base64": b64(b"\0asm\x01\0\0\0\x01")}, 422, "invalid-module"),
     ("not a module", {"wasm_base64": b64(b"\x7fELF\x02\x01\x01")}, 422, "invalid-module"),
     ("bad version", {"wasm_base64": b64(b"\0asm\x02\0\0\0")}, 422, "invalid-module"),
@@ -159,11 +160,21 @@ def test_unknown_job_id(cluster: Cluster) -> None:
         assert job_id in problem["detail"]
 
 
-def test_malformed_json(cluster: Cluster) -> None:
-    r = cluster.http.post("/v1/jobs", content=b'{"wat": "(module)",',
-                          headers={"content-type": "application/json"})
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs/batch"])
+@pytest.mark.parametrize("body", [b'{"wat": "(module)",', b"{'wat': 1}", b"\x07x\xff\xfe",
+                                  b'{"wat": "\xff"}'],
+                         ids=["truncated", "single quotes", "binary", "not UTF-8"])
+def test_malformed_json_is_400(cluster: Cluster, path: str, body: bytes) -> None:
+    """A body that is not JSON at all is a 400 (the request is unreadable), not a 422."""
+    r = cluster.http.post(path, content=body, headers={"content-type": "application/json"})
+    problem = assert_problem(r, 400, "malformed-json")
+    assert "JSON" in problem["detail"], problem
+
+
+def test_missing_body_is_422(cluster: Cluster) -> None:
+    r = cluster.http.post("/v1/jobs", headers={"content-type": "application/json"})
     problem = assert_problem(r, 422, "validation-error")
-    assert "JSON" in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["body"], problem
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
@@ -191,17 +202,41 @@ def test_bad_query_parameters(cluster: Cluster) -> None:
                    "validation-error")
     assert_problem(cluster.http.get(f"/v1/jobs/{job_id}", params={"wait": "soon"}), 422,
                    "validation-error")
-    assert_problem(cluster.http.get("/v1/jobs"), 422, "validation-error")  # ids is required
+    assert_problem(cluster.http.get("/v1/jobs", params={"limit": 0}), 422, "validation-error")
+    assert_problem(cluster.http.get("/v1/jobs", params={"state": "done"}), 422,
+                   "validation-error")
+    assert_problem(cluster.http.get("/v1/jobs", params={"cursor": "nan"}), 422,
+                   "invalid-cursor")
     many = ",".join(uuid.uuid4().hex for _ in range(101))
     problem = assert_problem(cluster.http.get("/v1/jobs", params={"ids": many}), 422,
                              "too-many-ids")
     assert "101" in problem["detail"]
 
 
-def test_unknown_route_and_method(cluster: Cluster) -> None:
-    assert_problem(cluster.http.get("/v2/jobs"), 404, "not-found")
-    assert_problem(cluster.http.put(f"/v1/jobs/{uuid.uuid4().hex}", json={}), 405,
-                   "method-not-allowed")
+def test_unknown_route_says_what_was_asked(cluster: Cluster) -> None:
+    problem = assert_problem(cluster.http.get("/v2/jobs"), 404, "not-found")
+    assert "/v2/jobs" in problem["detail"], problem
+    problem = assert_problem(cluster.http.get("/docs/assets/nothing.js"), 404, "not-found")
+    assert "/docs/assets/nothing.js" in problem["detail"], problem
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/v1/jobs/{id}", "DELETE, GET"),  # two routes share the path: both are named
+    ("PATCH", "/v1/jobs", "GET, POST"),
+    ("OPTIONS", "/v1/jobs/batch", "POST"),  # not the methods of /v1/jobs/{id}, which "batch" fits
+    ("POST", "/healthz", "GET"),
+    ("DELETE", "/docs/assets/swagger-ui.css", "GET, HEAD"),
+])
+def test_wrong_method_is_405_with_allow(
+    cluster: Cluster, method: str, path: str, allowed: str
+) -> None:
+    url = path.replace("{id}", uuid.uuid4().hex)
+    r = cluster.http.request(method, url)
+    problem = assert_problem(r, 405, "method-not-allowed")
+    assert r.headers["allow"] == allowed, r.headers
+    assert method in problem["detail"] and url in problem["detail"] and allowed in problem["detail"]
+    for other in allowed.split(", "):  # what Allow names is really served there
+        assert cluster.http.request(other, url).status_code != 405, other
 
 
 def test_no_worker_not_ready_and_queue_full_answer_503(fresh_cluster: Cluster) -> None:

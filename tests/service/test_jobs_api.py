@@ -10,7 +10,7 @@ import wasmtime
 
 from tests import wat_modules as W
 from tests.conftest import fixture_bytes
-from tests.service.cluster import Cluster, b64, stdout_of, worker_name
+from tests.service.cluster import Cluster, b64, stdout_of, unix, worker_name
 
 C_HELLO = fixture_bytes("hello.wasm")
 ENV_ARGS = fixture_bytes("env_args.wasm")
@@ -34,7 +34,7 @@ def test_submit_wat_then_poll_until_finished(cluster: Cluster) -> None:
     assert record["attempts"] == 1
     assert "worker" not in record  # the worker's host and pid are for operators only
     assert cluster.worker_of(body["id"]) in {worker_name(p) for p in cluster.workers}
-    assert record["created_at"] <= record["started_at"] <= record["finished_at"]
+    assert unix(record["created_at"]) <= unix(record["started_at"]) <= unix(record["finished_at"])
 
 
 def test_submit_base64_wasm_with_wait_true_answers_inline(cluster: Cluster) -> None:
@@ -59,7 +59,8 @@ def test_submit_with_a_wait_that_runs_out(cluster: Cluster) -> None:
     start = time.monotonic()
     r = cluster.http.post("/v1/jobs", params={"wait": 0.5}, json={"wat": W.sleep(3)})
     elapsed = time.monotonic() - start
-    assert r.status_code == 200, r.text  # the record, in whatever state it has reached
+    assert r.status_code == 202, r.text  # the record of a job that has not ended yet
+    assert r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
     record = r.json()
     assert record["state"] in ("queued", "running") and record["result"] is None, record
     assert 0.4 <= elapsed < 2.5, elapsed
@@ -81,7 +82,7 @@ def test_get_with_wait_gives_the_current_state_when_the_wait_runs_out(cluster: C
     start = time.monotonic()
     r = cluster.http.get(f"/v1/jobs/{job_id}", params={"wait": 0.5})
     elapsed = time.monotonic() - start
-    assert r.status_code == 200, r.text
+    assert r.status_code == 202, r.text  # still running: the wait ran out
     assert r.json()["state"] in ("queued", "running"), r.text
     assert 0.4 <= elapsed < 2.5, elapsed
     assert cluster.wait_state(job_id)["result"]["status"] == "ok"
@@ -170,7 +171,7 @@ def test_batch_then_get_many_in_the_order_asked(cluster: Cluster) -> None:
     assert [stdout_of(g) for g in got if g] == [b"job 2\n", b"job 0\n", b"job 1\n", b"job 2\n"]
 
     r = cluster.http.get("/v1/jobs", params={"ids": ""})
-    assert r.status_code == 200 and r.json() == {"jobs": []}, r.text
+    assert r.status_code == 200 and r.json() == {"jobs": [], "next_cursor": None}, r.text
 
 
 def test_the_same_module_is_stored_once(cluster: Cluster) -> None:

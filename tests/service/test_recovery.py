@@ -13,7 +13,7 @@ import pytest
 import wasmtime
 
 from tests import wat_modules as W
-from tests.service.cluster import Cluster, assert_problem, stdout_of, worker_name
+from tests.service.cluster import Cluster, assert_problem, stdout_of, unix, worker_name
 
 EVENTS = "warden:events"
 
@@ -118,7 +118,7 @@ def test_sigterm_to_a_busy_worker_finishes_its_job_and_loses_nothing(
 
     record = c.get(job_id)
     assert record["state"] == "finished", record  # warm shutdown: the job was finished
-    assert record["finished_at"] > signalled_at  # (the signal came mid-job)
+    assert unix(record["finished_at"]) > signalled_at  # (the signal came mid-job)
     assert record["result"]["status"] == "ok" and record["attempts"] == 1
     assert c.worker_of(job_id) == worker_name(worker)
     assert c.get(behind)["state"] == "queued"  # not taken by the stopping worker, not lost

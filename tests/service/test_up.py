@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from tests import wat_modules as W
-from tests.service.cluster import ROOT
+from tests.service.cluster import ROOT, unix
 from workers.redis_server import free_port
 from workers.store import job_key
 
@@ -279,7 +279,7 @@ def test_ctrl_c_lets_the_running_job_finish_before_up_exits(tmp_path: Path) -> N
         assert record["attempts"] == 1, record  # not re-run by the new `up`
         assert "worker" not in record, record
         assert again.worker_of(job_id).endswith(f":{worker}"), (record, worker)
-        assert record["finished_at"] < exited, (record, exited)
+        assert unix(record["finished_at"]) < exited, (record, exited)
     finally:
         again.close()
 

@@ -1,0 +1,2 @@
+// Hello in JavaScript (QuickJS): warden run examples/hello.js
+console.log("hello from JavaScript");

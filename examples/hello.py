@@ -1,0 +1,2 @@
+# Hello in Python: warden run examples/hello.py
+print("hello from Python")

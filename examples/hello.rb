@@ -1,0 +1,2 @@
+# Hello in Ruby: warden run examples/hello.rb
+puts "hello from Ruby"
