@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from sandboxes.exit_codes import ExitCode, exit_code, help_text
 from sandboxes.languages.registry import LANGUAGES, get_language
-from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant
+from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant, limit_message
 from sandboxes.settings import SettingsError, get_settings
 from sandboxes.units import format_size
 
@@ -140,7 +140,9 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 def validation_text(exc: ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+        limit_message(tuple(err["loc"]), err["type"], dict(err.get("ctx") or {}))
+        or f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+        for err in exc.errors()
     )
 
 

@@ -24,8 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from sandboxes.units import parse_duration, parse_size
+from sandboxes.units import format_size, parse_duration, parse_size
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -192,6 +193,34 @@ class Limits(BaseModel):
     module_bytes: Bytes = _limit("module_bytes")
 
 
+_LIMIT_WORDS: Final = {
+    "fuel": "fuel", "wall_time_s": "wall time", "compile_time_s": "compile time",
+    "memory_bytes": "memory", "stack_bytes": "stack", "stdout_bytes": "stdout",
+    "stderr_bytes": "stderr", "table_elements": "table elements", "module_bytes": "module size",
+}
+_BOUND_WORDS: Final = {"less_than_equal": ("le", "at most"),
+                       "greater_than_equal": ("ge", "at least")}
+
+
+def limit_message(loc: tuple[int | str, ...], error_type: str, ctx: dict[str, Any]) -> str | None:
+    """A limit's bound error in the user's words ("memory at most 4 GiB" rather than
+    "memory_bytes: less than or equal to 4294967296"), or None for any other error."""
+    name = str(loc[-1]) if loc else ""
+    if name not in LIMIT_BOUNDS or error_type not in _BOUND_WORDS:
+        return None
+    key, words = _BOUND_WORDS[error_type]
+    bound = ctx.get(key)
+    if not isinstance(bound, int | float):
+        return None
+    if name.endswith("_bytes"):
+        shown = format_size(int(bound))
+    elif name.endswith("_s"):
+        shown = f"{bound:g} s"
+    else:
+        shown = f"{int(bound):,}"
+    return f"{_LIMIT_WORDS[name]} must be {words} {shown}"
+
+
 MAX_ARGS: Final = 256
 MAX_ARG_BYTES: Final = 4096
 MAX_ENV: Final = 128
@@ -205,6 +234,9 @@ MAX_SCRATCH_ENTRIES: Final = 10_000  # files and directories a scratch dir may h
 SCRATCH_GUEST_DIR: Final = "/tmp"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
+_PART: Final = r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}"
+FILE_NAME_PATTERN: Final = rf"^{_PART}(?:/{_PART}){{0,7}}$"  # check_file_name's rule
+NO_NUL_PATTERN: Final = r"^[^\u0000]*$"
 
 
 def check_file_name(name: str) -> str:
@@ -216,6 +248,11 @@ def check_file_name(name: str) -> str:
             "letters, digits, '_', '.', '+', '-' (no leading dot, no '..', no absolute path)"
         )
     return name
+
+
+# Error types of rules no JSON Schema can state (the API gives each its own problem type)
+FILES_TOO_LARGE: Final = "files_too_large"
+FILE_INSIDE_FILE: Final = "file_inside_file"
 
 
 class ScratchGrant(BaseModel):
@@ -237,17 +274,19 @@ class Grants(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    args: list[Annotated[str, Field(max_length=MAX_ARG_BYTES)]] = Field(
+    args: list[Annotated[str, Field(max_length=MAX_ARG_BYTES, pattern=NO_NUL_PATTERN)]] = Field(
         default_factory=list, max_length=MAX_ARGS,
         description="Arguments after argv[0] (argv[0] is the program name)",
     )
-    env: dict[str, Annotated[str, Field(max_length=MAX_ARG_BYTES)]] = Field(
-        default_factory=dict, max_length=MAX_ENV
-    )
+    env: dict[str, Annotated[str, Field(max_length=MAX_ARG_BYTES, pattern=NO_NUL_PATTERN)]] = (
+        Field(default_factory=dict, max_length=MAX_ENV,
+              json_schema_extra={"propertyNames": {"pattern": _ENV_NAME.pattern}}))
     stdin: Base64Bytes = Field(default=b"", max_length=MAX_STDIN_BYTES)
     files: dict[str, Base64Bytes] = Field(
         default_factory=dict, max_length=MAX_FILES,
-        description="Read-only files, visible at /<name> (relative names open too)",
+        description="Read-only files, visible at /<name> (relative names open too); "
+        f"at most {MAX_FILES_TOTAL_BYTES} bytes in all, and no file inside another",
+        json_schema_extra={"propertyNames": {"pattern": FILE_NAME_PATTERN}},
     )
     scratch: ScratchGrant | None = None
 
@@ -274,13 +313,16 @@ class Grants(BaseModel):
         for name in files:
             check_file_name(name)
         if sum(len(v) for v in files.values()) > MAX_FILES_TOTAL_BYTES:
-            raise ValueError(f"files exceed {MAX_FILES_TOTAL_BYTES} bytes in total")
+            raise PydanticCustomError(
+                FILES_TOO_LARGE, f"files exceed {MAX_FILES_TOTAL_BYTES} bytes in total")
         names = set(files)
         for name in names:
             parts = name.split("/")
             for i in range(1, len(parts)):
                 if "/".join(parts[:i]) in names:
-                    raise ValueError(f"file {name!r} is inside file {'/'.join(parts[:i])!r}")
+                    raise PydanticCustomError(
+                        FILE_INSIDE_FILE,
+                        f"file {name!r} is inside file {'/'.join(parts[:i])!r}")
         return files
 
 
@@ -333,10 +375,42 @@ MAX_COMPILER_FLAGS: Final = 16
 MAX_BATCH: Final = 100  # jobs per batch submission, ids per multi-get
 
 
+_INPUTS: Final = ("wasm_base64", "wat", "source", "language")
+
+
+def _submission_schema(schema: dict[str, Any]) -> None:
+    """State the model's rules in its JSON Schema: one of three shapes; inputs are strings
+    when given (never null)."""
+    for name in _INPUTS:
+        prop = schema["properties"][name]
+        prop.pop("anyOf", None)
+        prop.pop("default", None)
+        prop["type"] = "string"
+
+    def others(*names: str) -> dict[str, Any]:
+        return {"not": {"anyOf": [{"required": [n]} for n in names]}}
+
+    module_only = {"properties": {"compiler_flags": {"maxItems": 0}}}
+    schema["oneOf"] = [
+        {"required": ["wasm_base64"], **others("wat", "source", "language"), **module_only},
+        {"required": ["wat"], **others("wasm_base64", "source", "language"), **module_only},
+        {"required": ["source", "language"], **others("wasm_base64", "wat")},
+    ]
+
+
 class JobSubmission(BaseModel):
     """What a tenant submits: exactly one of a module (base64 wasm or WAT) or source code."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_submission_schema)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in _INPUTS:
+                if name in data and data[name] is None:
+                    raise ValueError(f"{name} may not be null: leave it out")
+        return data
 
     wasm_base64: str | None = Field(
         default=None, description="A .wasm binary or component, in standard base64",

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from sandboxes.schema import FILE_INSIDE_FILE, FILES_TOO_LARGE, limit_message
+
 TYPE_BASE = "https://warden.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
@@ -83,6 +85,9 @@ async def on_problem(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_CONTENT_ERRORS = {FILES_TOO_LARGE: "files-too-large", FILE_INSIDE_FILE: "file-inside-file"}
+
+
 async def on_validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     for error in exc.errors():
@@ -95,9 +100,19 @@ async def on_validation(_: Request, exc: Exception) -> JSONResponse:
                 f"invalid JSON{where}: {reason}",
             )
     errors = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+        {"loc": [str(p) for p in e.get("loc", ())],
+         "msg": limit_message(tuple(e.get("loc", ())), str(e.get("type", "")),
+                              dict(e.get("ctx") or {})) or str(e.get("msg", ""))}
         for e in exc.errors()
     ]
+    kinds = {_CONTENT_ERRORS.get(str(e.get("type"))) for e in exc.errors()}
+    if len(kinds) == 1 and None not in kinds:  # a rule no JSON Schema states: its own type
+        (kind,) = kinds
+        assert kind is not None
+        return problem_response(
+            422, kind, "The request breaks a rule of its grants",
+            "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors), errors=errors,
+        )
     return problem_response(
         422, "validation-error", "The request is invalid",
         "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors), errors=errors,

@@ -298,3 +298,12 @@ def test_warm_shows_each_step_and_a_summary_of_times(data_dir: Path) -> None:
         progress.index(f"… {step}") for step in steps)
     assert re.search(r"│ total +│ +\d+\.\ds │", summary), summary
     assert "toolchains ready in" in summary
+
+
+def test_limit_errors_name_the_limit_in_plain_words(tmp_path: Path) -> None:
+    module = tmp_path / "hello.wat"
+    module.write_text(W.HELLO)
+    proc = warden("run", str(module), "--memory", "10GiB", data_dir=tmp_path)
+    assert proc.returncode == 125, proc.stderr
+    assert b"memory must be at most 4GiB" in proc.stderr, proc.stderr
+    assert b"4294967296" not in proc.stderr

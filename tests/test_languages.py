@@ -510,3 +510,24 @@ def test_registry_rust_version_is_the_installed_one() -> None:
 
     assert rust_version().split(" (")[0] == DEBIAN_RUSTC_VERSION
     assert DEBIAN_RUSTC_VERSION in LANGUAGES["rust"].version
+
+
+def test_rust_errors_come_in_rustc_full_human_format(runner: SourceRunner) -> None:
+    """The short format dropped the source excerpt and the notes (``expected due to
+    this``); users get rustc's whole message."""
+    res = runner.run("rust", 'fn main() { let x: i32 = "a"; println!("{x}"); }\n', Limits(),
+                     Grants())
+    assert res.status is RunStatus.COMPILE_ERROR, res
+    text = res.compile_output or ""
+    assert "error[E0308]: mismatched types" in text, text
+    assert "--> main.rs:1:" in text and "expected due to this" in text, text
+    assert "\x1b[" not in text  # no colour codes
+
+
+def test_a_recursion_trap_message_is_short_and_says_why_first(runner: SourceRunner) -> None:
+    from tests import wat_modules as W
+
+    res = runner.sandbox.run(W.RECURSE, Limits())
+    message = res.message or ""
+    assert res.status is RunStatus.TRAP and message.startswith("wasm trap: call stack exhausted")
+    assert len(message.splitlines()) <= 12 and "(x" in message, message

@@ -284,3 +284,12 @@ def test_largest_allowed_stack_runs(sandbox: Sandbox) -> None:
     assert result.status is RunStatus.OK
     with pytest.raises(ValueError):
         Limits(stack_bytes=top + 1)
+
+
+def test_a_wall_timeout_always_reports_at_least_its_limit(sandbox: Sandbox) -> None:
+    """The figure is measured from the instant the deadline counts from (it once read
+    0.287 s for a 0.3 s limit on a loaded machine)."""
+    for _ in range(10):
+        result = run_hostile(sandbox, W.LOOP, fuel=10**12, wall_time_s=0.02)
+        assert result.status is RunStatus.WALL_TIMEOUT, result
+        assert result.wall_time_s >= 0.02, result

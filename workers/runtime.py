@@ -112,11 +112,7 @@ class WorkerRuntime:
     def _warm(self) -> None:
         """Compile interpreters and the zig sysroot now, not in the first source job, and
         start a component executor, not in the first component job."""
-        try:
-            self.sources.warm(in_worker=True)
-        except Exception:
-            log.exception("warming the language toolchains failed (source jobs will retry)")
-        try:
+        try:  # first: the helper a job's own compile takes (warm-up compiles use others)
             self.sandbox.compiler.warm()
         except Exception:
             log.exception("starting a compile helper failed (compiles will retry)")
@@ -125,6 +121,10 @@ class WorkerRuntime:
                 self.sandbox.executors.warm()
             except Exception:
                 log.exception("starting a component executor failed (component jobs will retry)")
+        try:  # interpreters last, at the lowest CPU priority: jobs never wait behind them
+            self.sources.warm(in_worker=True)
+        except Exception:
+            log.exception("warming the language toolchains failed (source jobs will retry)")
 
     def _renew_loop(self) -> None:
         """Renew running jobs' leases and this worker's own heartbeat (for /readyz)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import struct
 import subprocess
@@ -27,16 +28,23 @@ from sandboxes.schema import RunStatus
 
 _STARTUP_S = 60.0  # a cold Python + wasmtime import on a loaded machine
 MAX_IDLE = 2  # helpers kept started between compiles (each ~100 MB once it has compiled)
+_BACKGROUND_NICE = 19
 
 
 class _Helper:
     """One compile helper process, started and imported (its start-up is never charged to
-    a module's compile time)."""
+    a module's compile time). A background helper runs at the lowest CPU priority (nice
+    19, inherited by its compiler threads), so its long compiles yield the cores to the
+    compiles jobs wait for."""
 
-    def __init__(self, memory_cap: int) -> None:
+    def __init__(self, memory_cap: int, background: bool = False) -> None:
+        self.background = background
+
         def limit() -> None:  # runs in the child before exec
             resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if background:
+                os.nice(_BACKGROUND_NICE)
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandboxes.compilation.compile_child"],
@@ -94,15 +102,15 @@ class CompilerProcess:
         for helper in helpers:
             helper.kill()
 
-    def _take(self) -> _Helper:
+    def _take(self, background: bool = False) -> _Helper:
         with self._lock:
-            while self._idle:
-                helper = self._idle.pop()
+            for helper in [h for h in self._idle if h.background is background]:
+                self._idle.remove(helper)
                 if helper.proc.poll() is None:
                     self._busy.add(helper)
                     return helper
                 helper.kill()
-        helper = _Helper(self._memory_cap)
+        helper = _Helper(self._memory_cap, background)
         with self._lock:
             self._busy.add(helper)
         return helper
@@ -124,16 +132,18 @@ class CompilerProcess:
         helper.kill()
 
     def compile(
-        self, module: ModuleBytes, spec: EngineSpec, timeout_s: float | None = None
+        self, module: ModuleBytes, spec: EngineSpec, timeout_s: float | None = None,
+        background: bool = False,
     ) -> bytes:
         """Serialized code for ``module`` under ``spec``, or SandboxError(invalid_module).
 
         ``timeout_s``: this compile's budget (the job's compile time limit, or a longer
         one for trusted modules such as interpreters); at most the configured cap unless
-        given larger for a trusted module.
+        given larger for a trusted module. ``background``: at the lowest CPU priority
+        (warm-up and interpreter compiles, which no job's budget counts).
         """
         timeout_s = timeout_s or self._timeout_s
-        helper = self._take()
+        helper = self._take(background)
         assert helper.proc.stdin is not None
         header = json.dumps(
             {"kind": module.kind.value, "stack_bytes": spec.stack_bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import wasmtime
@@ -52,9 +53,10 @@ def classify(error: BaseException | None, control: RunControl) -> Outcome:
         if code == wasmtime.TrapCode.INTERRUPT:
             return Outcome(RunStatus.WALL_TIMEOUT, message="interrupted")
         kind = _TRAP_KINDS.get(code, TrapKind.OTHER) if code is not None else TrapKind.OTHER
-        return Outcome(RunStatus.TRAP, trap_kind=kind, message=_short(error.message))
+        return Outcome(RunStatus.TRAP, trap_kind=kind, message=_short(trap_message(error.message)))
     if isinstance(error, wasmtime.WasmtimeError):
-        return Outcome(RunStatus.TRAP, trap_kind=TrapKind.OTHER, message=_short(str(error)))
+        return Outcome(RunStatus.TRAP, trap_kind=TrapKind.OTHER,
+                       message=_short(trap_message(str(error))))
     return Outcome(RunStatus.INTERNAL_ERROR, message=f"internal error: {type(error).__name__}")
 
 
@@ -67,6 +69,35 @@ def _limit_message(control: RunControl) -> str:
         RunStatus.SCRATCH_LIMIT: "scratch directory quota exceeded",
         RunStatus.INTERNAL_ERROR: "internal error in a WASI call (logged on the worker)",
     }[control.reason.value]
+
+
+_FRAME = re.compile(r"^\s*\d+:\s*(?P<frame>.*?)\s*$")
+_MAX_FRAMES = 8
+
+
+def trap_message(text: str) -> str:
+    """wasmtime's trap text made readable: the cause first, then the backtrace with runs
+    of the same frame (a recursion) shown once with a count, at most ``_MAX_FRAMES`` lines.
+    Text in any other shape is kept as it is."""
+    head, sep, cause = text.partition("\nCaused by:\n")
+    if not sep or "backtrace:" not in head:
+        return text
+    frames = [m.group("frame") for line in head.split("\n")[1:]
+              if (m := _FRAME.match(line)) and m.group("frame")]
+    runs: list[tuple[str, int]] = []
+    for frame in frames:
+        if runs and runs[-1][0] == frame:
+            runs[-1] = (frame, runs[-1][1] + 1)
+        else:
+            runs.append((frame, 1))
+    lines = [" ".join(cause.split())]
+    if runs:
+        lines.append("wasm backtrace (innermost first):")
+    for frame, count in runs[:_MAX_FRAMES]:
+        lines.append(f"  {frame}" + (f"  (x{count})" if count > 1 else ""))
+    if len(runs) > _MAX_FRAMES:
+        lines.append(f"  ... {sum(c for _, c in runs[_MAX_FRAMES:])} more frames")
+    return "\n".join(lines)
 
 
 def _short(text: str) -> str:

@@ -8,7 +8,7 @@ import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from sandboxes.schema import (
@@ -23,6 +23,7 @@ from sandboxes.schema import (
     JobSubmission,
 )
 from service.deps import StateDep
+from service.openapi import problem_responses
 from service.problems import Problem
 from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
@@ -35,10 +36,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def _wait_flag(value: object) -> object:
     """``?wait=true`` waits as long as allowed, ``?wait=false`` does not wait."""
     if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("true", "yes", "on"):
+        word = value.strip()
+        if word == "true":
             return math.inf
-        if word in ("false", "no", "off"):
+        if word == "false":
             return 0.0
     return value
 
@@ -46,9 +47,14 @@ def _wait_flag(value: object) -> object:
 WaitQuery = Annotated[
     float,
     BeforeValidator(_wait_flag),
-    Query(ge=0, description="Seconds to wait for the job to end (0 or false: do not wait; "
-                            "true: the longest wait allowed)"),
+    Query(ge=0),
+    WithJsonSchema({
+        "anyOf": [{"type": "number", "minimum": 0}, {"type": "boolean"}],
+        "description": "Seconds to wait for the job to end (0 or false: do not wait; true: "
+                       "the longest wait allowed, WARDEN_MAX_WAIT_S)",
+    }),
 ]
+_CURSOR_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 
 
 async def _json_body(request: Request) -> None:  # async: no threadpool hop per request
@@ -216,7 +222,8 @@ async def get_jobs(
                                                 description="Listing: only jobs in this "
                                                             "state")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BATCH, description="Listing: page size")] = 20,
-    cursor: Annotated[str | None, Query(description="Listing: `next_cursor` of the page "
+    cursor: Annotated[str | None, Query(pattern=_CURSOR_PATTERN,
+                                        description="Listing: `next_cursor` of the page "
                                                     "before")] = None,
     encoding: EncodingQuery = Encoding.BASE64,
 ) -> Response:
@@ -229,23 +236,10 @@ async def get_jobs(
                           f"{len(wanted)} ids given; at most {MAX_BATCH} per request")
         page = JobList(jobs=await run_in_threadpool(state.store.get_many, wanted))
         return list_response(page, encoding)
-    before = _cursor_time(cursor)
+    before = None if cursor is None else float(cursor)  # the pattern makes it a number
     records, last = await run_in_threadpool(state.store.list_recent, limit, job_state, before)
     page = JobList(jobs=list(records), next_cursor=None if last is None else repr(last))
     return list_response(page, encoding)
-
-
-def _cursor_time(cursor: str | None) -> float | None:
-    if cursor is None:
-        return None
-    try:
-        value = float(cursor)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise Problem(422, "invalid-cursor", "Invalid cursor",
-                      "cursor must be the next_cursor of an earlier page")
-    return value
 
 
 @router.get("/{job_id}", response_model=JobRecord,
@@ -262,7 +256,9 @@ async def get_job(
 
 @router.delete("/{job_id}", response_model=JobRecord,
                responses={202: {"model": JobRecord,
-                                "description": "Still stopping when the wait ran out"}})
+                                "description": "Still stopping when the wait ran out"},
+                          **problem_responses(409, descriptions={
+                              409: "The job had already finished or failed"})})
 async def cancel_job(
     job_id: str, state: StateDep, wait: WaitQuery = 5, encoding: EncodingQuery = Encoding.BASE64,
 ) -> Response:

@@ -127,3 +127,12 @@ def test_the_schema_says_base64_and_date_time(cluster: Cluster) -> None:
     assert schemas["JobSubmission"]["properties"]["wasm_base64"]["format"] == "byte"
     assert schemas["RunResult"]["properties"]["stdout"]["contentEncoding"] == "base64"
     assert schemas["JobRecord"]["properties"]["created_at"]["format"] == "date-time"
+
+
+def test_limit_errors_speak_the_users_language(cluster: Cluster) -> None:
+    r = cluster.http.post("/v1/jobs", json={"wat": W.HELLO, "limits": {
+        "memory_bytes": "10GiB", "wall_time_s": 0, "fuel": 10**13}})
+    problem = assert_problem(r, 422, "validation-error")
+    messages = {e["msg"] for e in problem["errors"]}
+    assert messages == {"memory must be at most 4GiB", "wall time must be at least 0.001 s",
+                        "fuel must be at most 1,000,000,000,000"}, messages

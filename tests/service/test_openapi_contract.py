@@ -40,7 +40,7 @@ STATEFUL_EXAMPLES = 15
 # Refusals of schema-valid requests for their content, which JSON Schema cannot express.
 CONTENT_PROBLEMS = frozenset({
     "invalid-module", "no-entry-point", "unknown-language", "compiler-flag-not-allowed",
-    "reserved-path", "output-not-text",
+    "reserved-path", "output-not-text", "files-too-large", "file-inside-file",
 })
 
 CONFIG = schemathesis.Config.from_dict({
@@ -76,33 +76,7 @@ class Gap:
     fixed: Callable[[dict[str, Any], httpx.Client], bool]
 
 
-KNOWN_GAPS = (
-    Gap("wait", "validation-error", r"query\.wait$", ("greater than or equal to 0",),
-        "jobs.py WaitQuery: the schema says `ge: 0` (no JSON Schema keyword) instead of "
-        "`minimum: 0`, and omits the true/false it accepts",
-        lambda doc, _: all("'ge'" not in s and "'minimum': 0" in s
-                           for s in _param_schemas(doc, "wait"))),
-    Gap("cursor", "invalid-cursor", r"$", ("cursor must be",),
-        "jobs.py cursor: the schema takes any string, yet `?cursor=` is refused: give it the "
-        "cursor's pattern (or accept every string it allows)",
-        lambda doc, http: all("pattern" in s for s in _param_schemas(doc, "cursor"))
-        or http.get("/v1/jobs", params={"cursor": ""}).status_code == 200),
-    Gap("submission-rules", "validation-error", r"body(\.jobs\.\d+)?$",
-        ("give exactly one of", "source and language go together",
-         "compiler_flags apply to source jobs only"),
-        "schema.py JobSubmission: the schema does not state its model rules (exactly one of "
-        "wasm_base64 / wat / source; source with language; compiler_flags only with source), "
-        "e.g. as a oneOf of the three shapes",
-        lambda doc, _: any(k in doc["components"]["schemas"]["JobSubmission"]
-                           for k in ("oneOf", "anyOf", "allOf"))),
-    Gap("grants-names", "validation-error", r"body(\.jobs\.\d+)?\.grants\.(env|files|args)$",
-        ("is not a valid variable name", "must be a relative path", "NUL"),
-        "schema.py Grants: env and file names need `propertyNames` patterns (_ENV_NAME, "
-        "check_file_name's rule), args and env values a pattern without NUL",
-        lambda doc, _: all("propertyNames" in str(doc["components"]["schemas"]["Grants"]
-                                                  ["properties"][field])
-                           for field in ("env", "files"))),
-)
+KNOWN_GAPS: tuple[Gap, ...] = ()  # none open: add one here (with its fix) if one appears
 
 
 def _known_gap(problem: dict[str, Any]) -> bool:
@@ -218,8 +192,6 @@ def test_retry_after_and_allow_are_documented_headers(openapi: dict[str, Any]) -
     assert seen >= 6
 
 
-@pytest.mark.xfail(strict=True, reason="lead: cancel_job (jobs.py) raises 409: declare it "
-                   "with responses=problem_responses(409) from service/openapi.py")
 def test_cancel_documents_its_409(openapi: dict[str, Any]) -> None:
     responses = openapi["paths"]["/v1/jobs/{job_id}"]["delete"]["responses"]
     assert "application/problem+json" in responses["409"]["content"]
@@ -325,11 +297,3 @@ def test_linked_operations_conform(api_schema: BaseSchema) -> None:
         max_examples=STATEFUL_EXAMPLES, stateful_step_count=6, deadline=None,
         suppress_health_check=list(hypothesis.HealthCheck), database=None,
     ))
-
-
-@pytest.mark.parametrize("gap", [pytest.param(gap, id=gap.name, marks=pytest.mark.xfail(
-    strict=True, reason=f"lead: {gap.fix}")) for gap in KNOWN_GAPS])
-def test_known_gap_is_still_open(cluster: Cluster, openapi: dict[str, Any], gap: Gap) -> None:
-    """Passes, and so fails as a strict xfail, once the lead has fixed the gap: then remove
-    it from KNOWN_GAPS, and Schemathesis holds the service to the new rule."""
-    assert gap.fixed(openapi, cluster.http)

@@ -77,7 +77,8 @@ class RustToolchain:
         codegen = [f for f in flags if f.startswith("-C") and not f.startswith("-Copt-level=")]
         edition = [f for f in flags if f.startswith("--edition=")] or ["--edition=2021"]
         return [str(RUSTC), "--target", "wasm32-wasi", edition[-1], "--crate-name", "main",
-                "-C", "strip=symbols", opt[-1], *codegen, "--error-format=short", "main.rs",
+                "-C", "strip=symbols", opt[-1], *codegen, "--error-format=human", "--color=never",
+                "main.rs",
                 "-o", "main.wasm"]
 
     def compile(self, source: bytes, flags: Sequence[str],
