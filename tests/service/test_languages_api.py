@@ -40,7 +40,11 @@ def toolchains_built(tmp_path_factory: pytest.TempPathFactory) -> None:
 def test_source_job_end_to_end(cluster: Cluster, lang: str) -> None:
     r = cluster.http.post(
         "/v1/jobs",
-        json={"language": lang, "source": SOURCES[lang], "grants": {"stdin": "aGkK"}},  # "hi\n"
+        # the most compile time a job may have: this cluster's data dir is new, so its
+        # worker compiles each interpreter (Ruby: 93 MB of code) on its first job, in the
+        # background at the lowest CPU priority, and the job waits for it that long
+        json={"language": lang, "source": SOURCES[lang], "grants": {"stdin": "aGkK"},  # "hi\n"
+              "limits": {"compile_time_s": 60}},
     )
     assert r.status_code == 202, r.text
     # The worker compiles the interpreter on its first Python job (seconds on a busy machine).
