@@ -13,7 +13,16 @@ from pydantic import ValidationError
 
 from sandboxes.exit_codes import ExitCode, exit_code, help_text
 from sandboxes.languages.registry import LANGUAGES, get_language
-from sandboxes.schema import Grants, Limits, RunResult, RunStatus, ScratchGrant, limit_message
+from sandboxes.schema import (
+    NOT_RUN,
+    Grants,
+    Limits,
+    RunResult,
+    RunStatus,
+    ScratchGrant,
+    error_message,
+    limit_message,
+)
 from sandboxes.settings import SettingsError, get_settings
 from sandboxes.units import format_size
 
@@ -138,12 +147,25 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+# The command-line option that sets each field, to name it in an error.
+_OPTIONS: Final = {
+    "fuel": "--fuel", "memory_bytes": "--memory", "wall_time_s": "--timeout",
+    "stack_bytes": "--stack", "quota_bytes": "--scratch", "stdin": "--stdin",
+    "args": "--arg", "env": "--env", "files": "--file",
+}
+
+
 def validation_text(exc: ValidationError) -> str:
-    return "; ".join(
-        limit_message(tuple(err["loc"]), err["type"], dict(err.get("ctx") or {}))
-        or f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
-        for err in exc.errors()
-    )
+    """The errors in the words of the command line: options, not field names."""
+    texts = []
+    for err in exc.errors():
+        message = error_message(err)
+        if limit_message(tuple(err["loc"]), err["type"], dict(err.get("ctx") or {})) is None:
+            names = [_OPTIONS.get(str(p), str(p)) for p in err["loc"]]
+            where = next((n for n in names if n.startswith("--")), None)
+            message = f"{where or '.'.join(names) or 'value'}: {message}"
+        texts.append(message)
+    return "; ".join(texts)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -193,10 +215,11 @@ def print_result(result: RunResult, heading: str = "") -> None:
 
 
 def summary(result: RunResult, heading: str = "") -> str:
-    """``[warden] status=… figures``, then the message. A compile error shows only what
-    it has (the compile time): it never ran, so it has no run figures."""
+    """``[warden] status=… figures``, then the message. A run that never started the
+    guest (a compile error, an invalid module...) shows only what it has (the compile
+    time): it has no run figures."""
     parts = [f"status={result.status.value}"]
-    if result.status is not RunStatus.COMPILE_ERROR:
+    if result.status not in NOT_RUN:
         if result.trap_kind:
             parts.append(f"trap={result.trap_kind.value}")
         if result.exit_code is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -50,6 +51,11 @@ class RunStatus(StrEnum):
     UNSUPPORTED = "unsupported"
     COMPILE_ERROR = "compile_error"
     INTERNAL_ERROR = "internal_error"
+
+
+# A run that ended so never started the guest: it has no run figures (time, fuel, memory).
+NOT_RUN: Final = frozenset({RunStatus.COMPILE_ERROR, RunStatus.INVALID_MODULE,
+                            RunStatus.LINK_ERROR, RunStatus.UNSUPPORTED})
 
 
 class TrapKind(StrEnum):
@@ -155,7 +161,8 @@ OutputBytes = Annotated[
     PlainSerializer(_to_base64, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "contentEncoding": "base64",
                     "description": "Standard base64 of the bytes (UTF-8 text instead when "
-                                   "the API is asked for encoding=text)"}),
+                                   "the API is asked for encoding=text and the result "
+                                   "says `\"encoding\": \"text\"`)"}),
 ]
 
 
@@ -197,22 +204,25 @@ _LIMIT_WORDS: Final = {
     "fuel": "fuel", "wall_time_s": "wall time", "compile_time_s": "compile time",
     "memory_bytes": "memory", "stack_bytes": "stack", "stdout_bytes": "stdout",
     "stderr_bytes": "stderr", "table_elements": "table elements", "module_bytes": "module size",
+    "quota_bytes": "the scratch quota", "stdin": "stdin",
 }
 _BOUND_WORDS: Final = {"less_than_equal": ("le", "at most"),
-                       "greater_than_equal": ("ge", "at least")}
+                       "greater_than_equal": ("ge", "at least"),
+                       "bytes_too_long": ("max_length", "at most")}
+_VALUE_ERROR_PREFIX: Final = "Value error, "  # pydantic's, before a validator's own message
 
 
 def limit_message(loc: tuple[int | str, ...], error_type: str, ctx: dict[str, Any]) -> str | None:
     """A limit's bound error in the user's words ("memory at most 4 GiB" rather than
     "memory_bytes: less than or equal to 4294967296"), or None for any other error."""
     name = str(loc[-1]) if loc else ""
-    if name not in LIMIT_BOUNDS or error_type not in _BOUND_WORDS:
+    if name not in _LIMIT_WORDS or error_type not in _BOUND_WORDS:
         return None
     key, words = _BOUND_WORDS[error_type]
     bound = ctx.get(key)
     if not isinstance(bound, int | float):
         return None
-    if name.endswith("_bytes"):
+    if name.endswith("_bytes") or error_type == "bytes_too_long":
         shown = format_size(int(bound))
     elif name.endswith("_s"):
         shown = f"{bound:g} s"
@@ -221,12 +231,23 @@ def limit_message(loc: tuple[int | str, ...], error_type: str, ctx: dict[str, An
     return f"{_LIMIT_WORDS[name]} must be {words} {shown}"
 
 
+def error_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error's message in plain words: a bound as ``limit_message`` says it,
+    a validator's own sentence without pydantic's "Value error, " before it."""
+    loc = tuple(error.get("loc", ()))
+    words = limit_message(loc, str(error.get("type", "")), dict(error.get("ctx") or {}))
+    if words is not None:
+        return words
+    return str(error.get("msg", "")).removeprefix(_VALUE_ERROR_PREFIX)
+
+
 MAX_ARGS: Final = 256
 MAX_ARG_BYTES: Final = 4096
 MAX_ENV: Final = 128
 MAX_STDIN_BYTES: Final = 64 * MiB
 MAX_FILES: Final = 256
-MAX_FILES_TOTAL_BYTES: Final = 128 * MiB
+# Each maximum holds alone; one request carries at most WARDEN_MAX_BODY_BYTES in all.
+MAX_FILES_TOTAL_BYTES: Final = 64 * MiB
 MAX_SCRATCH_BYTES: Final = 1 * GiB
 DEFAULT_SCRATCH_BYTES: Final = 16 * MiB
 MAX_SCRATCH_ENTRIES: Final = 10_000  # files and directories a scratch dir may hold
@@ -326,8 +347,20 @@ class Grants(BaseModel):
         return files
 
 
+def _document_output_encoding(schema: dict[str, Any]) -> None:
+    """The API's text form adds ``encoding`` to a result (service/render.py); a result
+    without it is in base64."""
+    schema["properties"]["encoding"] = {
+        "type": "string", "enum": ["base64", "text"],
+        "description": "With encoding=text: how this result's stdout and stderr are "
+                       "written (`base64` when one of them is not valid UTF-8)",
+    }
+
+
 class RunResult(BaseModel):
     """What one run did. Bytes are standard base64 in JSON."""
+
+    model_config = ConfigDict(json_schema_extra=_document_output_encoding)
 
     status: RunStatus
     trap_kind: TrapKind | None = None

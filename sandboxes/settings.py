@@ -125,8 +125,9 @@ class Settings(BaseSettings):
     max_queue_length: int = Field(
         default=10_000, ge=1, description="Queued jobs beyond this get 503 + Retry-After"
     )
-    max_body_bytes: Bytes = Field(
-        default=32 * 1024**2, ge=1024, description="Request bodies over this get 413"
+    max_body_bytes: Bytes = Field(  # the base64 of a 64 MiB stdin, files or module fits
+        default=96 * 1024**2, ge=1024, description="Request bodies over this get 413 "
+        "(base64 included: the default carries up to about 72 MiB of bytes)",
     )
     max_wait_s: Seconds = Field(
         default=60.0, gt=0, le=600, description="Longest ?wait allowed"
@@ -218,6 +219,8 @@ def allowed(name: str) -> str:
         kind, shown = "a size", format_size
     elif name.endswith("_s"):
         kind, shown = "a duration", _seconds
+        if field.annotation is int:  # WholeSeconds
+            kind = "a duration in whole seconds"
     else:
         kind = _kind(field.annotation)
     low = high = ""

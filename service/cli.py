@@ -32,6 +32,7 @@ from sandboxes.cli import (
     read,
     validation_text,
 )
+from sandboxes.compilation.modules import NOT_A_MODULE
 from sandboxes.exit_codes import ExitCode, help_text
 from sandboxes.settings import Settings, get_settings
 from service.cli_jobs import app as jobs_app
@@ -103,6 +104,19 @@ def worker(
     run_worker(burst=burst)
 
 
+def _text(path: Path, data: bytes, what: str) -> str:
+    """The file as the API carries it (JSON text), never altered: bytes that are not
+    UTF-8 are refused, where ``warden run`` would read them as they are."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if what == "module":
+            reason = NOT_A_MODULE
+        else:
+            reason = "source must be UTF-8 text to be sent (convert it, e.g. with iconv)"
+        raise fail(f"{path}: {reason} (byte {err.start} is not UTF-8)") from None
+
+
 @app.command(epilog=help_text())
 def submit(
     path: PathArg, lang: LangOpt = None, flag: FlagOpt = None, stdin: StdinOpt = None,
@@ -132,12 +146,12 @@ def submit(
         common["compiler_flags"] = flag
     try:
         if language:  # the server judges the language: its registry is the one that counts
-            sub = JobSubmission(language=language, source=data.decode(errors="replace"),
+            sub = JobSubmission(language=language, source=_text(path, data, "source"),
                                 **common)
         elif data.startswith(b"\0asm"):
             sub = JobSubmission(wasm_base64=base64.b64encode(data).decode(), **common)
         else:
-            sub = JobSubmission(wat=data.decode(errors="replace"), **common)
+            sub = JobSubmission(wat=_text(path, data, "module"), **common)
     except ValidationError as exc:
         raise fail(validation_text(exc)) from None
     with connect(url, "the job") as client:

@@ -9,8 +9,7 @@ no boilerplate:
 - a request body: 400 (malformed JSON), 413 (over the body cap), 415 (not JSON), 422;
 - any parameter: 422 (FastAPI's HTTPValidationError model is replaced);
 - a path parameter: 404 (no such resource);
-- the shared state (``StateDep``, i.e. Redis): 503 with ``Retry-After``;
-- an ``encoding`` (``EncodingQuery``) parameter: 406 (output not UTF-8 text).
+- the shared state (``StateDep``, i.e. Redis): 503 with ``Retry-After``.
 
 Anything else a route raises itself (409, ...) it declares with
 ``responses=problem_responses(409)``.
@@ -30,7 +29,6 @@ from starlette.routing import BaseRoute
 
 from service.deps import get_state
 from service.problems import MEDIA_TYPE, ProblemDetails
-from service.render import Encoding
 
 PROBLEM_REF = "#/components/schemas/Problem"
 
@@ -38,7 +36,6 @@ DESCRIPTIONS: Mapping[int, str] = {
     400: "The body is not valid JSON (or not UTF-8)",
     404: "No such resource",
     405: "The method is not allowed here (`Allow` lists those that are)",
-    406: "An output is not valid UTF-8 text: ask with `encoding=base64`",
     409: "The request conflicts with the resource's current state",
     413: "The request body is over the size cap",
     415: "The body is not declared as JSON (send `Content-Type: application/json`)",
@@ -91,8 +88,6 @@ def inferred_codes(route: APIRoute) -> set[int]:
         codes.add(404)
     if get_state in set(_calls(route.dependant)):
         codes.add(503)
-    if any(p.field_info.annotation is Encoding for p in params):
-        codes.add(406)
     return codes
 
 

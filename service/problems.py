@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from sandboxes.schema import FILE_INSIDE_FILE, FILES_TOO_LARGE, limit_message
+from sandboxes.schema import FILE_INSIDE_FILE, FILES_TOO_LARGE, error_message
 
 TYPE_BASE = "https://warden.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -88,7 +88,7 @@ async def on_problem(_: Request, exc: Exception) -> JSONResponse:
 _CONTENT_ERRORS = {FILES_TOO_LARGE: "files-too-large", FILE_INSIDE_FILE: "file-inside-file"}
 
 
-async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+async def on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     for error in exc.errors():
         if error.get("type") == "json_invalid":  # the body is not JSON at all: 400, not 422
@@ -99,24 +99,27 @@ async def on_validation(_: Request, exc: Exception) -> JSONResponse:
                 400, "malformed-json", "The body is not valid JSON",
                 f"invalid JSON{where}: {reason}",
             )
-    errors = [
-        {"loc": [str(p) for p in e.get("loc", ())],
-         "msg": limit_message(tuple(e.get("loc", ())), str(e.get("type", "")),
-                              dict(e.get("ctx") or {})) or str(e.get("msg", ""))}
-        for e in exc.errors()
-    ]
+        if (error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",)
+                and not (await request.body()).strip()):  # read already: cached
+            return problem_response(  # an empty body: not JSON at all either
+                400, "malformed-json", "The body is not valid JSON",
+                "the body is empty: send a JSON object",
+            )
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": error_message(e)}
+              for e in exc.errors()]
+    extra: dict[str, Any] = {"errors": errors}
+    jobs = [int(loc[2]) for loc in (e["loc"] for e in errors)
+            if len(loc) > 2 and loc[:2] == ["body", "jobs"] and loc[2].isdigit()]
+    if jobs:  # a batch: the (first) job that was refused
+        extra["index"] = min(jobs)
+    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
     kinds = {_CONTENT_ERRORS.get(str(e.get("type"))) for e in exc.errors()}
     if len(kinds) == 1 and None not in kinds:  # a rule no JSON Schema states: its own type
         (kind,) = kinds
         assert kind is not None
-        return problem_response(
-            422, kind, "The request breaks a rule of its grants",
-            "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors), errors=errors,
-        )
-    return problem_response(
-        422, "validation-error", "The request is invalid",
-        "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors), errors=errors,
-    )
+        return problem_response(422, kind, "The request breaks a rule of its grants", detail,
+                                **extra)
+    return problem_response(422, "validation-error", "The request is invalid", detail, **extra)
 
 
 def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str:

@@ -2,8 +2,10 @@
 caller asks with ``?encoding=text``, as UTF-8 text.
 
 Text is a convenience for the usual case; bytes that are not UTF-8 are never altered or
-dropped: such a response is a 406 problem telling the caller to ask for base64 (Judge0
-does the same), so what a caller reads is always exactly what the guest wrote.
+dropped. In text form every result says how its outputs are written (``result.encoding``):
+``text``, or ``base64`` for a result whose stdout or stderr is not valid UTF-8. So one
+binary output never costs a caller the answer: a submit that waited still names its job,
+a listing page still lists every job.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from fastapi import Query
 from fastapi.responses import Response
 
 from sandboxes.schema import JobList, JobRecord
-from service.problems import Problem
 
 
 class Encoding(StrEnum):
@@ -27,8 +28,8 @@ class Encoding(StrEnum):
 EncodingQuery = Annotated[
     Encoding,
     Query(description="How stdout and stderr come back: `base64` (standard base64 of the "
-                      "exact bytes) or `text` (UTF-8 strings; 406 when an output is not "
-                      "valid UTF-8: ask for base64 then)"),
+                      "exact bytes) or `text` (UTF-8 strings; a result whose output is not "
+                      "valid UTF-8 keeps base64 and says `\"encoding\": \"base64\"`)"),
 ]
 
 _OUTPUTS = ("stdout", "stderr")
@@ -37,15 +38,12 @@ _OUTPUTS = ("stdout", "stderr")
 def _as_text(record: JobRecord) -> dict[str, Any]:
     body = record.model_dump(mode="json")
     if record.result is not None:
-        for name in _OUTPUTS:
-            try:
-                body["result"][name] = getattr(record.result, name).decode("utf-8")
-            except UnicodeDecodeError:
-                raise Problem(
-                    406, "output-not-text", "The output is not UTF-8 text",
-                    f"job {record.id}'s {name} is not valid UTF-8: ask with "
-                    "encoding=base64 for its exact bytes",
-                ) from None
+        try:
+            texts = {name: getattr(record.result, name).decode("utf-8") for name in _OUTPUTS}
+        except UnicodeDecodeError:
+            body["result"]["encoding"] = Encoding.BASE64.value
+        else:
+            body["result"].update(texts, encoding=Encoding.TEXT.value)
     return body
 
 

@@ -63,6 +63,22 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+CURSOR_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?:[A-Za-z0-9_-]{1,128}$"
+
+
+def format_cursor(last: tuple[float, str]) -> str:
+    """A listing cursor: the last examined job's creation time (unix s) and id."""
+    return f"{last[0]!r}:{last[1]}"
+
+
+def parse_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """``format_cursor``'s inverse; the API checks CURSOR_PATTERN before it comes here."""
+    if cursor is None:
+        return None
+    score, _, job_id = cursor.partition(":")
+    return float(score), job_id
+
+
 def job_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}"
 
@@ -223,36 +239,54 @@ class JobStore:
         client.zremrangebyrank(JOBS, 0, -MAX_LISTED - 1)
 
     def list_recent(
-        self, limit: int, state: JobState | None = None, before: float | None = None
-    ) -> tuple[list[JobRecord], float | None]:
-        """Up to ``limit`` records created before ``before`` (unix seconds), newest first,
-        in ``state`` if given, and the cursor of the next page (None: no more). A filtered
-        page examines at most ``_SCAN_FACTOR * limit`` jobs, so it may come back short
-        with a cursor to go on from."""
+        self, limit: int, state: JobState | None = None, cursor: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """Up to ``limit`` records after ``cursor``, newest first, in ``state`` if given, and
+        the cursor of the next page (None: no more). A filtered page examines at most
+        ``_SCAN_FACTOR * limit`` jobs, so it may come back short with a cursor to go on
+        from. The cursor is the last examined job's (creation time, id): jobs created in
+        the same instant are ordered by id, so none is skipped or repeated at a page edge."""
         found: list[JobRecord] = []
         stale: list[str] = []
-        top = "+inf" if before is None else f"({before!r}"
-        scanned, last, more = 0, before, True
+        last = parse_cursor(cursor)
+        scanned, more = 0, True
         while len(found) < limit and scanned < _SCAN_FACTOR * limit:
-            batch: list[tuple[bytes, float]] = self.r.zrevrangebyscore(  # type: ignore[assignment]
-                JOBS, top, "-inf", start=0, num=limit, withscores=True)
-            ids = [member.decode() for member, _ in batch]
-            consumed = 0
-            for job_id, (_, score), record in zip(ids, batch, self.get_many(ids), strict=True):
-                consumed, scanned, last = consumed + 1, scanned + 1, score
+            batch = self._listed_after(last, limit + 1)  # one more: is there another page?
+            records = self.get_many([job_id for job_id, _ in batch])
+            for (job_id, score), record in zip(batch, records, strict=True):
+                if len(found) == limit or scanned == _SCAN_FACTOR * limit:
+                    break  # an unexamined job is left: there is a next page
+                last, scanned = (score, job_id), scanned + 1
                 if record is None:
                     stale.append(job_id)
                 elif state is None or record.state is state:
                     found.append(record)
-                    if len(found) == limit:
-                        break
-            if len(batch) < limit and consumed == len(batch):
-                more = False  # the oldest job has been examined
-                break
-            top = f"({last!r}"
+            else:
+                if len(batch) <= limit:
+                    more = False  # the oldest job has been examined
+                    break
         if stale:
             self.r.zrem(JOBS, *stale)
-        return found, (last if more else None)
+        return found, (format_cursor(last) if more and last is not None else None)
+
+    def _listed_after(self, after: tuple[float, str] | None, count: int
+                      ) -> list[tuple[str, float]]:
+        """Up to ``count`` (id, created) of the listing after ``after``, in its order: by
+        creation time descending, ties by id descending (Redis's reverse order), so the
+        jobs at or before the cursor are the first ones of its instant."""
+        top, offset = ("+inf" if after is None else repr(after[0])), 0
+        listed: list[tuple[str, float]] = []
+        while len(listed) < count:
+            raw: list[tuple[bytes, float]] = self.r.zrevrangebyscore(  # type: ignore[assignment]
+                JOBS, top, "-inf", start=offset, num=count, withscores=True)
+            for member, score in raw:
+                job_id = member.decode()
+                if after is None or score < after[0] or job_id < after[1]:
+                    listed.append((job_id, score))
+            if len(raw) < count:
+                break
+            offset += len(raw)
+        return listed[:count]
 
     def spec(self, job_id: str) -> JobSpec | None:
         raw = self.r.hget(job_key(job_id), "spec")

@@ -21,6 +21,8 @@ _COMPONENT_VERSION = b"\x0d\x00\x01\x00"
 _WAT_EXPANSION = 8
 MAX_WAT_BYTES = 8 * 1024 * 1024
 
+NOT_A_MODULE = "neither a WebAssembly binary (no \\0asm magic) nor UTF-8 WAT text"
+
 
 class ModuleKind(StrEnum):
     CORE = "core"
@@ -73,10 +75,7 @@ def _wat_to_wasm(source: bytes | str, max_bytes: int) -> bytes:
         try:
             text = source.decode("utf-8")
         except UnicodeDecodeError:
-            raise SandboxError(
-                RunStatus.INVALID_MODULE,
-                "neither a WebAssembly binary (no \\0asm magic) nor UTF-8 WAT text",
-            ) from None
+            raise SandboxError(RunStatus.INVALID_MODULE, NOT_A_MODULE) from None
     else:
         text = source
     try:

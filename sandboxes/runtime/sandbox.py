@@ -248,18 +248,19 @@ class Sandbox:
         limits = limits or Limits()
         grants = grants or Grants()
         started = time.perf_counter()
-        compile_s = 0.0
+        compile_s: float | None = None
         try:
             prepared, compile_s = self.prepare_timed(source, limits)
             result = self.run_prepared(prepared, limits, grants, cancel)
             result.compile_time_s = compile_s
             return result
-        except SandboxError as err:
+        except SandboxError as err:  # refused while compiling, or before the guest started
+            elapsed = time.perf_counter() - started
             return RunResult(
                 status=err.status,
                 message=err.message,
-                wall_time_s=time.perf_counter() - started,
-                compile_time_s=time.perf_counter() - started,
+                wall_time_s=0.0 if compile_s is None else elapsed - compile_s,
+                compile_time_s=elapsed if compile_s is None else compile_s,
             )
         except Exception:
             log.exception("internal error in sandbox run")

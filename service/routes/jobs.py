@@ -29,7 +29,7 @@ from service.render import Encoding, EncodingQuery, list_response, record_respon
 from service.state import AppState
 from service.submit import to_spec
 from workers.queue import QueueFullError
-from workers.store import new_job_id
+from workers.store import CURSOR_PATTERN, new_job_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -54,7 +54,6 @@ WaitQuery = Annotated[
                        "the longest wait allowed, WARDEN_MAX_WAIT_S)",
     }),
 ]
-_CURSOR_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 
 
 async def _json_body(request: Request) -> None:  # async: no threadpool hop per request
@@ -143,7 +142,9 @@ def _still_running(record: JobRecord) -> int:
     return 200 if record.state.terminal else 202
 
 
-@router.post("", status_code=202, response_model=JobAccepted,
+# response_model=None: the 202 is documented once, as either shape (FastAPI would put the
+# route's model beside the anyOf as a `$ref`, which OpenAPI 3.1 applies too).
+@router.post("", status_code=202, response_model=None,
              responses={200: {"model": JobRecord, "description": "With `wait`: the job ended"},
                         202: {"model": JobAccepted | JobRecord,
                               "description": "Queued (no `wait`: its id; with `wait`: the "
@@ -172,7 +173,7 @@ async def submit_job(
     return reply
 
 
-@router.post("/batch", status_code=202, response_model=BatchAccepted,
+@router.post("/batch", status_code=202, response_model=None,
              responses={200: {"model": JobList, "description": "With `wait`: all ended"},
                         202: {"model": BatchAccepted | JobList,
                               "description": "Queued (with `wait`: the records, some still "
@@ -209,6 +210,8 @@ def _batch_specs(batch: BatchSubmission) -> list[tuple[JobSpec, tuple[str, bytes
         except Problem as problem:  # say which job of the batch it was
             problem.detail = f"jobs[{index}]: {problem.detail or problem.title}"
             problem.extra["index"] = index
+            for error in problem.extra.get("errors", ()):  # ["body", ...] of one job
+                error["loc"] = ["body", "jobs", str(index), *error["loc"][1:]]
             raise
     return specs
 
@@ -222,7 +225,7 @@ async def get_jobs(
                                                 description="Listing: only jobs in this "
                                                             "state")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_BATCH, description="Listing: page size")] = 20,
-    cursor: Annotated[str | None, Query(pattern=_CURSOR_PATTERN,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN,
                                         description="Listing: `next_cursor` of the page "
                                                     "before")] = None,
     encoding: EncodingQuery = Encoding.BASE64,
@@ -236,9 +239,8 @@ async def get_jobs(
                           f"{len(wanted)} ids given; at most {MAX_BATCH} per request")
         page = JobList(jobs=await run_in_threadpool(state.store.get_many, wanted))
         return list_response(page, encoding)
-    before = None if cursor is None else float(cursor)  # the pattern makes it a number
-    records, last = await run_in_threadpool(state.store.list_recent, limit, job_state, before)
-    page = JobList(jobs=list(records), next_cursor=None if last is None else repr(last))
+    records, after = await run_in_threadpool(state.store.list_recent, limit, job_state, cursor)
+    page = JobList(jobs=list(records), next_cursor=after)
     return list_response(page, encoding)
 
 

@@ -171,9 +171,13 @@ def test_malformed_json_is_400(cluster: Cluster, path: str, body: bytes) -> None
     assert "JSON" in problem["detail"], problem
 
 
-def test_missing_body_is_422(cluster: Cluster) -> None:
+def test_an_empty_body_is_400_and_null_is_422(cluster: Cluster) -> None:
     r = cluster.http.post("/v1/jobs", headers={"content-type": "application/json"})
-    problem = assert_problem(r, 422, "validation-error")
+    problem = assert_problem(r, 400, "malformed-json")  # nothing at all: not JSON
+    assert "empty" in problem["detail"], problem
+    r = cluster.http.post("/v1/jobs", content=b"null",
+                          headers={"content-type": "application/json"})
+    problem = assert_problem(r, 422, "validation-error")  # JSON, but not a job
     assert problem["errors"][0]["loc"] == ["body"], problem
 
 

@@ -1,7 +1,7 @@
-"""Hostile review of issue 11 (API/CLI polish): defects still present after the change.
+"""Regressions from the hostile review of issue 11 (API/CLI polish).
 
-Each test fails on the code as reviewed; its docstring says what is wrong and what was
-measured against a live `warden up` (and here against the ``cluster`` fixture).
+Each test failed on the code as reviewed; its docstring says what was wrong and what was
+measured then against a live `warden up` (and here against the ``cluster`` fixture).
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ def test_submit_wait_encoding_text_406_gives_no_usable_job_id(cluster: Cluster) 
     same route carry `Location: /v1/jobs/<id>`)."""
     r = cluster.http.post("/v1/jobs", params={"wait": 20, "encoding": "text"},
                           json={"wat": NOT_UTF8})
-    assert r.status_code == 406, r.text  # as documented; the defect is what it omits
-    assert "location" in r.headers or "id" in r.json(), (dict(r.headers), r.text)
+    assert r.status_code == 200, r.text  # the record, its outputs kept in base64
+    assert r.headers["location"] == f"/v1/jobs/{r.json()['id']}", dict(r.headers)
+    assert r.json()["result"]["encoding"] == "base64", r.text
+    assert r.json()["result"]["stdout"] == "+//+", r.text
 
 
 def test_listing_with_encoding_text_is_unreadable_after_one_binary_job(cluster: Cluster) -> None:
@@ -201,6 +203,11 @@ def test_submit_alters_source_that_is_not_utf8(cluster: Cluster, tmp_path: Path)
     src.write_bytes(b'#include <stdio.h>\nint main(void){fputs("caf\xe9\\n", stdout);return 0;}\n')
     out = _cli("submit", str(src), "--url", f"http://127.0.0.1:{cluster.port}", timeout=180)
     assert out.stdout != b"caf\xef\xbf\xbd\n", (out.returncode, out.stdout, out.stderr[-400:])
+    assert out.returncode == 125 and b"UTF-8" in out.stderr, (out.returncode, out.stderr)
+    noise = tmp_path / "noise.wasm"
+    noise.write_bytes(b"\xff\xfe\x00garbage")
+    out = _cli("submit", str(noise), "--url", f"http://127.0.0.1:{cluster.port}")
+    assert out.returncode == 125 and b"nor UTF-8 WAT text" in out.stderr, out.stderr
 
 
 def test_invalid_module_summary_prints_run_figures(tmp_path: Path) -> None:
