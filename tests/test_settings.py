@@ -87,7 +87,7 @@ def test_durations_take_the_readme_forms(monkeypatch: pytest.MonkeyPatch) -> Non
     ("WARDEN_WARM_LANGUAGES", "maybe",
      "WARDEN_WARM_LANGUAGES=maybe: must be true or false (default true)"),
     ("WARDEN_MAX_BODY_BYTES", "a lot",
-     "WARDEN_MAX_BODY_BYTES='a lot': must be a size, at least 1KiB (default 32MiB)"),
+     "WARDEN_MAX_BODY_BYTES='a lot': must be a size, at least 1KiB (default 96MiB)"),
 ])
 def test_a_bad_value_names_the_variable_and_what_it_allows(
     monkeypatch: pytest.MonkeyPatch, fresh_settings: None, variable: str, value: str,
