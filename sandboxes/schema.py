@@ -106,12 +106,19 @@ LIMIT_BOUNDS: Final[dict[str, Bound]] = {
 }
 
 
+def not_bool(value: Any) -> Any:
+    """JSON ``true``/``false`` is not a number (pydantic's lax int would take it as 1/0)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer, not a boolean")
+    return value
+
+
 def _size(value: Any) -> Any:
-    return parse_size(value) if isinstance(value, str) else value
+    return parse_size(value) if isinstance(value, str) else not_bool(value)
 
 
 def _duration(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str) else value
+    return parse_duration(value) if isinstance(value, str) else not_bool(value)
 
 
 Bytes = Annotated[int, BeforeValidator(_size)]

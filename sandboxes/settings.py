@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         default="everysec", description="AOF fsync policy of the embedded Redis: `always` "
         "survives a Redis crash with nothing lost at about half the throughput",
     )
+    api_key: str | None = Field(
+        default=None, repr=False, description="The API key client commands (`warden "
+        "submit`, `warden job`, `warden tenant`...) send; unset: the key `warden up` "
+        "stored in the data dir",
+    )
     host: str = Field(default="127.0.0.1", description="API listen address")
     port: int = Field(default=8000, ge=0, le=65535, description="API listen port")
     workers: int = Field(

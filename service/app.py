@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.settings import Settings, get_settings
 from service import openapi, problems
 from service.body_limit import BodyLimitMiddleware
-from service.routes import jobs, meta
+from service.routes import admin, jobs, meta
 from service.state import AppState
 
 DOCS_ASSETS = "/docs/assets"
@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(meta.router)
     app.include_router(jobs.router)
+    app.include_router(admin.admin)
+    app.include_router(admin.keys)
     openapi.install(app)
     app.add_exception_handler(problems.Problem, problems.on_problem)
     app.add_exception_handler(RequestValidationError, problems.on_validation)

@@ -36,7 +36,9 @@ from sandboxes.compilation.modules import NOT_A_MODULE
 from sandboxes.exit_codes import ExitCode, help_text
 from sandboxes.settings import Settings, get_settings
 from service.cli_jobs import app as jobs_app
-from service.cli_remote import UrlOpt, connect, show_record, stopped_waiting
+from service.cli_remote import KeyOpt, UrlOpt, connect, show_record, stopped_waiting
+from service.cli_tenants import keys_app, tenants_app
+from tenancy.bootstrap import key_file
 
 __all__ = ["app"]
 
@@ -69,6 +71,10 @@ def up(
         typer.echo(f"warden: API on http://{host_part}:{settings.port} "
                    f"(docs: /docs), {settings.workers} worker(s), Redis {redis_url}, "
                    f"data in {sup.settings.data_dir}")
+        if sup.first_key is not None:  # shown this once; the client commands read the file
+            typer.echo(f"warden: created tenant 'default' and its admin key (shown once, "
+                       f"kept in {key_file(sup.settings.data_dir)}, mode 0600):\n"
+                       f"{sup.first_key.secret}")
         sup.watch()
     except KeyboardInterrupt:
         typer.echo("warden: stopping…", err=True)
@@ -127,7 +133,7 @@ def submit(
         "--wait/--no-wait", help="Wait for the result (--no-wait: print the job id)"
     )] = True,
     json: Annotated[bool, typer.Option("--json", help="Print the job record as JSON")] = False,
-    url: UrlOpt = None,
+    url: UrlOpt = None, key: KeyOpt = None,
 ) -> None:
     """Submit a job to a running Warden and print its result, as `warden run` would.
 
@@ -154,7 +160,7 @@ def submit(
             sub = JobSubmission(wat=_text(path, data, "module"), **common)
     except ValidationError as exc:
         raise fail(validation_text(exc)) from None
-    with connect(url, "the job") as client:
+    with connect(url, "the job", key) as client:
         if not wait:
             job_id = client.submit(sub)
             if json:
@@ -176,6 +182,8 @@ def submit(
 
 
 app.add_typer(jobs_app, name="job")
+app.add_typer(tenants_app, name="tenant")
+app.add_typer(keys_app, name="key")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from sandboxes.cli import fail
 from sandboxes.exit_codes import ExitCode, help_text
 from sandboxes.schema import MAX_BATCH, JobList, JobRecord, JobState
 from sandboxes.units import parse_duration
-from service.cli_remote import UrlOpt, connect, show_record, stopped_waiting
+from service.cli_remote import KeyOpt, UrlOpt, connect, show_record, stopped_waiting
 from service.client import WardenError
 
 app = typer.Typer(help="Read, cancel and list the jobs of a running Warden.",
@@ -28,7 +28,7 @@ def get(
     job_id: IdArg,
     wait: Annotated[str | None, typer.Option(
         metavar="SECONDS", help="Wait up to this long for the job to end, e.g. 30 or 2m")] = None,
-    json: JsonOpt = False, url: UrlOpt = None,
+    json: JsonOpt = False, url: UrlOpt = None, key: KeyOpt = None,
 ) -> None:
     """Show a job: its output and summary, or its state if it has not ended.
 
@@ -39,7 +39,7 @@ def get(
         wait_s = parse_duration(wait) if wait is not None else 0.0
     except ValueError as err:
         raise fail(f"--wait: {err}") from None
-    with connect(url) as client:
+    with connect(url, key=key) as client:
         record = client.get(job_id)
         if wait_s > 0 and not record.state.terminal:
             try:
@@ -50,13 +50,13 @@ def get(
 
 
 @app.command()
-def cancel(job_id: IdArg, json: JsonOpt = False, url: UrlOpt = None) -> None:
+def cancel(job_id: IdArg, json: JsonOpt = False, url: UrlOpt = None, key: KeyOpt = None) -> None:
     """Cancel a queued or running job.
 
     Exit 0 once it is cancelled; 118 if it is still stopping; 125 if it had already
     finished or failed (nothing to cancel).
     """
-    with connect(url, "the cancel") as client:
+    with connect(url, "the cancel", key) as client:
         try:
             record = client.cancel(job_id)
         except WardenError as err:
@@ -82,10 +82,10 @@ def list_jobs(
         help="Page to show: the cursor the page before printed")] = None,
     json: Annotated[bool, typer.Option(
         "--json", help='Print {"jobs": [...], "next_cursor": ...} as JSON')] = False,
-    url: UrlOpt = None,
+    url: UrlOpt = None, key: KeyOpt = None,
 ) -> None:
     """List recent jobs, newest first, a page at a time."""
-    with connect(url) as client:
+    with connect(url, key=key) as client:
         records, next_cursor = client.list_jobs(state, limit, cursor)
     if json:
         page = JobList(jobs=[*records], next_cursor=next_cursor)

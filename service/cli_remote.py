@@ -16,21 +16,32 @@ from sandboxes.cli import fail, print_result
 from sandboxes.exit_codes import ExitCode, record_exit_code
 from sandboxes.schema import JobRecord
 from sandboxes.settings import get_settings
-from service.client import WardenClient, WardenError, api_url
+from service.client import WardenClient, WardenError, api_url, find_api_key
 
 UrlOpt = Annotated[str | None, typer.Option(
     help="API base URL (default: http://WARDEN_HOST:WARDEN_PORT)")]
+KeyOpt = Annotated[str | None, typer.Option(
+    "--key", help="API key (default: WARDEN_API_KEY, else the key `warden up` stored in "
+                  "the data dir)")]
 
 
 @contextmanager
-def connect(url: str | None, doing: str = "the request") -> Iterator[WardenClient]:
-    """A client for the API at ``url``; an API error or an API that cannot be reached
-    is one line and an exit code (125 refused, 120 unreachable or a server error)."""
-    base = url or api_url(get_settings())
+def connect(url: str | None, doing: str = "the request",
+            key: str | None = None) -> Iterator[WardenClient]:
+    """A client for the API at ``url`` with the caller's key; an API error or an API that
+    cannot be reached is one line and an exit code (125 refused, 120 unreachable or a
+    server error)."""
+    settings = get_settings()
+    base = url or api_url(settings)
+    api_key = find_api_key(settings, key)
     try:
-        with WardenClient(base) as client:
+        with WardenClient(base, api_key=api_key) as client:
             yield client
     except WardenError as err:
+        if err.status == 401 and api_key is None:
+            raise fail(f"the API needs a key for {doing}: pass --key or set WARDEN_API_KEY "
+                       f"(`warden up` stores its first key in {settings.data_dir}/api-key)"
+                       ) from None
         problem = err.title + (f": {err.detail}" if err.detail else "")
         if err.status >= 500:
             raise fail(f"the API could not take {doing} ({err.status} {err.kind}): {problem}",

@@ -35,12 +35,28 @@ from sandboxes.schema import (
     Limits,
 )
 from sandboxes.settings import Settings
+from tenancy.bootstrap import read_key_file
+from tenancy.models import (
+    CreatedKey,
+    KeyInfo,
+    KeyList,
+    TenantCreate,
+    TenantInfo,
+    TenantList,
+    TenantUpdate,
+)
 
 # service.problems.TYPE_BASE, not imported: the client needs no FastAPI.
 PROBLEM_TYPE_BASE: Final = "https://warden.dev/problems/"
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 
 _LANGUAGES = TypeAdapter(list[Language])
+
+
+def find_api_key(settings: Settings, explicit: str | None = None) -> str | None:
+    """The key to send: ``explicit`` (``--key``), else WARDEN_API_KEY, else the key
+    ``warden up`` stored in the data dir."""
+    return explicit or settings.api_key or read_key_file(settings.data_dir)
 
 
 def api_url(settings: Settings) -> str:
@@ -89,14 +105,20 @@ class Readiness(BaseModel):
 
 
 class WardenClient:
-    def __init__(self, base_url: str = DEFAULT_URL, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, timeout_s: float = 30.0,
+                 api_key: str | None = None) -> None:
+        """``api_key``: sent as ``Authorization: Bearer`` on every request (every route
+        but health, readiness, languages and the docs needs one)."""
         self.base_url = base_url
         self._timeout_s = timeout_s
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, headers=headers)
 
     @classmethod
     def from_settings(cls, settings: Settings, timeout_s: float = 30.0) -> WardenClient:
-        return cls(api_url(settings), timeout_s)
+        """The API ``settings`` point at, with the key they name (WARDEN_API_KEY, else the
+        one ``warden up`` stored in the data dir)."""
+        return cls(api_url(settings), timeout_s, find_api_key(settings))
 
     def close(self) -> None:
         self._http.close()
@@ -200,6 +222,43 @@ class WardenClient:
             sub = JobSubmission(wat=module.decode(), limits=limits or Limits(),
                                 grants=grants or Grants())
         return self.submit_and_wait(sub, wait_s)
+
+    # -- tenants and keys (admin keys; own keys for /v1/keys) --------------------------------
+    def create_tenant(self, body: TenantCreate) -> TenantInfo:
+        r = self._request("POST", "/v1/admin/tenants", json=body.model_dump(
+            mode="json", exclude_unset=True, exclude_none=True))
+        return TenantInfo.model_validate_json(r.content)
+
+    def list_tenants(self) -> list[TenantInfo]:
+        return TenantList.model_validate_json(
+            self._request("GET", "/v1/admin/tenants").content).tenants
+
+    def get_tenant(self, tenant: str) -> TenantInfo:
+        return TenantInfo.model_validate_json(
+            self._request("GET", f"/v1/admin/tenants/{tenant}").content)
+
+    def update_tenant(self, tenant: str, body: TenantUpdate) -> TenantInfo:
+        r = self._request("PATCH", f"/v1/admin/tenants/{tenant}", json=body.model_dump(
+            mode="json", exclude_unset=True, exclude_none=True))
+        return TenantInfo.model_validate_json(r.content)
+
+    def create_key(self, tenant: str | None = None, name: str = "",
+                   admin: bool = False) -> CreatedKey:
+        """A new key for ``tenant`` (admin), or for the caller's own tenant (None)."""
+        path = f"/v1/admin/tenants/{tenant}/keys" if tenant else "/v1/keys"
+        r = self._request("POST", path, json={"name": name, "admin": admin})
+        return CreatedKey.model_validate_json(r.content)
+
+    def list_keys(self, tenant: str | None = None, everyone: bool = False) -> list[KeyInfo]:
+        """The caller's own keys; a tenant's (admin); or every tenant's (admin, ``everyone``)."""
+        path = ("/v1/admin/keys" if everyone else
+                f"/v1/admin/tenants/{tenant}/keys" if tenant else "/v1/keys")
+        return KeyList.model_validate_json(self._request("GET", path).content).keys
+
+    def revoke_key(self, key_id: str, admin: bool = False) -> KeyInfo:
+        """Revoke one of the caller's keys, or (``admin``) any tenant's key."""
+        path = f"/v1/admin/keys/{key_id}" if admin else f"/v1/keys/{key_id}"
+        return KeyInfo.model_validate_json(self._request("DELETE", path).content)
 
     # -- meta ------------------------------------------------------------------------------
     def languages(self) -> list[Language]:

@@ -9,7 +9,8 @@ no boilerplate:
 - a request body: 400 (malformed JSON), 413 (over the body cap), 415 (not JSON), 422;
 - any parameter: 422 (FastAPI's HTTPValidationError model is replaced);
 - a path parameter: 404 (no such resource);
-- the shared state (``StateDep``, i.e. Redis): 503 with ``Retry-After``.
+- the shared state (``StateDep``, i.e. Redis): 503 with ``Retry-After``;
+- the caller (``CallerDep``, an API key): 401 and 403.
 
 Anything else a route raises itself (409, ...) it declares with
 ``responses=problem_responses(409)``.
@@ -27,6 +28,7 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
 
+from service.auth import current_caller
 from service.deps import get_state
 from service.problems import MEDIA_TYPE, ProblemDetails
 
@@ -34,6 +36,8 @@ PROBLEM_REF = "#/components/schemas/Problem"
 
 DESCRIPTIONS: Mapping[int, str] = {
     400: "The body is not valid JSON (or not UTF-8)",
+    401: "No API key, or not a valid one (`WWW-Authenticate: Bearer`)",
+    403: "The key may not do this (not an admin key, tenant disabled, over a ceiling)",
     404: "No such resource",
     405: "The method is not allowed here (`Allow` lists those that are)",
     409: "The request conflicts with the resource's current state",
@@ -86,8 +90,11 @@ def inferred_codes(route: APIRoute) -> set[int]:
         codes.add(422)
     if route.dependant.path_params:
         codes.add(404)
-    if get_state in set(_calls(route.dependant)):
+    calls = set(_calls(route.dependant))
+    if get_state in calls:
         codes.add(503)
+    if current_caller in calls:  # a key: missing or invalid, or a tenant not allowed
+        codes |= {401, 403}
     return codes
 
 

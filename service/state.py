@@ -14,8 +14,9 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from sandboxes.schema import JobRecord
 from sandboxes.settings import Settings
+from tenancy.registry import TenantRegistry
 from workers.queue import JobQueue, QueueFullError, Submission
-from workers.store import EVENTS, JobStore, job_key, record_from_fields
+from workers.store import DEFAULT_TENANT, EVENTS, JobStore, job_key, record_from_fields
 
 
 class Waiter:
@@ -88,6 +89,7 @@ class AppState:
     store: JobStore
     queue: JobQueue
     waiter: Waiter
+    tenants: TenantRegistry
     # The hot path (submit, read a record) uses asyncio Redis: no threadpool hop per call.
     aclient: aioredis.Redis | None = None
     _enqueue_sha: str | None = None
@@ -110,15 +112,16 @@ class AppState:
             settings.redis_url, max_connections=256, health_check_interval=30,
             retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
         )
-        return cls(settings, client, store, queue, Waiter(client), aclient)
+        return cls(settings, client, store, queue, Waiter(client), TenantRegistry(client),
+                   aclient)
 
-    async def submit(self, submissions: list[Submission]) -> None:
+    async def submit(self, submissions: list[Submission], tenant: str = DEFAULT_TENANT) -> None:
         """``queue.submit`` in one async round trip: a script checks the queue's length and
         runs the submissions' writes (built by RQ's own enqueue code) atomically, so a batch
         is queued whole or not at all."""
         assert self.aclient is not None
         script = self.queue.guarded_enqueue_script
-        args = self.queue.guarded_enqueue_args(submissions)
+        args = self.queue.guarded_enqueue_args(submissions, tenant)
         if self._enqueue_sha is None:
             self._enqueue_sha = await self.aclient.script_load(script)
         try:
@@ -129,13 +132,13 @@ class AppState:
         if not queued:
             raise QueueFullError
 
-    async def record(self, job_id: str) -> JobRecord | None:
-        """``store.get`` on the asyncio client."""
+    async def record(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
+        """``store.get`` on the asyncio client; None for another tenant's job."""
         assert self.aclient is not None
         fields: dict[bytes, bytes] = await self.aclient.hgetall(  # type: ignore[assignment]
             job_key(job_id)
         )
-        return record_from_fields(job_id, fields)
+        return record_from_fields(job_id, fields, tenant)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from sandboxes.languages.registry import LANGUAGES
 from sandboxes.runtime.engine import EngineSpec
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobSubmission, decode_base64
 from service.problems import Problem
+from tenancy.models import Caller
 
 
 @lru_cache(maxsize=1)
@@ -88,3 +89,29 @@ def to_spec(sub: JobSubmission) -> tuple[JobSpec, tuple[str, bytes] | None]:
         raise Problem(422, "no-entry-point", "The module cannot be run", problem)
     spec = JobSpec(module_sha256=module.sha256, limits=sub.limits, grants=sub.grants)
     return spec, (module.sha256, module.wasm)
+
+
+def within_ceilings(sub: JobSubmission, spec: JobSpec, caller: Caller) -> JobSpec:
+    """The spec under the tenant's per-job ceilings: a limit the caller left to its default
+    is lowered to the ceiling; one the caller asked for above it is a 403 (waiting will not
+    help), as is a language the tenant may not use."""
+    ceilings = caller.quotas.ceilings
+    if spec.language is not None and ceilings.languages is not None \
+            and spec.language not in ceilings.languages:
+        raise Problem(403, "language-not-allowed", "The language is not allowed",
+                      f"tenant {caller.tenant!r} may submit {', '.join(ceilings.languages)}"
+                      f" only, not {spec.language}")
+    asked = sub.limits.model_fields_set
+    lowered: dict[str, object] = {}
+    for name, ceiling in ceilings.job_limits().items():
+        value = getattr(spec.limits, name)
+        if value <= ceiling:
+            continue
+        if name in asked:
+            raise Problem(403, "over-ceiling", "A limit is over the tenant's ceiling",
+                          f"limits.{name} must be at most {ceiling:g} for tenant "
+                          f"{caller.tenant!r}", limit=name, ceiling=ceiling)
+        lowered[name] = ceiling
+    if not lowered:
+        return spec
+    return spec.model_copy(update={"limits": spec.limits.model_copy(update=lowered)})

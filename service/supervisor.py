@@ -20,7 +20,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from sandboxes.settings import Settings
+from tenancy.bootstrap import ensure_first_key
+from tenancy.models import CreatedKey
+from tenancy.registry import TenantRegistry
 from workers.processes import child_setup, stop_gracefully
 from workers.redis_server import EmbeddedRedis
 
@@ -43,6 +48,15 @@ def child_env(settings: Settings, redis_url: str) -> dict[str, str]:
     env["WARDEN_REDIS_URL"] = redis_url
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def first_key(redis_url: str, data_dir: Path) -> CreatedKey | None:
+    """The quick start's admin key, if this start created the first tenant."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return ensure_first_key(TenantRegistry(client), data_dir)
+    finally:
+        client.close()
 
 
 def _backoff(restarts: int) -> float:
@@ -83,6 +97,7 @@ class Supervisor:
         self._redis_restarts = 0
         self._redis_next = 0.0
         self._redis_started = 0.0
+        self.first_key: CreatedKey | None = None
 
     def start(self) -> str:
         url = self.settings.redis_url
@@ -94,6 +109,7 @@ class Supervisor:
             self.redis.start()
             self._redis_started = time.monotonic()
             url = self.redis.url
+        self.first_key = first_key(url, self.settings.data_dir)
         env = child_env(self.settings, url)
         py = sys.executable
         self.children.append(Child("api", [py, "-m", "service.cli", "api"], env=env))

@@ -9,7 +9,7 @@ import redis
 from rq import Queue
 
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec
-from workers.store import REPLAY, JobStore, flatten, job_key, new_job_id
+from workers.store import DEFAULT_TENANT, REPLAY, JobStore, flatten, job_key, new_job_id
 
 TASK: Final = "workers.tasks.execute"
 # RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
@@ -46,37 +46,38 @@ class JobQueue:
         self.max_length = max_length
 
     def submit(self, spec: JobSpec, module: tuple[str, bytes] | None = None,
-               job_id: str | None = None) -> str:
+               job_id: str | None = None, tenant: str = DEFAULT_TENANT) -> str:
         """Create the record and enqueue it; QueueFullError when the queue is at its cap."""
         job_id = job_id or new_job_id()
-        args = self.guarded_enqueue_args([(spec, module, job_id)])
+        args = self.guarded_enqueue_args([(spec, module, job_id)], tenant)
         if not self.client.eval(_GUARDED_ENQUEUE, *args):
             raise QueueFullError
         return job_id
 
     def commands(self, spec: JobSpec, module: tuple[str, bytes] | None,
-                 job_id: str) -> list[tuple[Any, ...]]:
+                 job_id: str, tenant: str = DEFAULT_TENANT) -> list[tuple[Any, ...]]:
         """The commands of one submission's MULTI (written by RQ's own enqueue code), for
         a client that sends them itself (the API's asyncio Redis)."""
-        return _stack(self._pipeline(spec, module, job_id))
+        return _stack(self._pipeline(spec, module, job_id, tenant))
 
     guarded_enqueue_script: Final = _GUARDED_ENQUEUE
 
-    def guarded_enqueue_args(self, submissions: list[Submission]) -> list[Any]:
+    def guarded_enqueue_args(self, submissions: list[Submission],
+                             tenant: str = DEFAULT_TENANT) -> list[Any]:
         """``EVAL`` arguments after the script: the submissions' commands, run only if they
         all fit below the queue's cap (the script returns 0 when they do not)."""
         args: list[Any] = [1, self.rq.key, self.max_length, len(submissions)]
         for spec, module, job_id in submissions:
-            args.extend(flatten(self.commands(spec, module, job_id)))
+            args.extend(flatten(self.commands(spec, module, job_id, tenant)))
         return args
 
     def _pipeline(self, spec: JobSpec, module: tuple[str, bytes] | None,
-                  job_id: str) -> redis.client.Pipeline:
+                  job_id: str, tenant: str) -> redis.client.Pipeline:
         pipe = self.client.pipeline(transaction=True)
         self._enqueue(job_id, job_id, spec.limits.wall_time_s, pipe)  # RQ opens the MULTI
         if module is not None:
             self.store.put_module(module[0], module[1], pipe)
-        self.store.create(job_id, spec, pipe)
+        self.store.create(job_id, spec, pipe, tenant)
         return pipe
 
     @property

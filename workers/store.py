@@ -32,6 +32,7 @@ CANCEL: Final = PREFIX + "cancel"
 # (RQ keeps a SIGKILLed worker registered for minutes).
 WORKERS: Final = PREFIX + "workers"
 JOBS: Final = PREFIX + "jobs"
+DEFAULT_TENANT: Final = "default"  # the tenant of jobs submitted before tenants existed
 MAX_LISTED: Final = 1_000_000
 MODULE_TTL_S: Final = 7 * 86_400
 WORKER_NAME: Final = f"{socket.gethostname()}:{os.getpid()}"
@@ -77,6 +78,11 @@ def parse_cursor(cursor: str | None) -> tuple[float, str] | None:
         return None
     score, _, job_id = cursor.partition(":")
     return float(score), job_id
+
+
+def tenant_jobs_key(tenant: str) -> str:
+    """The tenant's own listing: its job ids by creation time."""
+    return f"{PREFIX}jobs:{tenant}"
 
 
 def job_key(job_id: str) -> str:
@@ -223,7 +229,8 @@ class JobStore:
         return data if isinstance(data, bytes) else None
 
     # -- records -----------------------------------------------------------------------
-    def create(self, job_id: str, spec: JobSpec, pipe: Any = None) -> None:
+    def create(self, job_id: str, spec: JobSpec, pipe: Any = None,
+               tenant: str = DEFAULT_TENANT) -> None:
         client = pipe or self.r
         now = time.time()
         client.hset(
@@ -233,25 +240,30 @@ class JobStore:
                 "state": JobState.QUEUED.value,
                 "created_at": repr(now),
                 "attempts": 0,
+                "tenant": tenant,
             },
         )
-        client.zadd(JOBS, {job_id: now})
-        client.zremrangebyrank(JOBS, 0, -MAX_LISTED - 1)
+        for listing in (JOBS, tenant_jobs_key(tenant)):
+            client.zadd(listing, {job_id: now})
+            client.zremrangebyrank(listing, 0, -MAX_LISTED - 1)
 
     def list_recent(
-        self, limit: int, state: JobState | None = None, cursor: str | None = None
+        self, limit: int, state: JobState | None = None, cursor: str | None = None,
+        tenant: str | None = None,
     ) -> tuple[list[JobRecord], str | None]:
         """Up to ``limit`` records after ``cursor``, newest first, in ``state`` if given, and
         the cursor of the next page (None: no more). A filtered page examines at most
         ``_SCAN_FACTOR * limit`` jobs, so it may come back short with a cursor to go on
         from. The cursor is the last examined job's (creation time, id): jobs created in
-        the same instant are ordered by id, so none is skipped or repeated at a page edge."""
+        the same instant are ordered by id, so none is skipped or repeated at a page edge.
+        With ``tenant``: that tenant's jobs only (its own listing)."""
+        listing = JOBS if tenant is None else tenant_jobs_key(tenant)
         found: list[JobRecord] = []
         stale: list[str] = []
         last = parse_cursor(cursor)
         scanned, more = 0, True
         while len(found) < limit and scanned < _SCAN_FACTOR * limit:
-            batch = self._listed_after(last, limit + 1)  # one more: is there another page?
+            batch = self._listed_after(listing, last, limit + 1)  # one more: is there another page?
             records = self.get_many([job_id for job_id, _ in batch])
             for (job_id, score), record in zip(batch, records, strict=True):
                 if len(found) == limit or scanned == _SCAN_FACTOR * limit:
@@ -266,10 +278,10 @@ class JobStore:
                     more = False  # the oldest job has been examined
                     break
         if stale:
-            self.r.zrem(JOBS, *stale)
+            self.r.zrem(listing, *stale)
         return found, (format_cursor(last) if more and last is not None else None)
 
-    def _listed_after(self, after: tuple[float, str] | None, count: int
+    def _listed_after(self, listing: str, after: tuple[float, str] | None, count: int
                       ) -> list[tuple[str, float]]:
         """Up to ``count`` (id, created) of the listing after ``after``, in its order: by
         creation time descending, ties by id descending (Redis's reverse order), so the
@@ -278,7 +290,7 @@ class JobStore:
         listed: list[tuple[str, float]] = []
         while len(listed) < count:
             raw: list[tuple[bytes, float]] = self.r.zrevrangebyscore(  # type: ignore[assignment]
-                JOBS, top, "-inf", start=offset, num=count, withscores=True)
+                listing, top, "-inf", start=offset, num=count, withscores=True)
             for member, score in raw:
                 job_id = member.decode()
                 if after is None or score < after[0] or job_id < after[1]:
@@ -296,11 +308,13 @@ class JobStore:
         fields: dict[bytes, bytes] = self.r.hgetall(job_key(job_id))  # type: ignore[assignment]
         return _record(job_id, fields) if fields else None
 
-    def get_many(self, ids: list[str]) -> list[JobRecord | None]:
+    def get_many(self, ids: list[str], tenant: str | None = None) -> list[JobRecord | None]:
+        """Records in the order asked; None for an unknown id (or another tenant's)."""
         pipe = self.r.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(job_key(job_id))
-        return [_record(i, f) if f else None for i, f in zip(ids, pipe.execute(), strict=True)]
+        return [record_from_fields(i, f, tenant)
+                for i, f in zip(ids, pipe.execute(), strict=True)]
 
     # -- transitions -------------------------------------------------------------------
     def start(self, job_id: str) -> str | None:
@@ -383,9 +397,18 @@ class JobStore:
 _SCAN_FACTOR: Final = 10
 
 
-def record_from_fields(job_id: str, fields: dict[bytes, bytes]) -> JobRecord | None:
-    """A record from its hash's fields (HGETALL), None if the hash does not exist."""
-    return _record(job_id, fields) if fields else None
+def record_from_fields(job_id: str, fields: dict[bytes, bytes],
+                       tenant: str | None = None) -> JobRecord | None:
+    """A record from its hash's fields (HGETALL), None if the hash does not exist or (with
+    ``tenant``) belongs to another tenant: to that caller, it does not exist."""
+    if not fields or (tenant is not None and not owned_by(fields, tenant)):
+        return None
+    return _record(job_id, fields)
+
+
+def owned_by(fields: dict[bytes, bytes], tenant: str) -> bool:
+    """Whether a job hash is ``tenant``'s (jobs from before tenants are the default's)."""
+    return fields.get(b"tenant", DEFAULT_TENANT.encode()).decode() == tenant
 
 
 def _record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:

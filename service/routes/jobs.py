@@ -22,12 +22,14 @@ from sandboxes.schema import (
     JobState,
     JobSubmission,
 )
+from service.auth import CallerDep
 from service.deps import StateDep
 from service.openapi import problem_responses
 from service.problems import Problem
 from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
-from service.submit import to_spec
+from service.submit import to_spec, within_ceilings
+from tenancy.models import Caller
 from workers.queue import QueueFullError
 from workers.store import CURSOR_PATTERN, new_job_id
 
@@ -94,19 +96,21 @@ def _inline(sub: JobSubmission) -> bool:
     return size <= _INLINE_BYTES
 
 
-async def _submit(state: AppState, sub: JobSubmission, job_id: str) -> None:
+async def _submit(state: AppState, caller: Caller, sub: JobSubmission, job_id: str) -> None:
     if _inline(sub):
         spec, module = to_spec(sub)
     else:
         spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
+    spec = within_ceilings(sub, spec, caller)
     try:
-        await state.submit([(spec, module, job_id)])
+        await state.submit([(spec, module, job_id)], caller.tenant)
     except QueueFullError:
         raise _queue_full() from None
 
 
 async def _wait_for(
-    state: AppState, job_id: str, wait_s: float, fut: asyncio.Future[None] | None = None
+    state: AppState, caller: Caller, job_id: str, wait_s: float,
+    fut: asyncio.Future[None] | None = None,
 ) -> JobRecord:
     """The record once it is terminal or ``wait_s`` has passed. A wake-up that is not the
     job's end (the waiter wakes everyone after re-subscribing to Redis) waits again.
@@ -122,7 +126,7 @@ async def _wait_for(
         try:
             remaining = deadline - loop.time()
             if read_first or fut is None:
-                record = await state.record(job_id)
+                record = await state.record(job_id, caller.tenant)
                 if record is None:
                     raise _not_found(job_id)
                 remaining = deadline - loop.time()
@@ -151,7 +155,8 @@ def _still_running(record: JobRecord) -> int:
                                              "record of a job still queued or running)"}},
              dependencies=[JsonBody])
 async def submit_job(
-    sub: JobSubmission, state: StateDep, response: Response, wait: WaitQuery = 0,
+    sub: JobSubmission, state: StateDep, caller: CallerDep, response: Response,
+    wait: WaitQuery = 0,
     encoding: EncodingQuery = Encoding.BASE64,
 ) -> JobAccepted | Response:
     """Queue a job. With ``wait`` > 0, the record once it ends (200), or when the wait runs
@@ -159,7 +164,7 @@ async def submit_job(
     job_id = new_job_id()
     fut = state.waiter.register(job_id) if wait > 0 else None
     try:
-        await _submit(state, sub, job_id)
+        await _submit(state, caller, sub, job_id)
     except BaseException:
         if fut is not None:
             state.waiter.discard(job_id, fut)
@@ -167,7 +172,7 @@ async def submit_job(
     if fut is None:
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return JobAccepted(id=job_id, state=JobState.QUEUED)
-    record = await _wait_for(state, job_id, wait, fut)
+    record = await _wait_for(state, caller, job_id, wait, fut)
     reply = record_response(record, encoding, _still_running(record))
     reply.headers["Location"] = f"/v1/jobs/{job_id}"
     return reply
@@ -180,33 +185,36 @@ async def submit_job(
                                              "queued or running)"}},
              dependencies=[JsonBody])
 async def submit_batch(
-    batch: BatchSubmission, state: StateDep, wait: WaitQuery = 0,
+    batch: BatchSubmission, state: StateDep, caller: CallerDep, wait: WaitQuery = 0,
     encoding: EncodingQuery = Encoding.BASE64,
 ) -> BatchAccepted | Response:
     """Queue up to 100 jobs: all are validated, and must fit in the queue, before any is
     queued (one atomic step: never some queued and the rest refused). A job that is
     refused names its index. With ``wait``, the records once all have ended (200) or the
     wait runs out (202)."""
-    prepared = await run_in_threadpool(_batch_specs, batch)
+    prepared = await run_in_threadpool(_batch_specs, batch, caller)
     submissions = [(spec, module, new_job_id()) for spec, module in prepared]
     try:
-        await state.submit(submissions)
+        await state.submit(submissions, caller.tenant)
     except QueueFullError:
         raise _queue_full() from None
     ids = [job_id for _, _, job_id in submissions]
     if wait <= 0:
         return BatchAccepted(ids=ids)
-    records = await asyncio.gather(*(_wait_for(state, job_id, wait) for job_id in ids))
+    records = await asyncio.gather(*(_wait_for(state, caller, job_id, wait)
+                                     for job_id in ids))
     page = JobList(jobs=list(records))
     ended = all(record.state.terminal for record in records)
     return list_response(page, encoding, 200 if ended else 202)
 
 
-def _batch_specs(batch: BatchSubmission) -> list[tuple[JobSpec, tuple[str, bytes] | None]]:
+def _batch_specs(batch: BatchSubmission,
+                 caller: Caller) -> list[tuple[JobSpec, tuple[str, bytes] | None]]:
     specs = []
     for index, sub in enumerate(batch.jobs):
         try:
-            specs.append(to_spec(sub))
+            spec, module = to_spec(sub)
+            specs.append((within_ceilings(sub, spec, caller), module))
         except Problem as problem:  # say which job of the batch it was
             problem.detail = f"jobs[{index}]: {problem.detail or problem.title}"
             problem.extra["index"] = index
@@ -218,7 +226,7 @@ def _batch_specs(batch: BatchSubmission) -> list[tuple[JobSpec, tuple[str, bytes
 
 @router.get("", response_model=JobList)
 async def get_jobs(
-    state: StateDep,
+    state: StateDep, caller: CallerDep,
     ids: Annotated[str | None, Query(description="Comma-separated job ids (at most "
                                                  f"{MAX_BATCH}); without: list jobs")] = None,
     job_state: Annotated[JobState | None, Query(alias="state",
@@ -237,9 +245,11 @@ async def get_jobs(
         if len(wanted) > MAX_BATCH:
             raise Problem(422, "too-many-ids", "Too many job ids",
                           f"{len(wanted)} ids given; at most {MAX_BATCH} per request")
-        page = JobList(jobs=await run_in_threadpool(state.store.get_many, wanted))
+        page = JobList(jobs=await run_in_threadpool(state.store.get_many, wanted,
+                                                    caller.tenant))
         return list_response(page, encoding)
-    records, after = await run_in_threadpool(state.store.list_recent, limit, job_state, cursor)
+    records, after = await run_in_threadpool(state.store.list_recent, limit, job_state, cursor,
+                                             caller.tenant)
     page = JobList(jobs=list(records), next_cursor=after)
     return list_response(page, encoding)
 
@@ -249,10 +259,12 @@ async def get_jobs(
                              "description": "With `wait`: still queued or running when the "
                                             "wait ran out"}})
 async def get_job(
-    job_id: str, state: StateDep, wait: WaitQuery = 0, encoding: EncodingQuery = Encoding.BASE64,
+    job_id: str, state: StateDep, caller: CallerDep, wait: WaitQuery = 0,
+    encoding: EncodingQuery = Encoding.BASE64,
 ) -> Response:
-    """The job's record; with ``wait``, once it ends (200) or the wait runs out (202)."""
-    record = await _wait_for(state, job_id, wait)
+    """The job's record; with ``wait``, once it ends (200) or the wait runs out (202).
+    Another tenant's job is a 404, as if it did not exist."""
+    record = await _wait_for(state, caller, job_id, wait)
     return record_response(record, encoding, _still_running(record) if wait > 0 else 200)
 
 
@@ -262,16 +274,19 @@ async def get_job(
                           **problem_responses(409, descriptions={
                               409: "The job had already finished or failed"})})
 async def cancel_job(
-    job_id: str, state: StateDep, wait: WaitQuery = 5, encoding: EncodingQuery = Encoding.BASE64,
+    job_id: str, state: StateDep, caller: CallerDep, wait: WaitQuery = 5,
+    encoding: EncodingQuery = Encoding.BASE64,
 ) -> Response:
     """Cancel a queued job at once, or stop a running one within an epoch tick (200 with
     the cancelled record; 202 if it is still stopping after ``wait``). A job that has
     already finished or failed is a 409; cancelling a cancelled job again changes nothing."""
+    if await state.record(job_id, caller.tenant) is None:  # the tenant never changes
+        raise _not_found(job_id)
     outcome = await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
     if outcome == "missing":
         raise _not_found(job_id)
     if outcome in (JobState.FINISHED.value, JobState.FAILED.value):
         raise Problem(409, "job-finished", "The job has already ended",
                       f"job {job_id!r} is {outcome}: there is nothing to cancel")
-    record = await _wait_for(state, job_id, wait if outcome == "cancelling" else 0)
+    record = await _wait_for(state, caller, job_id, wait if outcome == "cancelling" else 0)
     return record_response(record, encoding, _still_running(record))

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import redis
 
+from tenancy.bootstrap import ensure_first_key
+from tenancy.registry import TenantRegistry
 from workers.processes import stop_gracefully
 from workers.redis_server import EmbeddedRedis, free_port
 from workers.store import job_key
@@ -73,7 +75,16 @@ class Cluster:
         self.api: subprocess.Popen[bytes] | None = None
         self.logs: dict[int, Path] = {}
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+        created = ensure_first_key(TenantRegistry(self.client), data_dir)  # as `warden up`
+        assert created is not None
+        self.admin_key = created.secret
+        self.http = self.http_as(self.admin_key)
+
+    def http_as(self, key: str | None) -> httpx.Client:
+        """A client of the API sending ``key`` (None: no Authorization header)."""
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60,
+                            headers=headers)
 
     @property
     def client(self) -> redis.Redis:

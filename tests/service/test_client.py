@@ -19,7 +19,7 @@ from workers.redis_server import free_port
 
 @pytest.fixture
 def client(cluster: Cluster) -> WardenClient:
-    return WardenClient(f"http://127.0.0.1:{cluster.port}")
+    return WardenClient(f"http://127.0.0.1:{cluster.port}", api_key=cluster.admin_key)
 
 
 def hello(text: str) -> JobSubmission:
@@ -119,7 +119,8 @@ def test_too_many_ids_is_a_422_problem(client: WardenClient) -> None:
 
 def test_not_ready_without_workers(fresh_cluster: Cluster) -> None:
     fresh_cluster.start_api()
-    with WardenClient(f"http://127.0.0.1:{fresh_cluster.port}") as client:
+    with WardenClient(f"http://127.0.0.1:{fresh_cluster.port}",
+                      api_key=fresh_cluster.admin_key) as client:
         assert client.ready() == Readiness(ready=False, workers=0, reason="No worker is running")
         assert client.health().status == "ok"
 

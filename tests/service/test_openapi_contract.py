@@ -43,13 +43,13 @@ CONTENT_PROBLEMS = frozenset({
     "reserved-path", "files-too-large", "file-inside-file",
 })
 
-CONFIG = schemathesis.Config.from_dict({
+CONFIG_DICT: dict[str, Any] = {
     "seed": 11,  # reproducible runs; a failure prints the `curl` that replays it
     "generation": {"max-examples": MAX_EXAMPLES},
     "checks": {"positive_data_acceptance": {"expected-statuses": [
         "2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx",
     ]}},
-})
+}
 
 
 def _operations(openapi: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -131,7 +131,9 @@ def openapi(cluster: Cluster) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def api_schema(cluster: Cluster) -> BaseSchema:
-    return schemathesis.openapi.from_url(f"{cluster.http.base_url}/openapi.json", config=CONFIG)
+    config = schemathesis.Config.from_dict({
+        **CONFIG_DICT, "headers": {"Authorization": f"Bearer {cluster.admin_key}"}})
+    return schemathesis.openapi.from_url(f"{cluster.http.base_url}/openapi.json", config=config)
 
 
 # -- the document --------------------------------------------------------------------------

@@ -62,13 +62,19 @@ class Up:
             start_new_session=True,  # its own group, as a terminal gives a foreground job
         )
         self.http = httpx.Client(base_url=f"http://{host}:{self.port}", timeout=30)
+        data_dir = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--data-dir"),
+                        base.get("WARDEN_DATA_DIR", str(tmp)))
+        self.key_file = Path(data_dir) / "api-key"
 
     def wait_ready(self, workers: int = 1, timeout_s: float = 60) -> None:
+        """Ready, and the client sends the key `warden up` stored (as `warden submit`)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
                 r = self.http.get("/readyz")
                 if r.status_code == 200 and r.json()["workers"] >= workers:
+                    key = self.key_file.read_text().strip()
+                    self.http.headers["Authorization"] = f"Bearer {key}"
                     return
             except httpx.TransportError:
                 pass
@@ -128,6 +134,11 @@ def up(tmp_path: Path) -> Iterator[Up]:
 def test_up_runs_jobs_restarts_a_dead_worker_and_stops_cleanly_on_ctrl_c(up: Up) -> None:
     up.wait_ready()
     assert f"http://127.0.0.1:{up.port}" in up.output()  # the URL is printed
+    key = up.key_file.read_text().strip()
+    assert up.output().count(key) == 1  # the first key is printed once
+    assert up.key_file.stat().st_mode & 0o777 == 0o600
+    assert httpx.post(f"http://127.0.0.1:{up.port}/v1/jobs", json={"wat": W.HELLO}
+                      ).status_code == 401  # nothing runs unauthenticated
     r = up.http.post("/v1/jobs", params={"wait": 30}, json={"wat": W.hello("up\n")})
     assert r.status_code == 200 and r.json()["result"]["status"] == "ok", r.text
 
