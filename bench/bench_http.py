@@ -42,6 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import redis  # noqa: E402
+
+from tenancy.bootstrap import ensure_first_key  # noqa: E402
+from tenancy.registry import TenantRegistry  # noqa: E402
 from workers.processes import stop_gracefully  # noqa: E402
 from workers.redis_server import EmbeddedRedis, free_port  # noqa: E402
 
@@ -86,6 +90,7 @@ class BenchCluster:
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self._logs: list[object] = []
+        self.key = ""
 
     @property
     def base(self) -> str:
@@ -114,6 +119,11 @@ class BenchCluster:
 
     def start(self) -> None:
         self.redis.start()
+        client = redis.Redis.from_url(self.redis.url)
+        created = ensure_first_key(TenantRegistry(client), self.data_dir)  # as `warden up`
+        client.close()
+        assert created is not None, "a fresh data dir has no tenant yet"
+        self.key = created.secret
         self.api = self._spawn("api", "api")
         self.workers = [self._spawn(f"worker-{i}", "worker") for i in range(self.n_workers)]
         deadline = time.monotonic() + 60
@@ -149,9 +159,10 @@ class BenchCluster:
 
 
 # -- the load generator -------------------------------------------------------------------
-def hello_request(port: int, wait_s: int = 30) -> tuple[bytes, bytes]:
+def hello_request(port: int, key: str, wait_s: int = 30) -> tuple[bytes, bytes]:
     body = json.dumps({"wasm_base64": base64.b64encode(HELLO.read_bytes()).decode()}).encode()
     head = (f"POST /v1/jobs?wait={wait_s} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     return head + body, body
 
@@ -318,6 +329,7 @@ def run_wrk(cluster: BenchCluster, body: bytes, concurrency: int, duration_s: fl
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {cluster.key}"\n'
         f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
     )
     before = cluster.cpu()
@@ -397,7 +409,7 @@ def main() -> int:
         t0 = time.perf_counter()
         cluster.start()
         print(f"cluster ready in {time.perf_counter() - t0:.1f} s: {cluster.pids()}")
-        request, body = hello_request(cluster.port)
+        request, body = hello_request(cluster.port, cluster.key)
 
         # One full parse to check what the cheap byte checks assume.
         first = asyncio.run(_one(cluster.port, request))
