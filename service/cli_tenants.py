@@ -8,6 +8,7 @@ checked by the same model the API checks them with (``tenancy.quotas``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -49,15 +50,16 @@ def quota_update(pairs: list[str]) -> QuotaUpdate:
         raise fail(validation_text(exc)) from None
 
 
-def _print(model: BaseModel | list[Any], json: bool) -> None:
+def _print_json(found: BaseModel | Sequence[BaseModel]) -> None:
+    items = "[" + ",".join(i.model_dump_json() for i in found) + "]" \
+        if isinstance(found, Sequence) else found.model_dump_json(indent=2)
+    sys.stdout.write(items + "\n")
+
+
+def _show_tenant(info: TenantInfo, json: bool) -> None:
     if json:
-        items = model if isinstance(model, list) else None
-        text = ("[" + ",".join(i.model_dump_json() for i in items) + "]" if items is not None
-                else model.model_dump_json(indent=2))  # type: ignore[union-attr]
-        sys.stdout.write(text + "\n")
-
-
-def _show_tenant(info: TenantInfo) -> None:
+        _print_json(info)
+        return
     state = "disabled" if info.disabled else "active"
     typer.echo(f"{info.id}  {state}  {info.name}".rstrip())
     for name, value in info.quotas.model_dump().items():
@@ -89,7 +91,7 @@ def tenant_create(
         raise fail(validation_text(exc)) from None
     with connect(url, "the new tenant", key) as client:
         info = client.create_tenant(body)
-    _print(info, json) if json else _show_tenant(info)
+    _show_tenant(info, json)
 
 
 @tenants_app.command("list")
@@ -98,7 +100,7 @@ def tenant_list(json: JsonOpt = False, url: UrlOpt = None, key: KeyOpt = None) -
     with connect(url, key=key) as client:
         found = client.list_tenants()
     if json:
-        _print(found, True)
+        _print_json(found)
         return
     for info in found:
         state = "disabled" if info.disabled else "active"
@@ -111,7 +113,7 @@ def tenant_show(tenant: TenantArg, json: JsonOpt = False, url: UrlOpt = None,
     """A tenant and all its quotas."""
     with connect(url, key=key) as client:
         info = client.get_tenant(tenant)
-    _print(info, json) if json else _show_tenant(info)
+    _show_tenant(info, json)
 
 
 @tenants_app.command("set-quota")
@@ -122,7 +124,7 @@ def tenant_set_quota(tenant: TenantArg, quotas: QuotaArgs = None, json: JsonOpt 
         raise fail("give at least one NAME=VALUE (see `warden tenant show`)")
     with connect(url, "the quotas", key) as client:
         info = client.update_tenant(tenant, TenantUpdate(quotas=quota_update(quotas)))
-    _print(info, json) if json else _show_tenant(info)
+    _show_tenant(info, json)
 
 
 def _set_disabled(tenant: str, disabled: bool, url: str | None, key: str | None) -> None:
@@ -156,7 +158,7 @@ def key_create(
     with connect(url, "the new key", key) as client:
         created = client.create_key(tenant, name, admin)
     if json:
-        _print(created, True)
+        _print_json(created)
         return
     typer.echo(created.secret)
     typer.echo(f"warden: key {created.key_id} for tenant {created.tenant}"
@@ -174,7 +176,7 @@ def key_list(
     with connect(url, key=key) as client:
         found = client.list_keys(tenant, every)
     if json:
-        _print(found, True)
+        _print_json(found)
         return
     for info in found:
         _show_key(info)

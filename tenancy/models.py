@@ -3,9 +3,9 @@ dashboard exchange them."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from sandboxes.schema import Timestamp
 from tenancy.keys import KEY_ID_PATTERN
@@ -13,6 +13,18 @@ from tenancy.quotas import Quotas, QuotaUpdate
 
 TENANT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_NAME: Final = 200
+
+
+def _unicode(value: str) -> str:
+    """JSON may carry lone surrogates, which Redis (UTF-8) cannot store: a 422, not a 500."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate: not valid Unicode text") from None
+    return value
+
+
+Name = Annotated[str, AfterValidator(_unicode), Field(max_length=MAX_NAME)]
 
 
 class TenantInfo(BaseModel):
@@ -59,7 +71,7 @@ class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=TENANT_ID_PATTERN)
-    name: str = Field(default="", max_length=MAX_NAME)
+    name: Name = ""
     quotas: QuotaUpdate = Field(default_factory=QuotaUpdate)
 
 
@@ -68,7 +80,7 @@ class TenantUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=MAX_NAME)
+    name: Name | None = None
     disabled: StrictBool | None = None
     quotas: QuotaUpdate | None = None
 
@@ -76,7 +88,7 @@ class TenantUpdate(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="", max_length=MAX_NAME, description="What the key is for")
+    name: Name = Field(default="", description="What the key is for")
     admin: StrictBool = Field(default=False, description="May use the admin API (/v1/admin/)")
 
 

@@ -285,7 +285,10 @@ def test_every_operation_conforms(case: Case) -> None:
 
 def test_linked_operations_conform(api_schema: BaseSchema) -> None:
     """The stateful phase: submit, then read, list and cancel what was submitted."""
-    base = api_schema.as_state_machine()
+    # Jobs only: the admin routes' links (create a tenant, then read it) depend on Redis
+    # state that outlives a Hypothesis replay (a replayed create is a 409), which makes
+    # the state machine's draws inconsistent; the admin routes keep the per-operation phase.
+    base = api_schema.include(path_regex="^/v1/jobs").as_state_machine()
 
     class Machine(base):  # type: ignore[misc,valid-type]
         def validate_response(

@@ -86,6 +86,10 @@ def test_the_admin_api_needs_an_admin_key(cluster: Cluster) -> None:
                    "tenant-exists")
     assert_problem(cluster.http.post("/v1/admin/tenants", json={"id": "Bad Id"}), 422,
                    "validation-error")
+    surrogate = b'{"id": "surrogate-name", "name": "\\ud800"}'  # valid JSON, not storable
+    assert_problem(cluster.http.post("/v1/admin/tenants", content=surrogate,
+                                     headers={"content-type": "application/json"}), 422,
+                   "validation-error")
 
 
 def test_keys_rotate_and_a_revoked_key_stops_at_once(cluster: Cluster) -> None:
