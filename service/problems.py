@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -53,6 +54,18 @@ class Problem(Exception):  # noqa: N818 - named after RFC 9457
         self.status, self.kind, self.title, self.detail = status, kind, title, detail
         self.headers = headers
         self.extra = extra
+
+
+def quota_exceeded(quota: str, limit: float, used: float, detail: str,
+                   retry_after_s: float | None = None, status: int = 429) -> Problem:
+    """A tenant over one of its quotas: the type names the quota (``.../quota/<name>``), the
+    body says the limit and the current use; 429 with ``Retry-After`` when waiting helps,
+    403 when it will not. ``violated-policies`` as in IANA's quota-exceeded problem type."""
+    headers = None if retry_after_s is None else {
+        "Retry-After": str(max(1, math.ceil(retry_after_s)))}
+    return Problem(status, f"quota/{quota}", f"Over the {quota.replace('_', ' ')} quota",
+                   detail, headers=headers, quota=quota, limit=limit, used=used,
+                   **{"violated-policies": [quota]})
 
 
 def problem_body(

@@ -15,7 +15,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from sandboxes.schema import JobRecord
 from sandboxes.settings import Settings
 from tenancy.registry import TenantRegistry
-from workers.queue import JobQueue, QueueFullError, Submission
+from workers.queue import JobQueue, QueueFullError, Submission, TenantQueueFullError
 from workers.store import DEFAULT_TENANT, EVENTS, JobStore, job_key, record_from_fields
 
 
@@ -115,13 +115,14 @@ class AppState:
         return cls(settings, client, store, queue, Waiter(client), TenantRegistry(client),
                    aclient)
 
-    async def submit(self, submissions: list[Submission], tenant: str = DEFAULT_TENANT) -> None:
+    async def submit(self, submissions: list[Submission], tenant: str = DEFAULT_TENANT,
+                     max_queued: int | None = None) -> None:
         """``queue.submit`` in one async round trip: a script checks the queue's length and
         runs the submissions' writes (built by RQ's own enqueue code) atomically, so a batch
         is queued whole or not at all."""
         assert self.aclient is not None
         script = self.queue.guarded_enqueue_script
-        args = self.queue.guarded_enqueue_args(submissions, tenant)
+        args = self.queue.guarded_enqueue_args(submissions, tenant, max_queued)
         if self._enqueue_sha is None:
             self._enqueue_sha = await self.aclient.script_load(script)
         try:
@@ -129,6 +130,9 @@ class AppState:
         except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
             self._enqueue_sha = await self.aclient.script_load(script)
             queued = await self.aclient.evalsha(self._enqueue_sha, *args)
+        if int(queued) < 0:
+            depth = await self.aclient.llen(self.queue.tenant_rq(tenant).key)
+            raise TenantQueueFullError(int(depth), max_queued or self.queue.max_length)
         if not queued:
             raise QueueFullError
 

@@ -163,7 +163,6 @@ class WorkerRuntime:
 
     def _reap_loop(self) -> None:
         period = min(2.0, self.settings.lease_s / 2)
-        taken_since: dict[str, float] = {}  # intermediate entries and when first seen
         while not self._stop.wait(period):
             try:
                 for job_id in self.store.expired_leases():
@@ -171,24 +170,17 @@ class WorkerRuntime:
                                               self.queue.requeue_commands(job_id))
                     if outcome == "requeue":
                         log.warning("job %s: its worker died; running it again", job_id)
-                taken_since = self._unstick(taken_since)
+                self._unstick()
             except redis.RedisError:
                 log.warning("reaper could not reach Redis")
 
-    def _unstick(self, taken_since: dict[str, float]) -> dict[str, float]:
-        """Jobs a worker took off the queue but has not started for a whole lease: that
+    def _unstick(self) -> None:
+        """Jobs a worker took off a queue but has not started for a whole lease: that
         worker died between the two steps (a live one starts a job within milliseconds)."""
-        key = self.queue.intermediate_key
-        raw: list[bytes] = self.client.lrange(key, 0, 999)  # type: ignore[assignment]
-        now = time.monotonic()
-        seen = {r.decode(): taken_since.get(r.decode(), now) for r in raw}
-        for rq_id, first in seen.items():
-            if now - first >= self.settings.lease_s and self.store.unstick(
-                key, self.queue.rq.key, rq_id, warden_id(rq_id)
-            ):
+        for queue_name, rq_id in self.store.stuck_takes(self.settings.lease_s):
+            if self.store.unstick(self.queue.rq.key, queue_name, rq_id, warden_id(rq_id)):
                 log.warning("job %s: taken by a worker that never started it; queued again",
                             rq_id)
-        return seen
 
 
 _runtime: WorkerRuntime | None = None

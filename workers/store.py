@@ -23,6 +23,7 @@ from typing import Any, Final
 import redis
 
 from sandboxes.schema import JobRecord, JobSpec, JobState, RunResult, RunStatus
+from workers.scheduling import RING, TAKEN, taken_member
 
 PREFIX: Final = "warden:"
 LEASES: Final = PREFIX + "leases"
@@ -93,36 +94,53 @@ def module_key(sha256: str) -> str:
     return f"{PREFIX}module:{sha256}"
 
 
-# KEYS[1]=job ARGV: token, now, lease_expiry, job_id, worker
-_START = """
+# Lua: the running-slot key of a job's tenant (workers/scheduling.py); jobs from before
+# tenants are the default tenant's.
+SLOT: Final = """
+local function slot(job)
+  return 'warden:running:' .. (redis.call('HGET', job, 'tenant') or 'default')
+end
+"""
+
+# KEYS[1]=job ARGV: token, now, lease_expiry, job_id, worker. The running slot TAKE gave the
+# job now follows its lease; a job that is no longer queued (cancelled in between) frees it.
+_START = SLOT + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' then return state or 'missing' end
+if state ~= 'queued' then
+  if state then redis.call('ZREM', slot(KEYS[1]), ARGV[4]) end
+  return state or 'missing'
+end
 redis.call('HSET', KEYS[1], 'state', 'running', 'lease', ARGV[1], 'started_at', ARGV[2],
            'worker', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', slot(KEYS[1]), 'XX', ARGV[3], ARGV[4])
 return 'ok'
 """
 
 # KEYS[1]=job ARGV: token, state, result_json, error, now, ttl, job_id
-_FINISH = """
+_FINISH = SLOT + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'error', ARGV[4],
            'finished_at', ARGV[5], 'lease', '')
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[7])
+redis.call('ZREM', slot(KEYS[1]), ARGV[7])
 redis.call('PUBLISH', KEYS[3], ARGV[7])
 return 1
 """
 
-# KEYS[1]=job KEYS[2]=events KEYS[3]=cancel KEYS[4]=RQ queue ARGV: now, ttl, job_id, result
-# A queued job also leaves RQ's queue (and its RQ job hash): it no longer takes a queue slot.
+# KEYS[1]=job KEYS[2]=events KEYS[3]=cancel KEYS[4]=base RQ queue ARGV: now, ttl, job_id,
+# result. A queued job also leaves its tenant's RQ queue (or the base queue it was put on
+# before queues were per tenant) and its RQ job hash: it no longer takes a queue slot.
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'queued' then
   local rq = redis.call('HGET', KEYS[1], 'rq_id')
   if not rq or rq == '' then rq = ARGV[3] end
+  local tenant = redis.call('HGET', KEYS[1], 'tenant') or 'default'
+  redis.call('LREM', KEYS[4] .. '.' .. tenant, 0, rq)
   redis.call('LREM', KEYS[4], 0, rq)
   redis.call('DEL', 'rq:job:' .. rq)
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'result', ARGV[4])
@@ -139,10 +157,11 @@ return state or 'missing'
 
 # KEYS[1]=job ARGV: now, max_attempts, ttl, job_id, cancelled result, then the commands
 # that queue it again (argc, command, args...), run only when it is re-run
-_REAP = REPLAY + """
+_REAP = REPLAY + SLOT + RING + """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
 redis.call('ZREM', KEYS[2], ARGV[4])
+redis.call('ZREM', slot(KEYS[1]), ARGV[4])
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
@@ -151,6 +170,8 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
 elseif attempts < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'lease', '')
   replay(6)  -- the RQ enqueue, in the same step
+  join_ring(redis.call('HGET', KEYS[1], 'tenant') or 'default')
+  ring(1)
   return 'requeue'
 else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'lease', '',
@@ -161,22 +182,28 @@ redis.call('PUBLISH', KEYS[3], ARGV[4])
 return 'ended'
 """
 
-# KEYS[1]=intermediate list KEYS[2]=RQ queue KEYS[3]=job ARGV: rq_id
-# A job taken off the queue by a worker that died (or lost Redis) before starting it: put
-# it back at the head if it is still queued, else just drop the stale entry.
-_UNSTICK = """
-local state = redis.call('HGET', KEYS[3], 'state')
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-if state ~= 'queued' then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
+# KEYS[1]=taken KEYS[2]=job KEYS[3]=base RQ queue ARGV: taken member, queue name, rq id,
+# job id. A job taken off its queue by a worker that died (or lost Redis) before starting
+# it: back at the head of its queue if it is still queued (its slot freed), else the stale
+# entries are dropped.
+_UNSTICK = SLOT + RING + """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local queue = 'rq:queue:' .. ARGV[2]
+if redis.call('LREM', queue .. ':intermediate', 1, ARGV[3]) == 0 then return 0 end
+redis.call('ZREM', slot(KEYS[2]), ARGV[4])
+if redis.call('HGET', KEYS[2], 'state') ~= 'queued' then return 0 end
+redis.call('LPUSH', queue, ARGV[3])
+if queue ~= KEYS[3] then join_ring(redis.call('HGET', KEYS[2], 'tenant') or 'default') end
+ring(1)
 return 1
 """
 
 # KEYS[1]=job ARGV: token, expiry, job_id. 2: renewed, and a cancel was asked for (the
 # worker missed the pub/sub message, e.g. while reconnecting): stop the job now.
-_RENEW = """
+_RENEW = SLOT + """
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[3])
+redis.call('ZADD', slot(KEYS[1]), 'XX', ARGV[2], ARGV[3])
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 2 end
 return 1
 """
@@ -304,6 +331,10 @@ class JobStore:
         raw = self.r.hget(job_key(job_id), "spec")
         return JobSpec.model_validate_json(raw) if raw else None
 
+    def tenant(self, job_id: str) -> str:
+        raw = self.r.hget(job_key(job_id), "tenant")
+        return raw.decode() if isinstance(raw, bytes) else DEFAULT_TENANT
+
     def get(self, job_id: str) -> JobRecord | None:
         fields: dict[bytes, bytes] = self.r.hgetall(job_key(job_id))  # type: ignore[assignment]
         return _record(job_id, fields) if fields else None
@@ -349,7 +380,8 @@ class JobStore:
 
     def cancel(self, job_id: str, rq_queue_key: str) -> str:
         """'dequeued' (it was queued: cancelled now), 'cancelling' (running: its worker
-        stops it), 'missing', or the terminal state it had already reached."""
+        stops it), 'missing', or the terminal state it had already reached.
+        ``rq_queue_key``: the base queue's key (a tenant's queue is ``<key>.<tenant>``)."""
         result = RunResult(status=RunStatus.CANCELLED, message="cancelled before it ran")
         outcome = self._cancel(
             keys=[job_key(job_id), EVENTS, CANCEL, rq_queue_key],
@@ -374,10 +406,22 @@ class JobStore:
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
 
-    def unstick(self, intermediate_key: str, queue_key: str, rq_id: str, job_id: str) -> bool:
-        """Put a job a dead worker took (but never started) back on the queue; True if so."""
-        return bool(self._unstick(keys=[intermediate_key, queue_key, job_key(job_id)],
-                                  args=[rq_id]))
+    def stuck_takes(self, older_than_s: float) -> list[tuple[str, str]]:
+        """(queue name, rq id) of jobs taken off a queue longer ago than ``older_than_s`` and
+        never started: a live worker starts a job within milliseconds of taking it."""
+        members: list[bytes] = self.r.zrangebyscore(  # type: ignore[assignment]
+            TAKEN, "-inf", time.time() - older_than_s, start=0, num=1000)
+        found = []
+        for member in members:
+            queue_name, _, rq_id = member.decode().partition(" ")
+            found.append((queue_name, rq_id))
+        return found
+
+    def unstick(self, base_queue_key: str, queue_name: str, rq_id: str, job_id: str) -> bool:
+        """Put a job a dead worker took (but never started) back on its queue; True if so."""
+        return bool(self._unstick(
+            keys=[TAKEN, job_key(job_id), base_queue_key],
+            args=[taken_member(queue_name, rq_id), queue_name, rq_id, job_id]))
 
     def heartbeat(self, worker: str) -> None:
         self.r.zadd(WORKERS, {worker: time.time() + self.lease_s})

@@ -12,7 +12,9 @@ WATCH/MULTI for dependents, registry clean-up reads, job delete). Warden's own l
 :class:`WardenWorker` keeps RQ's data consistent in three round trips per job (two while the
 queue is not empty: the finishing MULTI of one job takes the next):
 
-1. ``BLMOVE`` queue → intermediate queue, as RQ does;
+1. the TAKE script (workers/scheduling.py): the next job in fair order across tenants,
+   moved from its tenant's RQ queue to that queue's intermediate list as RQ's ``BLMOVE``
+   does, with a running slot for its tenant; an idle lane blocks on a doorbell list;
 2. one MULTI: Warden's START script + the spec and cancel flag; RQ's execution record,
    started-registry entry and job status (written by RQ's own methods); ``LREM`` from the
    intermediate queue;
@@ -46,8 +48,9 @@ from rq.worker import WorkerStatus
 from sandboxes.runtime.control import CancelToken
 from sandboxes.runtime.stacks import start_guest_thread
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStatus
-from workers.queue import BACKSTOP_MARGIN_S, warden_id
+from workers.queue import BACKSTOP_MARGIN_S, taken_reply, warden_id
 from workers.runtime import WorkerRuntime, runtime
+from workers.scheduling import DOORBELL, TAKEN, taken_member
 from workers.store import job_key
 from workers.tasks import run_spec
 
@@ -55,7 +58,7 @@ log = logging.getLogger(__name__)
 
 _HOUSEKEEPING_S: Final = 1.0
 _HEARTBEAT_S: Final = 10.0
-_LANE_BLOCK_S: Final = 1  # BLMOVE timeout: bounds how long a stop waits for an idle lane
+_LANE_BLOCK_S: Final = 1  # doorbell wait: bounds how long a stop waits for an idle lane
 # RQ's execution TTL and started-registry score: the longest a job can run (the sandbox
 # enforces wall time; RQ's timeout is the backstop) plus RQ's own 60 s heartbeat margin.
 _EXECUTION_TTL_S: Final = int(LIMIT_BOUNDS["wall_time_s"].maximum) + BACKSTOP_MARGIN_S + 60
@@ -65,9 +68,7 @@ class WardenWorker(SimpleWorker):
     def __init__(self, rt: WorkerRuntime, lanes: int = 1) -> None:
         super().__init__([rt.queue.rq], connection=rt.client, default_result_ttl=0)
         self.rt = rt
-        self.rq_queue: Queue = rt.queue.rq
         self.lanes = lanes
-        self._intermediate = rt.queue.intermediate_key
         self._lanes_stop = threading.Event()
         self._paused = threading.Event()
         self._busy = 0
@@ -79,6 +80,7 @@ class WardenWorker(SimpleWorker):
         self.bootstrap(logging_level)
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
         self.rt.store.load_scripts()
+        self.rt.queue.load_scripts()
         self.set_state(WorkerStatus.IDLE)
         threads = [start_guest_thread(lambda: self._lane(burst), f"warden-lane-{i}")
                    for i in range(self.lanes)]
@@ -93,7 +95,7 @@ class WardenWorker(SimpleWorker):
                         last_heartbeat = time.monotonic()
                     self._check_suspension(burst)
                     if self.should_run_maintenance_tasks:
-                        self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
+                        self.run_maintenance_tasks()
                 except StopRequested:
                     break
                 except redis.RedisError as err:
@@ -118,6 +120,12 @@ class WardenWorker(SimpleWorker):
         elif self._paused.is_set():
             self._paused.clear()
 
+    def run_maintenance_tasks(self) -> None:
+        """RQ's registry maintenance for every tenant's queue, not just the base queue."""
+        self.queues = [Queue(name, connection=self.connection)
+                       for name in self.rt.queue.queue_names()]
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+
     # -- lanes ------------------------------------------------------------------------------
     def _lane(self, burst: bool) -> None:
         backoff = 0.5
@@ -126,31 +134,30 @@ class WardenWorker(SimpleWorker):
                 time.sleep(_HOUSEKEEPING_S)
                 continue
             try:
-                if burst:
-                    raw = self.connection.lmove(self.rq_queue.key, self._intermediate)
-                    if raw is None:
+                taken = self.rt.queue.take(self.rt.settings.lease_s)
+                if taken is None:
+                    if burst:
                         return
-                else:
-                    raw = self.connection.blmove(self.rq_queue.key, self._intermediate,
-                                                 _LANE_BLOCK_S)
-                    if raw is None:
-                        continue
+                    # Idle: sleep until an enqueue rings (or a second passes: a tenant at
+                    # its running cap has work again when one of its jobs ends elsewhere).
+                    self.connection.blpop([DOORBELL], _LANE_BLOCK_S)
+                    continue
                 backoff = 0.5
             except (redis.ConnectionError, redis.TimeoutError) as err:
                 log.warning("worker could not reach Redis (%s); retrying in %.1f s", err, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            rq_id: str | None = raw.decode() if isinstance(raw, bytes) else str(raw)
             carried = False
-            while rq_id is not None:
+            next_job: tuple[str, str, str] | None = taken
+            while next_job is not None:
+                current, next_job = next_job, None
                 try:
-                    rq_id = self._process(rq_id, carried)
+                    next_job = self._process(current, carried)
                     carried = True
                 except redis.RedisError:
                     # Lost Redis mid-job: the lease expires and a reaper re-runs or fails it.
-                    log.exception("job %s: Redis error; its lease will expire", rq_id)
-                    rq_id = None
+                    log.exception("job %s: Redis error; its lease will expire", current[0])
 
     def _busy_change(self, delta: int, pipe: Any) -> None:
         """Mark the worker busy/idle in RQ (in ``pipe``) when the first/last job runs."""
@@ -164,13 +171,15 @@ class WardenWorker(SimpleWorker):
             elif before > 0 and self._busy == 0:
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
 
-    def _process(self, rq_id: str, carried: bool) -> str | None:
-        """Run one job; the next job's RQ id if the finishing MULTI took one. ``carried``:
-        this job was taken by the previous one's MULTI (the worker is still marked busy)."""
+    def _process(self, taken: tuple[str, str, str], carried: bool) -> tuple[str, str, str] | None:
+        """Run one job (rq id, queue name, tenant as TAKE gave it); the next job if the
+        finishing MULTI took one. ``carried``: this job was taken by the previous one's
+        MULTI (the worker is still marked busy)."""
         store = self.rt.store
+        rq_id, queue_name, _ = taken
         job_id = warden_id(rq_id)
         job = Job(id=rq_id, connection=self.connection)
-        job.origin = self.rq_queue.name
+        job.origin = queue_name
         token, start = store.start_args(job_id)
         pipe = self.connection.pipeline()
         pipe.evalsha(*start)
@@ -178,7 +187,8 @@ class WardenWorker(SimpleWorker):
         execution = Execution.create(job, _EXECUTION_TTL_S, pipe, worker_name=self.name)
         job.prepare_for_execution(self.name, pipe)
         pipe.persist(job.key)
-        pipe.lrem(self._intermediate, 1, rq_id)
+        pipe.lrem(f"rq:queue:{queue_name}:intermediate", 1, rq_id)
+        pipe.zrem(TAKEN, taken_member(queue_name, rq_id))
         if not carried:
             self._busy_change(+1, pipe)
         try:
@@ -230,10 +240,10 @@ class WardenWorker(SimpleWorker):
             self.rt.untrack(job_id)
 
     def _finish(self, job: Job, execution: Execution, finish: list[Any] | None,
-                elapsed_s: float) -> str | None:
+                elapsed_s: float) -> tuple[str, str, str] | None:
         """Record the job and clean up RQ's keys in one MULTI, which also takes the next
-        queued job (``LMOVE`` to the intermediate queue, as ``BLMOVE`` does) unless the
-        worker is stopping or suspended: one round trip per job saved under load."""
+        job (the TAKE script: the fair choice across tenants, as an idle lane makes it)
+        unless the worker is stopping or suspended: one round trip per job saved under load."""
         take_next = not (self._stop_requested or self._lanes_stop.is_set()
                          or self._paused.is_set())
         pipe = self.connection.pipeline()
@@ -244,7 +254,7 @@ class WardenWorker(SimpleWorker):
         pipe.hincrby(self.key, "successful_job_count", 1)
         pipe.hincrbyfloat(self.key, "total_working_time", elapsed_s)
         if take_next:
-            pipe.lmove(self.rq_queue.key, self._intermediate)
+            pipe.evalsha(*self.rt.queue.take_args(self.rt.settings.lease_s))
         else:
             self._busy_change(-1, pipe)
         try:
@@ -253,13 +263,15 @@ class WardenWorker(SimpleWorker):
             if take_next:
                 self._busy_change(-1, None)
             raise
-        taken = results[-1] if take_next else None
-        if take_next and (taken is None or isinstance(taken, Exception)):
+        reply = results[-1] if take_next else None
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            self.rt.queue.load_scripts()  # the idle lane's take (a Script object) retries
+        taken = None if isinstance(reply, Exception) else taken_reply(reply)
+        if take_next and taken is None:
             self._busy_change(-1, self.connection)  # nothing queued: idle
-            taken = None
         if finish is not None:
             self._check_recorded(results[0], finish)
-        return taken.decode() if isinstance(taken, bytes) else None
+        return taken
 
     def _check_recorded(self, recorded: Any, finish: list[Any]) -> None:
         try:

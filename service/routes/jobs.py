@@ -25,12 +25,12 @@ from sandboxes.schema import (
 from service.auth import CallerDep
 from service.deps import StateDep
 from service.openapi import problem_responses
-from service.problems import Problem
+from service.problems import Problem, quota_exceeded
 from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
 from service.submit import to_spec, within_ceilings
 from tenancy.models import Caller
-from workers.queue import QueueFullError
+from workers.queue import QueueFullError, TenantQueueFullError
 from workers.store import CURSOR_PATTERN, new_job_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -78,6 +78,12 @@ def _not_found(job_id: str) -> Problem:
     return Problem(404, "job-not-found", "No such job", f"job {job_id!r} does not exist")
 
 
+def _tenant_queue_full(err: TenantQueueFullError) -> Problem:
+    return quota_exceeded("max_queued", err.limit, err.queued,
+                          f"{err.queued} of your jobs are queued (limit {err.limit}): wait for "
+                          "some to start", retry_after_s=1)
+
+
 def _queue_full() -> Problem:
     return Problem(
         503, "queue-full", "The job queue is full", "try again shortly",
@@ -103,7 +109,9 @@ async def _submit(state: AppState, caller: Caller, sub: JobSubmission, job_id: s
         spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
     spec = within_ceilings(sub, spec, caller)
     try:
-        await state.submit([(spec, module, job_id)], caller.tenant)
+        await state.submit([(spec, module, job_id)], caller.tenant, caller.quotas.max_queued)
+    except TenantQueueFullError as err:
+        raise _tenant_queue_full(err) from None
     except QueueFullError:
         raise _queue_full() from None
 
@@ -195,7 +203,9 @@ async def submit_batch(
     prepared = await run_in_threadpool(_batch_specs, batch, caller)
     submissions = [(spec, module, new_job_id()) for spec, module in prepared]
     try:
-        await state.submit(submissions, caller.tenant)
+        await state.submit(submissions, caller.tenant, caller.quotas.max_queued)
+    except TenantQueueFullError as err:
+        raise _tenant_queue_full(err) from None
     except QueueFullError:
         raise _queue_full() from None
     ids = [job_id for _, _, job_id in submissions]

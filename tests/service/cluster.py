@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,15 @@ class Cluster:
         assert created is not None
         self.admin_key = created.secret
         self.http = self.http_as(self.admin_key)
+
+    def new_tenant(self, prefix: str = "t", **quotas: object) -> tuple[str, httpx.Client]:
+        """A new tenant with ``quotas`` and a client sending its (non-admin) key."""
+        tenant = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        r = self.http.post("/v1/admin/tenants", json={"id": tenant, "quotas": quotas})
+        assert r.status_code == 201, r.text
+        key = self.http.post(f"/v1/admin/tenants/{tenant}/keys", json={"name": "test"})
+        assert key.status_code == 201, key.text
+        return tenant, self.http_as(key.json()["secret"])
 
     def http_as(self, key: str | None) -> httpx.Client:
         """A client of the API sending ``key`` (None: no Authorization header)."""

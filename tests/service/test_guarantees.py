@@ -15,7 +15,7 @@ from sandboxes.schema import LIMIT_BOUNDS, Grants, JobSpec, Limits
 from tests import wat_modules as W
 from tests.service.cluster import Cluster, assert_problem
 from workers.queue import JobQueue
-from workers.store import LEASES, JobStore, job_key
+from workers.store import DEFAULT_TENANT, LEASES, JobStore, job_key
 
 MAX_FUEL = int(LIMIT_BOUNDS["fuel"].maximum)
 
@@ -60,11 +60,11 @@ def test_a_batch_that_does_not_fit_queues_nothing(fresh_cluster: Cluster) -> Non
     keys_before = set(c.client.keys("warden:job:*"))
     r = c.http.post("/v1/jobs/batch", json={"jobs": [{"wat": W.HELLO}] * 3})
     assert_problem(r, 503, "queue-full")
-    assert c.client.llen("rq:queue:warden") == 3
+    assert c.client.llen("rq:queue:warden.default") == 3
     assert set(c.client.keys("warden:job:*")) == keys_before  # no orphan record either
     fits = c.http.post("/v1/jobs/batch", json={"jobs": [{"wat": W.HELLO}] * 2})
     assert fits.status_code == 202 and len(fits.json()["ids"]) == 2
-    assert c.client.llen("rq:queue:warden") == 5
+    assert c.client.llen("rq:queue:warden.default") == 5
 
 
 def test_a_body_over_the_cap_is_refused_before_it_is_sent(cluster: Cluster) -> None:
@@ -121,12 +121,12 @@ def test_reaping_requeues_in_the_same_step(cluster: Cluster) -> None:
         assert client.hget(job_key(job_id), "state") == b"queued"
         rq_id = client.hget(job_key(job_id), "rq_id")
         assert rq_id is not None and rq_id.decode().startswith(job_id + "-")
-        assert client.lrange(queue.rq.key, 0, -1) == [rq_id]
+        assert client.lrange(queue.tenant_rq(DEFAULT_TENANT).key, 0, -1) == [rq_id]
         # A lease that is still alive changes nothing and queues nothing.
         client.hset(job_key(job_id), mapping={"state": "running", "lease": "u"})
         client.zadd(LEASES, {job_id: time.time() + 60})
         assert store.reap(job_id, 2, queue.requeue_commands(job_id)) == "alive"
-        assert client.llen(queue.rq.key) == 1
+        assert client.llen(queue.tenant_rq(DEFAULT_TENANT).key) == 1
     finally:
         client.zrem(LEASES, job_id)
-        client.delete(job_key(job_id), queue.rq.key)
+        client.delete(job_key(job_id), queue.tenant_rq(DEFAULT_TENANT).key)

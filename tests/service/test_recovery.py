@@ -14,6 +14,9 @@ import wasmtime
 
 from tests import wat_modules as W
 from tests.service.cluster import Cluster, assert_problem, stdout_of, unix, worker_name
+from workers.queue import JobQueue
+from workers.scheduling import running_key
+from workers.store import JobStore
 
 EVENTS = "warden:events"
 
@@ -307,14 +310,17 @@ def test_readiness_drops_within_a_lease_when_the_last_worker_is_killed(
 def test_a_job_taken_by_a_worker_that_died_before_starting_it_still_runs(
     fresh_cluster: Cluster,
 ) -> None:
-    """The window between RQ's BLMOVE and Warden's START: the job sits in RQ's intermediate
-    list with its record still queued; a live worker's reaper puts it back within a lease."""
+    """The window between the TAKE script and Warden's START: the job sits in RQ's
+    intermediate list with its record still queued and a running slot held; a live
+    worker's reaper puts it back within a lease."""
     c = fresh_cluster
     c.start_api()
     job_id = c.submit({"wat": W.hello("rescued\n")})
-    queue_key = "rq:queue:warden"
-    taken = c.client.lmove(queue_key, f"{queue_key}:intermediate")  # what the dead one did
-    assert taken is not None and taken.decode() == job_id
+    queue_key = "rq:queue:warden.default"
+    queue = JobQueue(c.client, JobStore(c.client, 3600, 2), "warden", 100)
+    taken = queue.take(lease_s=2)  # what the dead one did
+    assert taken == (job_id, "warden.default", "default")
+    assert c.client.zcard(running_key("default")) == 1
     c.start_worker()
     record = c.wait_state(job_id, timeout_s=30)
     assert record["state"] == "finished", record

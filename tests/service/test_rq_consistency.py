@@ -11,6 +11,8 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from tests import wat_modules as W
 from tests.service.cluster import Cluster, stdout_of
 
+QUEUE = "warden.default"  # the default tenant's RQ queue (one per tenant)
+
 
 def test_finished_jobs_leave_no_rq_keys_and_count_in_rq_stats(cluster: Cluster) -> None:
     r = cluster.client
@@ -30,12 +32,12 @@ def test_finished_jobs_leave_no_rq_keys_and_count_in_rq_stats(cluster: Cluster) 
     # wait means the clean-up is done; the loop only absorbs a worker that is still busy
     # with another test's job.)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and StartedJobRegistry("warden", connection=r).count:
+    while time.monotonic() < deadline and StartedJobRegistry(QUEUE, connection=r).count:
         time.sleep(0.05)
-    queue = Queue("warden", connection=r)
+    queue = Queue(QUEUE, connection=r)
     assert queue.count == 0
-    assert StartedJobRegistry("warden", connection=r).count == 0
-    assert FailedJobRegistry("warden", connection=r).count == 0
+    assert StartedJobRegistry(QUEUE, connection=r).count == 0
+    assert FailedJobRegistry(QUEUE, connection=r).count == 0
     assert r.llen(f"{queue.key}:intermediate") == 0
     assert r.keys("rq:job:*") == []  # result_ttl=0: RQ's job hashes are deleted
     assert r.keys("rq:execution:*") == [] and r.keys("rq:executions:*") == []
@@ -51,7 +53,7 @@ def test_a_job_is_an_ordinary_rq_job_while_queued(fresh_cluster: Cluster) -> Non
     c = fresh_cluster
     c.start_api()  # no worker: the job stays queued
     job_id = c.submit({"wat": W.HELLO})
-    queue = Queue("warden", connection=c.client)
+    queue = Queue(QUEUE, connection=c.client)
     assert queue.job_ids == [job_id]
     job = queue.fetch_job(job_id)
     assert job is not None

@@ -20,13 +20,7 @@ from tests.service.cluster import ROOT, Cluster, assert_problem
 
 
 def _tenant(cluster: Cluster, **quotas: object) -> tuple[str, httpx.Client]:
-    """A new tenant with ``quotas`` and a client sending its (non-admin) key."""
-    tenant = f"t-{uuid.uuid4().hex[:10]}"
-    r = cluster.http.post("/v1/admin/tenants", json={"id": tenant, "quotas": quotas})
-    assert r.status_code == 201, r.text
-    key = cluster.http.post(f"/v1/admin/tenants/{tenant}/keys", json={"name": "test"})
-    assert key.status_code == 201, key.text
-    return tenant, cluster.http_as(key.json()["secret"])
+    return cluster.new_tenant(**quotas)
 
 
 def test_nothing_runs_without_a_valid_key(cluster: Cluster) -> None:
