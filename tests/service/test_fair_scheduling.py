@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from collections.abc import Iterator
@@ -115,7 +116,7 @@ def test_max_running_caps_a_tenant_without_idling_the_others(sched: Cluster) -> 
     _wait_all(c, capped_ids + other_ids, 60)
     starts, ends = _times(c, capped_ids, "started_at"), _times(c, capped_ids, "finished_at")
     spans = sorted((starts[j], ends[j]) for j in capped_ids)
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01, f"two of the capped tenant's jobs overlapped: {spans}"
     # The worker's second lane ran the other tenant's job while the first job ran.
     other_start = _times(c, other_ids, "started_at")[other_ids[0]]
