@@ -128,8 +128,14 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(default=2, ge=1, le=10, description="Runs before giving up")
     max_queue_length: int = Field(
-        default=10_000, ge=1, description="Queued jobs beyond this get 503 + Retry-After"
+        default=10_000, ge=1, description="Queued jobs of one tenant beyond this get 503 + "
+        "Retry-After (each tenant's own max_queued quota is a 429 below it)"
     )
+    usage_retention_days: int = Field(
+        default=90, ge=1, le=3660, description="Days a tenant's daily usage is kept")
+    metrics_tenant_labels: bool = Field(
+        default=False, description="Label /metrics series by tenant (only for a bounded, "
+        "known set of tenants: each tenant multiplies the series)")
     max_body_bytes: Bytes = Field(  # the base64 of a 64 MiB stdin, files or module fits
         default=96 * 1024**2, ge=1024, description="Request bodies over this get 413 "
         "(base64 included: the default carries up to about 72 MiB of bytes)",

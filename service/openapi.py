@@ -28,7 +28,7 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
 
-from service.auth import current_caller
+from service.auth import current_caller, current_submitter
 from service.deps import get_state
 from service.problems import MEDIA_TYPE, ProblemDetails
 
@@ -93,8 +93,8 @@ def inferred_codes(route: APIRoute) -> set[int]:
     calls = set(_calls(route.dependant))
     if get_state in calls:
         codes.add(503)
-    if current_caller in calls:  # a key: missing or invalid, or a tenant not allowed
-        codes |= {401, 403}
+    if calls & {current_caller, current_submitter}:  # a key: missing, invalid, not allowed;
+        codes |= {401, 403, 429}  # and the tenant's rate and quotas
     return codes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from dataclasses import dataclass, field
 
 import redis
@@ -14,8 +15,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from sandboxes.schema import JobRecord
 from sandboxes.settings import Settings
+from tenancy.limits import Admission
+from tenancy.quotas import Quotas
 from tenancy.registry import TenantRegistry
-from workers.queue import JobQueue, QueueFullError, Submission, TenantQueueFullError
+from workers.queue import JobQueue, Submission, admitted
 from workers.store import DEFAULT_TENANT, EVENTS, JobStore, job_key, record_from_fields
 
 
@@ -95,6 +98,10 @@ class AppState:
     _enqueue_sha: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def usage_retention_s(self) -> int:
+        return self.settings.usage_retention_days * 86_400
+
     @classmethod
     def connect(cls, settings: Settings) -> AppState:
         if settings.redis_url is None:
@@ -116,25 +123,24 @@ class AppState:
                    aclient)
 
     async def submit(self, submissions: list[Submission], tenant: str = DEFAULT_TENANT,
-                     max_queued: int | None = None) -> None:
-        """``queue.submit`` in one async round trip: a script checks the queue's length and
-        runs the submissions' writes (built by RQ's own enqueue code) atomically, so a batch
-        is queued whole or not at all."""
+                     quotas: Quotas | None = None) -> tuple[int, float]:
+        """``queue.submit`` in one async round trip: a script checks the queue's cap and
+        the tenant's quotas and runs the submissions' writes (built by RQ's own enqueue
+        code) atomically, so a batch is queued whole or not at all. The submission rate's
+        (remaining, reset s) after it; QueueFullError, QuotaExceededError."""
         assert self.aclient is not None
         script = self.queue.guarded_enqueue_script
-        args = self.queue.guarded_enqueue_args(submissions, tenant, max_queued)
+        admission = Admission.of(quotas or Quotas(), time.time(), self.settings.job_ttl_s,
+                                 self.usage_retention_s)
+        args = self.queue.guarded_enqueue_args(submissions, tenant, admission)
         if self._enqueue_sha is None:
             self._enqueue_sha = await self.aclient.script_load(script)
         try:
-            queued = await self.aclient.evalsha(self._enqueue_sha, *args)
+            reply = await self.aclient.evalsha(self._enqueue_sha, *args)
         except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
             self._enqueue_sha = await self.aclient.script_load(script)
-            queued = await self.aclient.evalsha(self._enqueue_sha, *args)
-        if int(queued) < 0:
-            depth = await self.aclient.llen(self.queue.tenant_rq(tenant).key)
-            raise TenantQueueFullError(int(depth), max_queued or self.queue.max_length)
-        if not queued:
-            raise QueueFullError
+            reply = await self.aclient.evalsha(self._enqueue_sha, *args)
+        return admitted(reply)
 
     async def record(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
         """``store.get`` on the asyncio client; None for another tenant's job."""

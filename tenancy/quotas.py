@@ -78,14 +78,14 @@ class Quotas(BaseModel):
     max_queued: Count = Field(default=2_000, ge=1, le=1_000_000,
                             description="Jobs waiting in the queue at once")
     daily_fuel: Count = Field(
-        default=10**14, ge=0, le=10**18, description="Fuel per UTC day: each job reserves "
+        default=10**14, ge=0, le=10**15, description="Fuel per UTC day: each job reserves "
         "its fuel limit at submit and is settled to what it used when it ends")
     stored_bytes: Bytes = Field(
         default=4 * GiB, ge=0, le=1024 * GiB, description="Bytes of inputs (modules, "
         "source, stdin, files) the tenant's unexpired jobs keep in the store")
     weight: Count = Field(default=1, ge=1, le=100,
-                        description="Share of the workers when tenants compete (round-robin "
-                                    "weight: jobs taken in a row)")
+                        description="Share of the workers when tenants compete: a tenant of "
+                                    "weight 2 is given two jobs for each one of weight 1")
     ceilings: JobCeilings = Field(default_factory=JobCeilings)
 
 

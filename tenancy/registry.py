@@ -16,6 +16,7 @@ from typing import Any, Final
 import redis
 
 from tenancy.keys import NewKey, new_key
+from tenancy.limits import GCRA
 from tenancy.models import TENANT_ID_PATTERN, Caller, CreatedKey, KeyInfo, TenantInfo
 from tenancy.quotas import Quotas
 
@@ -23,12 +24,31 @@ PREFIX: Final = "warden:"
 TENANTS: Final = PREFIX + "tenants"
 _TENANT_ID: Final = re.compile(TENANT_ID_PATTERN)
 
-# KEYS[1] = apikey:{id}. One round trip: the key's record and its tenant's state.
-AUTH_SCRIPT: Final = """
+# KEYS[1] = apikey:{id} ARGV: the presented key's digest, rate policy ("reads" or
+# "submissions"), "1" to charge one request to it ("0": only read its state), UTC day,
+# usage retention (s). One round trip: the key's record, its tenant's state and, for a key
+# whose digest matches (so a forged secret cannot spend a tenant's budget), its rate. Lua
+# compares interned strings by identity, not byte by byte; Python compares again in
+# constant time.
+AUTH_SCRIPT: Final = GCRA + """
 local k = redis.call('HMGET', KEYS[1], 'tenant', 'digest', 'admin', 'revoked_at')
 if not k[1] then return false end
 local t = redis.call('HMGET', 'warden:tenant:' .. k[1], 'disabled', 'quotas')
-return {k[1], k[2], k[3] or '0', k[4] or '', t[1] or '1', t[2] or ''}
+local reply = {k[1], k[2], k[3] or '0', k[4] or '', t[1] or '1', t[2] or '', '1', '0', '0', '0'}
+if k[2] ~= ARGV[1] or (k[4] and k[4] ~= '') or t[1] ~= '0' or not t[2] then return reply end
+local q = cjson.decode(t[2])
+local per_minute, burst = q['reads_per_minute'], q['read_burst']
+if ARGV[2] == 'submissions' then
+  per_minute, burst = q['submissions_per_minute'], q['submission_burst']
+end
+local cost = 0
+if ARGV[3] == '1' then cost = 1 end
+local ok, remaining, reset, retry = gcra('warden:rate:' .. k[1] .. ':' .. ARGV[2],
+                                        60 / per_minute, burst, cost, cost > 0)
+if not ok then count_rejection(k[1], ARGV[2] .. '_per_minute', ARGV[4], tonumber(ARGV[5])) end
+reply[7], reply[8], reply[9], reply[10] = ok and '1' or '0', tostring(remaining),
+                                          tostring(reset), tostring(retry)
+return reply
 """
 
 
@@ -163,11 +183,12 @@ class TenantRegistry:
 
 def caller_from_auth_reply(reply: Any, key_id: str) -> tuple[Caller, str, str | None] | None:
     """``AUTH_SCRIPT``'s reply as (caller, stored digest, refusal), or None (no such key).
-    ``refusal``: "revoked" (the key), "disabled" (its tenant, or a tenant that is gone)."""
+    ``refusal``: "revoked" (the key), "disabled" (its tenant, or a tenant that is gone).
+    The rate part of the reply is ``rate_reply``'s."""
     if not reply:
         return None
     tenant, stored, admin, revoked, disabled, quotas = (
-        v.decode() if isinstance(v, bytes) else str(v) for v in reply)
+        v.decode() if isinstance(v, bytes) else str(v) for v in reply[:6])
     refusal = "revoked" if revoked else ("disabled" if disabled != "0" or not quotas else None)
     caller = Caller(tenant=tenant, key_id=key_id, admin=admin == "1",
                     quotas=Quotas.model_validate_json(quotas) if quotas else Quotas())

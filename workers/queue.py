@@ -10,6 +10,7 @@ import redis
 from rq import Queue
 
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec
+from tenancy.limits import GCRA, STORED_BUCKET_S, Admission
 from tenancy.quotas import Quotas
 from workers.scheduling import RING, TAKE, TAKE_SCAN, tenant_queue_name
 from workers.store import DEFAULT_TENANT, REPLAY, JobStore, flatten, job_key, new_job_id
@@ -21,19 +22,53 @@ TASK: Final = "workers.tasks.execute"
 BACKSTOP_MARGIN_S: Final = 60
 
 
-# KEYS[1]=the tenant's RQ queue ARGV: queue cap, tenant's max_queued, jobs, tenant, then each
-# command as (argc, command, args...). The length checks and the submission's writes in one
-# atomic step (one round trip, and no check-then-enqueue race between API processes): a
-# batch is queued whole or not. 1: queued; 0: the queue is at Warden's cap; -1: at the
-# tenant's max_queued quota. A tenant with waiting work joins the scheduler's ring.
-_GUARDED_ENQUEUE = REPLAY + RING + """
-local queued = redis.call('LLEN', KEYS[1]) + tonumber(ARGV[3])
-if queued > tonumber(ARGV[2]) then return -1 end
-if queued > tonumber(ARGV[1]) then return 0 end
-replay(5)
-join_ring(ARGV[4])
-ring(tonumber(ARGV[3]))
-return 1
+# KEYS[1]=the tenant's RQ queue ARGV: Warden's queue cap, then Admission (tenancy/limits.py):
+# max_queued, jobs, tenant, submission interval (s), burst, fuel to reserve, daily fuel,
+# day, seconds left in it, input bytes, stored-bytes quota, first stored bucket counted,
+# current bucket, usage retention (s); then each command as (argc, command, args...).
+# Every check and the submission's writes in one atomic step (one round trip, and no
+# check-then-enqueue race between API processes): a batch is admitted whole or not at all,
+# and nothing of a refused one is charged. Replies: {1, remaining, reset} queued (the
+# submission rate after it); {0} Warden's queue cap; {-1, quota, limit, used, retry,
+# remaining, reset} over a quota (-2: one that waiting will never satisfy).
+_GUARDED_ENQUEUE = REPLAY + RING + GCRA + """
+local n, tenant, day, retention = tonumber(ARGV[3]), ARGV[4], ARGV[9], tonumber(ARGV[15])
+local interval, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
+local rate = 'warden:rate:' .. tenant .. ':submissions'
+local ok, rem, reset, retry = gcra(rate, interval, burst, n, false)
+local function refuse(code, quota, limit, used, wait)
+  count_rejection(tenant, quota, day, retention)
+  return {code, quota, tostring(limit), tostring(used), tostring(wait), tostring(rem),
+          tostring(reset)}
+end
+if n > burst then return refuse(-2, 'submission_burst', burst, n, 0) end
+if not ok then return refuse(-1, 'submissions_per_minute', burst, burst - rem, retry) end
+local queued = redis.call('LLEN', KEYS[1])
+if queued + n > tonumber(ARGV[2]) then return refuse(-1, 'max_queued', ARGV[2], queued, 1) end
+if queued + n > tonumber(ARGV[1]) then return {0} end
+local fuel_key = 'warden:fuel:' .. tenant .. ':' .. day
+local reserved, reserve, daily = tonumber(redis.call('GET', fuel_key) or '0'),
+                                 tonumber(ARGV[7]), tonumber(ARGV[8])
+if reserve > daily then return refuse(-2, 'daily_fuel', daily, reserved, 0) end
+if reserved + reserve > daily then return refuse(-1, 'daily_fuel', daily, reserved, ARGV[10]) end
+local stored_key, oldest = 'warden:stored:' .. tenant, tonumber(ARGV[13])
+local buckets, stored = redis.call('HGETALL', stored_key), 0
+for i = 1, #buckets, 2 do
+  if tonumber(buckets[i]) < oldest then redis.call('HDEL', stored_key, buckets[i])
+  else stored = stored + tonumber(buckets[i + 1]) end
+end
+local size, quota = tonumber(ARGV[11]), tonumber(ARGV[12])
+if size > quota then return refuse(-2, 'stored_bytes', quota, stored, 0) end
+if stored + size > quota then return refuse(-1, 'stored_bytes', quota, stored, 600) end
+ok, rem, reset = gcra(rate, interval, burst, n, true)
+redis.call('INCRBY', fuel_key, reserve)
+redis.call('EXPIRE', fuel_key, 3 * 86400)
+redis.call('HINCRBY', stored_key, ARGV[14], size)
+redis.call('EXPIRE', stored_key, (tonumber(ARGV[14]) - oldest + 2) * 600)
+replay(16)
+join_ring(tenant)
+ring(n)
+return {1, tostring(rem), tostring(reset)}
 """
 
 Submission = tuple[JobSpec, tuple[str, bytes] | None, str]  # spec, module, job id
@@ -43,13 +78,38 @@ class QueueFullError(Exception):
     pass
 
 
-class TenantQueueFullError(Exception):
-    """The tenant has ``max_queued`` jobs waiting (its quota, not Warden's capacity)."""
+class QuotaExceededError(Exception):
+    """A tenant quota refused the submission: ``retry_s`` 0 when waiting will not help."""
 
-    def __init__(self, queued: int, limit: int) -> None:
-        super().__init__(f"{queued} jobs queued, limit {limit}")
-        self.queued = queued
-        self.limit = limit
+    def __init__(self, quota: str, limit: float, used: float, retry_s: float,
+                 rate: tuple[int, float]) -> None:
+        super().__init__(f"{quota}: {used} used, limit {limit}")
+        self.quota, self.limit, self.used, self.retry_s = quota, limit, used, retry_s
+        self.rate = rate  # the submission rate's (remaining, reset s) at the refusal
+
+    @property
+    def permanent(self) -> bool:
+        return self.retry_s <= 0
+
+
+def admitted(reply: Any) -> tuple[int, float]:
+    """The submission rate's (remaining, reset s) of an enqueue that queued its jobs, or
+    the error its reply stands for."""
+    values = [v.decode() if isinstance(v, bytes) else v for v in reply]
+    code = int(values[0])
+    if code == 1:
+        return int(float(values[1])), float(values[2])
+    if code == 0:
+        raise QueueFullError
+    quota, limit, used, retry, remaining, reset = values[1:]
+    retry_s = float(retry) if code == -1 else 0.0
+    raise QuotaExceededError(str(quota), _number(limit), _number(used), retry_s,
+                             (int(float(remaining)), float(reset)))
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def warden_id(rq_id: str) -> str:
@@ -102,49 +162,51 @@ class JobQueue:
 
     def submit(self, spec: JobSpec, module: tuple[str, bytes] | None = None,
                job_id: str | None = None, tenant: str = DEFAULT_TENANT,
-               max_queued: int | None = None) -> str:
+               admission: Admission | None = None) -> str:
         """Create the record and enqueue it; QueueFullError when the queue is at its cap,
-        TenantQueueFullError when the tenant is at ``max_queued``."""
+        QuotaExceededError when a tenant quota refuses it."""
         job_id = job_id or new_job_id()
-        args = self.guarded_enqueue_args([(spec, module, job_id)], tenant, max_queued)
-        self.check_enqueued(self.client.eval(_GUARDED_ENQUEUE, *args), tenant, max_queued)
+        args = self.guarded_enqueue_args([(spec, module, job_id)], tenant, admission)
+        admitted(self.client.eval(_GUARDED_ENQUEUE, *args))
         return job_id
 
-    def check_enqueued(self, reply: Any, tenant: str, max_queued: int | None) -> None:
-        """Raise the error a :data:`_GUARDED_ENQUEUE` reply stands for, if any."""
-        if int(reply) == 0:
-            raise QueueFullError
-        if int(reply) < 0:
-            limit = max_queued if max_queued is not None else self.max_length
-            raise TenantQueueFullError(int(self.client.llen(self.tenant_rq(tenant).key)), limit)
-
     def commands(self, spec: JobSpec, module: tuple[str, bytes] | None,
-                 job_id: str, tenant: str = DEFAULT_TENANT) -> list[tuple[Any, ...]]:
+                 job_id: str, tenant: str = DEFAULT_TENANT, fuel_day: str | None = None
+                 ) -> list[tuple[Any, ...]]:
         """The commands of one submission's MULTI (written by RQ's own enqueue code), for
         a client that sends them itself (the API's asyncio Redis)."""
-        return _stack(self._pipeline(spec, module, job_id, tenant))
+        return _stack(self._pipeline(spec, module, job_id, tenant, fuel_day))
 
     guarded_enqueue_script: Final = _GUARDED_ENQUEUE
 
     def guarded_enqueue_args(self, submissions: list[Submission],
                              tenant: str = DEFAULT_TENANT,
-                             max_queued: int | None = None) -> list[Any]:
+                             admission: Admission | None = None) -> list[Any]:
         """``EVAL`` arguments after the script: the submissions' commands, run only if they
-        all fit below the queue's cap and the tenant's ``max_queued``."""
-        cap = self.max_length if max_queued is None else max_queued
-        args: list[Any] = [1, self.tenant_rq(tenant).key, self.max_length, cap,
-                           len(submissions), tenant]
+        all fit below the queue's cap and the tenant's quotas (``admission``; None: the
+        default quotas)."""
+        now = time.time()
+        a = admission or Admission.of(_DEFAULTS, now, self.store.job_ttl_s, 86_400)
+        day = a.day
+        fuel = sum(spec.limits.fuel for spec, _, _ in submissions)
+        size = sum(input_bytes(spec, module) for spec, module, _ in submissions)
+        bucket = int(now // STORED_BUCKET_S)
+        oldest = bucket - a.stored_window_s // STORED_BUCKET_S
+        args: list[Any] = [1, self.tenant_rq(tenant).key, self.max_length, a.max_queued,
+                           len(submissions), tenant, 60 / a.submissions_per_minute,
+                           a.submission_burst, fuel, a.daily_fuel, day, a.day_left_s, size,
+                           a.stored_bytes, oldest, bucket, a.retention_s]
         for spec, module, job_id in submissions:
-            args.extend(flatten(self.commands(spec, module, job_id, tenant)))
+            args.extend(flatten(self.commands(spec, module, job_id, tenant, day)))
         return args
 
     def _pipeline(self, spec: JobSpec, module: tuple[str, bytes] | None,
-                  job_id: str, tenant: str) -> redis.client.Pipeline:
+                  job_id: str, tenant: str, fuel_day: str | None) -> redis.client.Pipeline:
         pipe = self.client.pipeline(transaction=True)
         self._enqueue(job_id, job_id, spec.limits.wall_time_s, pipe, tenant)  # RQ opens MULTI
         if module is not None:
             self.store.put_module(module[0], module[1], pipe)
-        self.store.create(job_id, spec, pipe, tenant)
+        self.store.create(job_id, spec, pipe, tenant, fuel_day)
         return pipe
 
     @property
@@ -175,6 +237,12 @@ class JobQueue:
             job_id=rq_id,
             pipeline=pipe,
         )
+
+
+def input_bytes(spec: JobSpec, module: tuple[str, bytes] | None) -> int:
+    """The bytes a job's inputs keep in the store (its stored_bytes charge)."""
+    size = len(module[1]) if module is not None else len((spec.source or "").encode())
+    return size + len(spec.grants.stdin) + sum(len(f) for f in spec.grants.files.values())
 
 
 def taken_reply(reply: Any) -> tuple[str, str, str] | None:

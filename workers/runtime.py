@@ -37,6 +37,7 @@ class WorkerRuntime:
         if settings.redis_url is None:
             raise RuntimeError("WARDEN_REDIS_URL is not set (warden up sets it for workers)")
         self.settings = settings
+        self.usage_retention_s = settings.usage_retention_days * 86_400
         self.client = redis.Redis.from_url(settings.redis_url)
         self.store = JobStore(self.client, settings.job_ttl_s, settings.lease_s)
         self.queue = JobQueue(

@@ -23,6 +23,7 @@ from typing import Any, Final
 import redis
 
 from sandboxes.schema import JobRecord, JobSpec, JobState, RunResult, RunStatus
+from workers.accounting import ACCOUNT
 from workers.scheduling import RING, TAKEN, taken_member
 
 PREFIX: Final = "warden:"
@@ -118,8 +119,9 @@ redis.call('ZADD', slot(KEYS[1]), 'XX', ARGV[3], ARGV[4])
 return 'ok'
 """
 
-# KEYS[1]=job ARGV: token, state, result_json, error, now, ttl, job_id
-_FINISH = SLOT + """
+# KEYS[1]=job ARGV: token, state, result_json, error, now, ttl, job_id, then ACCOUNT's
+# arguments (workers/accounting.py): the job is counted in the same step, exactly once.
+_FINISH = SLOT + ACCOUNT + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'error', ARGV[4],
@@ -127,6 +129,7 @@ redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'error', ARGV[4
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[7])
 redis.call('ZREM', slot(KEYS[1]), ARGV[7])
+if #ARGV >= 8 then account(KEYS[1], 8) end
 redis.call('PUBLISH', KEYS[3], ARGV[7])
 return 1
 """
@@ -142,6 +145,11 @@ if state == 'queued' then
   local tenant = redis.call('HGET', KEYS[1], 'tenant') or 'default'
   redis.call('LREM', KEYS[4] .. '.' .. tenant, 0, rq)
   redis.call('LREM', KEYS[4], 0, rq)
+  local fuel = redis.call('HMGET', KEYS[1], 'fuel_day', 'fuel_reserved')
+  if fuel[1] and fuel[2] then  -- it will use none of the fuel it reserved
+    redis.call('DECRBY', 'warden:fuel:' .. tenant .. ':' .. fuel[1], fuel[2])
+    redis.call('HDEL', KEYS[1], 'fuel_reserved')
+  end
   redis.call('DEL', 'rq:job:' .. rq)
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'result', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -240,12 +248,14 @@ class JobStore:
                        token, repr(now), now + self.lease_s, job_id, WORKER_NAME]
 
     def finish_args(
-        self, job_id: str, token: str, state: JobState, result_json: str, error: str | None = None
+        self, job_id: str, token: str, state: JobState, result_json: str, error: str | None = None,
+        account: list[Any] | None = None,
     ) -> list[Any]:
-        """EVALSHA arguments of the running → terminal transition (result already JSON)."""
+        """EVALSHA arguments of the running → terminal transition (result already JSON;
+        ``account``: ACCOUNT's arguments, see workers/accounting.py)."""
         return [self._finish.sha, 3, job_key(job_id), LEASES, EVENTS,
                 token, state.value, result_json, error or "", repr(time.time()),
-                self.job_ttl_s, job_id]
+                self.job_ttl_s, job_id, *(account or [])]
 
     # -- modules -----------------------------------------------------------------------
     def put_module(self, sha256: str, wasm: bytes, pipe: Any = None) -> None:
@@ -257,19 +267,21 @@ class JobStore:
 
     # -- records -----------------------------------------------------------------------
     def create(self, job_id: str, spec: JobSpec, pipe: Any = None,
-               tenant: str = DEFAULT_TENANT) -> None:
+               tenant: str = DEFAULT_TENANT, fuel_day: str | None = None) -> None:
+        """The queued record; ``fuel_day``: the UTC day whose fuel budget the job's fuel
+        limit is reserved from (settled when it ends, released if cancelled queued)."""
         client = pipe or self.r
         now = time.time()
-        client.hset(
-            job_key(job_id),
-            mapping={
-                "spec": spec.model_dump_json(),
-                "state": JobState.QUEUED.value,
-                "created_at": repr(now),
-                "attempts": 0,
-                "tenant": tenant,
-            },
-        )
+        fields: dict[Any, Any] = {
+            "spec": spec.model_dump_json(),
+            "state": JobState.QUEUED.value,
+            "created_at": repr(now),
+            "attempts": 0,
+            "tenant": tenant,
+        }
+        if fuel_day is not None:
+            fields |= {"fuel_day": fuel_day, "fuel_reserved": spec.limits.fuel}
+        client.hset(job_key(job_id), mapping=fields)
         for listing in (JOBS, tenant_jobs_key(tenant)):
             client.zadd(listing, {job_id: now})
             client.zremrangebyrank(listing, 0, -MAX_LISTED - 1)
@@ -365,7 +377,7 @@ class JobStore:
 
     def finish(
         self, job_id: str, token: str, state: JobState, result: RunResult | None,
-        error: str | None = None,
+        error: str | None = None, account: list[Any] | None = None,
     ) -> bool:
         """Record the outcome once; False if this worker no longer holds the job."""
         return bool(
@@ -373,7 +385,7 @@ class JobStore:
                 keys=[job_key(job_id), LEASES, EVENTS],
                 args=[
                     token, state.value, result.model_dump_json() if result else "",
-                    error or "", repr(time.time()), self.job_ttl_s, job_id,
+                    error or "", repr(time.time()), self.job_ttl_s, job_id, *(account or []),
                 ],
             )
         )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from sandboxes.runtime.control import CancelToken
 from sandboxes.schema import JobSpec, JobState, RunResult, RunStatus
+from workers.accounting import account_args
 from workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -23,11 +25,13 @@ def execute(job_id: str) -> None:
             cancel.cancel()
         spec = rt.store.spec(job_id)
         result = run_spec(spec, cancel) if spec is not None else None
+        account = account_args(spec, result, time.time(), rt.usage_retention_s, None)
         if result is None:
-            rt.store.finish(job_id, token, JobState.FAILED, None, "job spec or module expired")
+            rt.store.finish(job_id, token, JobState.FAILED, None, "job spec or module expired",
+                            account)
             return
         state = JobState.CANCELLED if result.status is RunStatus.CANCELLED else JobState.FINISHED
-        if not rt.store.finish(job_id, token, state, result):
+        if not rt.store.finish(job_id, token, state, result, account=account):
             log.warning("job %s: lease lost before its result was recorded", job_id)
     except Exception:
         log.exception("job %s failed outside the sandbox", job_id)

@@ -48,6 +48,7 @@ from rq.worker import WorkerStatus
 from sandboxes.runtime.control import CancelToken
 from sandboxes.runtime.stacks import start_guest_thread
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStatus
+from workers.accounting import account_args
 from workers.queue import BACKSTOP_MARGIN_S, taken_reply, warden_id
 from workers.runtime import WorkerRuntime, runtime
 from workers.scheduling import DOORBELL, TAKEN, taken_member
@@ -183,7 +184,7 @@ class WardenWorker(SimpleWorker):
         token, start = store.start_args(job_id)
         pipe = self.connection.pipeline()
         pipe.evalsha(*start)
-        pipe.hmget(job_key(job_id), "spec", "cancel_requested")
+        pipe.hmget(job_key(job_id), "spec", "cancel_requested", "created_at")
         execution = Execution.create(job, _EXECUTION_TTL_S, pipe, worker_name=self.name)
         job.prepare_for_execution(self.name, pipe)
         pipe.persist(job.key)
@@ -200,7 +201,8 @@ class WardenWorker(SimpleWorker):
             store.load_scripts()
             token, start = store.start_args(job_id)
             outcome = self.connection.evalsha(*start)
-            fields = self.connection.hmget(job_key(job_id), "spec", "cancel_requested")
+            fields = self.connection.hmget(job_key(job_id), "spec", "cancel_requested",
+                                           "created_at")
         if isinstance(outcome, Exception):
             raise outcome
         if isinstance(fields, Exception):
@@ -208,7 +210,8 @@ class WardenWorker(SimpleWorker):
         started = time.monotonic()
         finish: list[Any] | None = None
         if outcome == b"ok":
-            finish = self._run(job_id, token, fields[0], fields[1] == b"1")
+            wait_s = float(start[5]) - float(fields[2]) if fields[2] else None
+            finish = self._run(job_id, token, fields[0], fields[1] == b"1", wait_s)
         elif outcome == b"missing" and job_id == rq_id:
             log.warning("job %s: no Warden record (expired or deleted); dropped", job_id)
         elif outcome == b"missing":
@@ -216,26 +219,33 @@ class WardenWorker(SimpleWorker):
         return self._finish(job, execution, finish, time.monotonic() - started)
 
     def _run(self, job_id: str, token: str, spec_raw: bytes | None,
-             cancel_requested: bool) -> list[Any]:
+             cancel_requested: bool, queue_wait_s: float | None) -> list[Any]:
         """Run a job this worker now holds; the FINISH script's arguments."""
         store = self.rt.store
         cancel = CancelToken()
         if cancel_requested:
             cancel.cancel()
         self.rt.track(job_id, token, cancel)
+        spec: JobSpec | None = None
+
+        def finish(state: JobState, result: RunResult | None, error: str | None = None
+                   ) -> list[Any]:
+            account = account_args(spec, result, time.time(), self.rt.usage_retention_s,
+                                   queue_wait_s)
+            return store.finish_args(job_id, token, state,
+                                     _result_json(result) if result else "", error, account)
+
         try:
             spec = JobSpec.model_validate_json(spec_raw) if spec_raw else None
             result = run_spec(spec, cancel) if spec is not None else None
             if result is None:
-                return store.finish_args(job_id, token, JobState.FAILED, "",
-                                         "job spec or module expired")
+                return finish(JobState.FAILED, None, "job spec or module expired")
             state = (JobState.CANCELLED if result.status is RunStatus.CANCELLED
                      else JobState.FINISHED)
-            return store.finish_args(job_id, token, state, _result_json(result))
+            return finish(state, result)
         except Exception:
             log.exception("job %s failed outside the sandbox", job_id)
-            return store.finish_args(job_id, token, JobState.FAILED, "",
-                                     "internal error (see worker log)")
+            return finish(JobState.FAILED, None, "internal error (see worker log)")
         finally:
             self.rt.untrack(job_id)
 

@@ -22,7 +22,7 @@ from sandboxes.schema import (
     JobState,
     JobSubmission,
 )
-from service.auth import CallerDep
+from service.auth import CallerDep, SubmitterDep, remember_rate, submission_rate
 from service.deps import StateDep
 from service.openapi import problem_responses
 from service.problems import Problem, quota_exceeded
@@ -30,7 +30,7 @@ from service.render import Encoding, EncodingQuery, list_response, record_respon
 from service.state import AppState
 from service.submit import to_spec, within_ceilings
 from tenancy.models import Caller
-from workers.queue import QueueFullError, TenantQueueFullError
+from workers.queue import QueueFullError, QuotaExceededError, Submission
 from workers.store import CURSOR_PATTERN, new_job_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -78,10 +78,39 @@ def _not_found(job_id: str) -> Problem:
     return Problem(404, "job-not-found", "No such job", f"job {job_id!r} does not exist")
 
 
-def _tenant_queue_full(err: TenantQueueFullError) -> Problem:
-    return quota_exceeded("max_queued", err.limit, err.queued,
-                          f"{err.queued} of your jobs are queued (limit {err.limit}): wait for "
-                          "some to start", retry_after_s=1)
+def _over_quota(err: QuotaExceededError) -> Problem:
+    """429 for a quota that waiting frees (Retry-After), 403 for one it never will."""
+    waits = not err.permanent
+    detail = {
+        "max_queued": f"{err.used} of your jobs are queued (limit {err.limit}): wait for "
+                      "some to start",
+        "submissions_per_minute": f"submissions are limited to a burst of {err.limit}; "
+                                  "the bucket refills over a minute",
+        "submission_burst": f"a batch of {err.used} is more than the burst of {err.limit} "
+                            "your tenant may submit at once: split it",
+        "daily_fuel": f"{err.used} of the {err.limit} fuel of today (UTC) is used or "
+                      "reserved by jobs not yet ended" + (
+                          "" if waits else "; this request alone reserves more"),
+        "stored_bytes": f"your jobs keep {err.used} bytes of inputs (limit {err.limit})"
+                        + ("" if waits else "; this request alone is larger"),
+    }.get(err.quota, err.quota)
+    return quota_exceeded(err.quota, err.limit, err.used, detail,
+                          retry_after_s=err.retry_s if waits else None,
+                          status=429 if waits else 403)
+
+
+async def _enqueue(state: AppState, request: Request, caller: Caller,
+                   submissions: list[Submission]) -> None:
+    """Queue under the caller's quotas; the RateLimit headers report the submission rate."""
+    q = caller.quotas
+    try:
+        remaining, reset_s = await state.submit(submissions, caller.tenant, q)
+    except QuotaExceededError as err:
+        remember_rate(request, submission_rate(q, *err.rate))
+        raise _over_quota(err) from None
+    except QueueFullError:
+        raise _queue_full() from None
+    remember_rate(request, submission_rate(q, remaining, reset_s))
 
 
 def _queue_full() -> Problem:
@@ -102,18 +131,14 @@ def _inline(sub: JobSubmission) -> bool:
     return size <= _INLINE_BYTES
 
 
-async def _submit(state: AppState, caller: Caller, sub: JobSubmission, job_id: str) -> None:
+async def _submit(state: AppState, request: Request, caller: Caller, sub: JobSubmission,
+                  job_id: str) -> None:
     if _inline(sub):
         spec, module = to_spec(sub)
     else:
         spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
     spec = within_ceilings(sub, spec, caller)
-    try:
-        await state.submit([(spec, module, job_id)], caller.tenant, caller.quotas.max_queued)
-    except TenantQueueFullError as err:
-        raise _tenant_queue_full(err) from None
-    except QueueFullError:
-        raise _queue_full() from None
+    await _enqueue(state, request, caller, [(spec, module, job_id)])
 
 
 async def _wait_for(
@@ -163,8 +188,8 @@ def _still_running(record: JobRecord) -> int:
                                              "record of a job still queued or running)"}},
              dependencies=[JsonBody])
 async def submit_job(
-    sub: JobSubmission, state: StateDep, caller: CallerDep, response: Response,
-    wait: WaitQuery = 0,
+    sub: JobSubmission, state: StateDep, caller: SubmitterDep, request: Request,
+    response: Response, wait: WaitQuery = 0,
     encoding: EncodingQuery = Encoding.BASE64,
 ) -> JobAccepted | Response:
     """Queue a job. With ``wait`` > 0, the record once it ends (200), or when the wait runs
@@ -172,7 +197,7 @@ async def submit_job(
     job_id = new_job_id()
     fut = state.waiter.register(job_id) if wait > 0 else None
     try:
-        await _submit(state, caller, sub, job_id)
+        await _submit(state, request, caller, sub, job_id)
     except BaseException:
         if fut is not None:
             state.waiter.discard(job_id, fut)
@@ -193,8 +218,8 @@ async def submit_job(
                                              "queued or running)"}},
              dependencies=[JsonBody])
 async def submit_batch(
-    batch: BatchSubmission, state: StateDep, caller: CallerDep, wait: WaitQuery = 0,
-    encoding: EncodingQuery = Encoding.BASE64,
+    batch: BatchSubmission, state: StateDep, caller: SubmitterDep, request: Request,
+    wait: WaitQuery = 0, encoding: EncodingQuery = Encoding.BASE64,
 ) -> BatchAccepted | Response:
     """Queue up to 100 jobs: all are validated, and must fit in the queue, before any is
     queued (one atomic step: never some queued and the rest refused). A job that is
@@ -202,12 +227,7 @@ async def submit_batch(
     wait runs out (202)."""
     prepared = await run_in_threadpool(_batch_specs, batch, caller)
     submissions = [(spec, module, new_job_id()) for spec, module in prepared]
-    try:
-        await state.submit(submissions, caller.tenant, caller.quotas.max_queued)
-    except TenantQueueFullError as err:
-        raise _tenant_queue_full(err) from None
-    except QueueFullError:
-        raise _queue_full() from None
+    await _enqueue(state, request, caller, submissions)
     ids = [job_id for _, _, job_id in submissions]
     if wait <= 0:
         return BatchAccepted(ids=ids)

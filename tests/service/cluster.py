@@ -17,12 +17,16 @@ import httpx
 import redis
 
 from tenancy.bootstrap import ensure_first_key
+from tenancy.quotas import Quotas
 from tenancy.registry import TenantRegistry
 from workers.processes import stop_gracefully
 from workers.redis_server import EmbeddedRedis, free_port
 from workers.store import job_key
 
 ROOT = Path(__file__).resolve().parents[2]
+UNLIMITED = Quotas(submissions_per_minute=1_000_000, submission_burst=1_000_000,
+                   reads_per_minute=10_000_000, read_burst=10_000_000, max_queued=1_000_000,
+                   max_running=100_000)
 PROBLEM_TYPE_BASE = "https://warden.dev/problems/"
 TERMINAL = ("finished", "failed", "cancelled")
 
@@ -78,6 +82,9 @@ class Cluster:
         self.workers: list[subprocess.Popen[bytes]] = []
         created = ensure_first_key(TenantRegistry(self.client), data_dir)  # as `warden up`
         assert created is not None
+        # The suite's own jobs run as the default tenant: quotas out of its way (the quota
+        # tests make tenants of their own).
+        TenantRegistry(self.client).set_quotas(created.tenant, UNLIMITED)
         self.admin_key = created.secret
         self.http = self.http_as(self.admin_key)
 

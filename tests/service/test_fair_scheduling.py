@@ -63,7 +63,7 @@ def test_a_flooding_tenant_does_not_starve_another(sched: Cluster) -> None:
     """A queues 1,000 jobs; B's one job, submitted while A's queue is long, starts within
     the next few jobs the worker takes; A still gets every result."""
     c = sched
-    _, a = c.new_tenant("a", max_queued=2000, max_running=100)
+    _, a = c.new_tenant("a", max_queued=2000, max_running=100, submission_burst=1000)
     _, b = c.new_tenant("b")
     a_ids = _flood(a, 1000, W.sleep(0.004))
     c.start_worker()
