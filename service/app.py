@@ -15,7 +15,7 @@ from sandboxes.settings import Settings, get_settings
 from service import openapi, problems
 from service.body_limit import BodyLimitMiddleware
 from service.ratelimit_headers import RateLimitHeadersMiddleware
-from service.routes import admin, jobs, meta
+from service.routes import admin, jobs, meta, usage
 from service.state import AppState
 
 DOCS_ASSETS = "/docs/assets"
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(admin.admin)
     app.include_router(admin.keys)
+    app.include_router(usage.router)
     openapi.install(app)
     app.add_exception_handler(problems.Problem, problems.on_problem)
     app.add_exception_handler(RequestValidationError, problems.on_validation)

@@ -80,6 +80,7 @@ class Cluster:
         self.api: subprocess.Popen[bytes] | None = None
         self.logs: dict[int, Path] = {}
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.other_apis: list[subprocess.Popen[bytes]] = []
         created = ensure_first_key(TenantRegistry(self.client), data_dir)  # as `warden up`
         assert created is not None
         # The suite's own jobs run as the default tenant: quotas out of its way (the quota
@@ -107,13 +108,29 @@ class Cluster:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis.url)
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    def start_another_api(self) -> int:
+        """A second API process on its own port (as a second pod would be); its port."""
+        port = free_port()
+        proc = self._spawn("api", env={"WARDEN_PORT": str(port)})
+        self.other_apis.append(proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    return port
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the second API did not start")
+
+    def _spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         path = logs / f"{args[0]}-{time.monotonic_ns()}.log"
         with path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", *args], env=self.env, cwd=ROOT,
+                [sys.executable, "-m", "service.cli", *args], env={**self.env, **(env or {})},
+                cwd=ROOT,
                 stdout=log, stderr=subprocess.STDOUT,
             )
         self.logs[proc.pid] = path
@@ -211,6 +228,7 @@ class Cluster:
             if proc.poll() is None:
                 proc.kill()
         self.stop_workers()
+        stop_gracefully(self.other_apis, 10)
         if self.api is not None:
             stop_gracefully([self.api], 10)
         self.http.close()
