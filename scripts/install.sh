@@ -12,6 +12,12 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 [ -x /usr/bin/rustc ] || need_apt+=(rustc)
 [ -d /usr/lib/rustlib/wasm32-wasi ] || need_apt+=(libstd-rust-dev-wasm32)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Test-only tools (--dev): promtool lints /metrics; Debian's Chromium runs the browser test
+# (Playwright cannot download browsers here).
+if [ "${1:-}" = "--dev" ]; then
+    command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+    [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
