@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.settings import Settings, get_settings
 from service import openapi, problems
 from service.body_limit import BodyLimitMiddleware
+from service.metrics import HttpMetricsMiddleware
 from service.ratelimit_headers import RateLimitHeadersMiddleware
 from service.routes import admin, jobs, meta, usage
 from service.state import AppState
@@ -54,4 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, problems.on_unexpected)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
     return app

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio as aioredis
+from prometheus_client.registry import CollectorRegistry
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from sandboxes.schema import JobRecord
 from sandboxes.settings import Settings
+from service.metrics import HttpMetrics
+from service.metrics import registry as metrics_registry
 from tenancy.limits import Admission
 from tenancy.quotas import Quotas
 from tenancy.registry import TenantRegistry
@@ -97,6 +100,13 @@ class AppState:
     aclient: aioredis.Redis | None = None
     _enqueue_sha: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    http_metrics: HttpMetrics = field(init=False)
+    metrics: CollectorRegistry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http_metrics = HttpMetrics(self.client)
+        self.metrics = metrics_registry(self.client, self.settings.queue_name,
+                                        self.settings.metrics_tenant_labels)
 
     @property
     def usage_retention_s(self) -> int:
@@ -152,4 +162,5 @@ class AppState:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
+            self.http_metrics.close()
             self.client.close()

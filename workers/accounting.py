@@ -6,7 +6,8 @@ it happens exactly once, with the transition: a lost lease records nothing and c
 nothing; a retried script cannot count twice.
 
 Metrics keys (prefix ``warden:metrics:``, read by service/metrics.py at scrape time):
-``jobs`` hash "<status>|<language>" → count; ``totals`` hash (fuel, compile_cache_hits,
+``jobs`` hash "<status>|<language>|<tenant>" → count; ``rejections`` hash
+"<quota>|<tenant>" → count; ``totals`` hash (fuel, compile_cache_hits,
 compile_cache_misses); ``hist:<name>`` hash bucket index → count, plus ``sum`` and ``count``.
 """
 
@@ -49,7 +50,7 @@ local function account(job, a)
     if refund > 0 then redis.call('DECRBY', 'warden:fuel:' .. tenant .. ':' .. f[2], refund) end
     redis.call('HDEL', job, 'fuel_reserved')
   end
-  redis.call('HINCRBY', 'warden:metrics:jobs', status .. '|' .. lang, 1)
+  redis.call('HINCRBY', 'warden:metrics:jobs', status .. '|' .. lang .. '|' .. tenant, 1)
   redis.call('HINCRBY', 'warden:metrics:totals', 'fuel', fuel)
   if cached ~= '' then
     redis.call('HINCRBY', 'warden:metrics:totals', 'compile_cache_' .. cached, 1)

@@ -69,7 +69,7 @@ class WorkerRuntime:
         """Start counting this worker for readiness (it now takes jobs and stops cleanly)."""
         self._serving.set()
         try:
-            self.store.heartbeat(WORKER_NAME)
+            self.store.heartbeat(WORKER_NAME, self.settings.worker_lanes)
         except redis.RedisError:
             log.warning("could not send the worker heartbeat")
 
@@ -132,7 +132,7 @@ class WorkerRuntime:
         while True:
             if self._serving.is_set():
                 try:
-                    self.store.heartbeat(WORKER_NAME)
+                    self.store.heartbeat(WORKER_NAME, self.settings.worker_lanes)
                 except redis.RedisError:
                     log.warning("could not send the worker heartbeat")
             if self._stop.wait(self.settings.lease_s / 3):

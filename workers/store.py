@@ -33,6 +33,7 @@ CANCEL: Final = PREFIX + "cancel"
 # Sorted set of live workers scored by heartbeat expiry: readiness counts the unexpired ones
 # (RQ keeps a SIGKILLed worker registered for minutes).
 WORKERS: Final = PREFIX + "workers"
+WORKER_LANES: Final = PREFIX + "worker-lanes"  # worker → its lanes (for /metrics)
 JOBS: Final = PREFIX + "jobs"
 DEFAULT_TENANT: Final = "default"  # the tenant of jobs submitted before tenants existed
 MAX_LISTED: Final = 1_000_000
@@ -435,11 +436,17 @@ class JobStore:
             keys=[TAKEN, job_key(job_id), base_queue_key],
             args=[taken_member(queue_name, rq_id), queue_name, rq_id, job_id]))
 
-    def heartbeat(self, worker: str) -> None:
-        self.r.zadd(WORKERS, {worker: time.time() + self.lease_s})
+    def heartbeat(self, worker: str, lanes: int = 1) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(WORKERS, {worker: time.time() + self.lease_s})
+        pipe.hset(WORKER_LANES, worker, lanes)
+        pipe.execute()
 
     def retire(self, worker: str) -> None:
-        self.r.zrem(WORKERS, worker)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrem(WORKERS, worker)
+        pipe.hdel(WORKER_LANES, worker)
+        pipe.execute()
 
     def live_workers(self) -> int:
         now = time.time()

@@ -1,8 +1,9 @@
-"""Health, readiness and the languages list."""
+"""Health, readiness, Prometheus metrics and the languages list."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from sandboxes.languages.registry import LANGUAGES, Language
@@ -29,6 +30,15 @@ async def readyz(state: StateDep) -> dict[str, object]:
     if workers == 0:
         raise Problem(503, "not-ready", "No worker is running", headers={"Retry-After": "1"})
     return {"status": "ready", "workers": workers}
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                             "description": "Prometheus text format"}})
+async def metrics(state: StateDep) -> Response:
+    """The whole cluster's figures (service/metrics.py): scrape the API once, not each pod."""
+    body = await run_in_threadpool(generate_latest, state.metrics)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/languages")
