@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from tenancy.bootstrap import ensure_first_key  # noqa: E402
+from tenancy.quotas import Quotas  # noqa: E402
 from tenancy.registry import TenantRegistry  # noqa: E402
 from workers.processes import stop_gracefully  # noqa: E402
 from workers.redis_server import EmbeddedRedis, free_port  # noqa: E402
@@ -121,9 +122,20 @@ class BenchCluster:
         self.redis.start()
         client = redis.Redis.from_url(self.redis.url)
         created = ensure_first_key(TenantRegistry(client), self.data_dir)  # as `warden up`
-        client.close()
         assert created is not None, "a fresh data dir has no tenant yet"
+        # Quotas on, sized so the load is measured rather than refused: every request
+        # still goes through the rate, queue, fuel and stored-bytes checks.
+        registry = TenantRegistry(client)
+        registry.set_quotas(created.tenant, BENCH_QUOTAS)
         self.key = created.secret
+        # Three tenants of weights 1, 2, 3 for the share phase.
+        self.share_keys: dict[str, str] = {}
+        for weight in (1, 2, 3):
+            name = f"weight-{weight}"
+            registry.create_tenant(name, quotas=BENCH_QUOTAS.model_copy(
+                update={"weight": weight}))
+            self.share_keys[name] = registry.create_key(name).secret
+        client.close()
         self.api = self._spawn("api", "api")
         self.workers = [self._spawn(f"worker-{i}", "worker") for i in range(self.n_workers)]
         deadline = time.monotonic() + 60
@@ -159,8 +171,10 @@ class BenchCluster:
 
 
 # -- the load generator -------------------------------------------------------------------
-def hello_request(port: int, key: str, wait_s: int = 30) -> tuple[bytes, bytes]:
-    body = json.dumps({"wasm_base64": base64.b64encode(HELLO.read_bytes()).decode()}).encode()
+def hello_request(port: int, key: str, wait_s: int = 30,
+                  job: dict[str, object] | None = None) -> tuple[bytes, bytes]:
+    body = json.dumps(job or {"wasm_base64": base64.b64encode(HELLO.read_bytes()).decode()}
+                      ).encode()
     head = (f"POST /v1/jobs?wait={wait_s} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
@@ -384,6 +398,9 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="extra WARDEN_NAME=VALUE for the cluster (e.g. --set lease_s=10)")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--share-duration", type=float, default=8.0,
+                    help="3-tenant share phase, s (0: skip)")
+    ap.add_argument("--share-concurrency", type=int, default=12, help="per tenant")
     args = ap.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="warden-bench-http-"))
@@ -443,6 +460,12 @@ def main() -> int:
             figures["throughput_wrk"] = run_wrk(cluster, body, args.concurrency,
                                                 args.duration, data_dir)
 
+        if args.share_duration:
+            print(f"(d) throughput share of 3 tenants of weights 1, 2, 3 "
+                  f"(c={args.share_concurrency} each, {args.share_duration:.0f} s)")
+            figures["share"] = share_phase(cluster, args.share_concurrency,
+                                           args.share_duration)
+
         if args.rss_jobs:
             print(f"(c) worker RSS over {args.rss_jobs} jobs (c={args.concurrency}), MiB")
             samples: list[tuple[int, list[int]]] = [(0, cluster.worker_rss_kib())]
@@ -472,6 +495,37 @@ def main() -> int:
 
 
 EXTRAS = ("uvloop", "httptools", "hiredis")
+SLEEP_WAT = """(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0)) (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 20000000))
+    (drop (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 256)))))"""
+BENCH_QUOTAS = Quotas(submissions_per_minute=1_000_000, submission_burst=100_000,
+                      reads_per_minute=10_000_000, read_burst=1_000_000, max_queued=100_000,
+                      max_running=1_000)
+
+
+def share_phase(cluster: BenchCluster, concurrency: int, duration_s: float
+                ) -> dict[str, float]:
+    """Each tenant keeps ``concurrency`` jobs in flight at once for ``duration_s``; each
+    job sleeps 20 ms in the guest, so the workers' lanes (not the API) are the bottleneck
+    and the fair scheduler decides who gets them (by weight)."""
+    import concurrent.futures
+
+    def load(key: str) -> Run:
+        request, _ = hello_request(cluster.port, key, job={"wat": SLEEP_WAT})
+        return measure(cluster, request, concurrency, duration_s=duration_s)
+
+    with concurrent.futures.ThreadPoolExecutor(len(cluster.share_keys)) as pool:
+        runs = dict(zip(cluster.share_keys, pool.map(load, cluster.share_keys.values()),
+                        strict=True))
+    total = sum(r.done for r in runs.values())
+    for name, run in runs.items():
+        print(f"    {name}: {run.done} jobs, {run.done / max(total, 1) * 100:.1f}% "
+              f"({run.done / max(run.elapsed_s, 1e-9):.0f} jobs/s)")
+    return {name: run.done / max(total, 1) for name, run in runs.items()}
 
 
 def _extras(hidden: bool) -> list[str]:
