@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +26,25 @@ TenantQuery = Annotated[str | None, Query(
     pattern=TENANT_ID_PATTERN, description="Admin keys: the tenant to report (default: yours)")]
 
 
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _day_query(alias: str, description: str) -> Any:
+    return Query(alias=alias, pattern=DAY_PATTERN, json_schema_extra={"format": "date"},
+                 description=description)
+
+
+def _day(name: str, text: str | None) -> date | None:
+    """A calendar day, strictly YYYY-MM-DD (no timestamps, no other forms)."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise Problem(422, "validation-error", "The request is invalid",
+                      f"{name}: {text!r} is not a calendar day (YYYY-MM-DD)") from None
+
+
 async def _tenant_of(state: StateDep, caller: Caller, tenant: str | None) -> str:
     if tenant is None or tenant == caller.tenant:
         return caller.tenant
@@ -38,30 +57,30 @@ async def _tenant_of(state: StateDep, caller: Caller, tenant: str | None) -> str
     return tenant
 
 
-@router.get("/usage", response_model=UsageReport, responses=problem_responses())
+@router.get("/usage", response_model=UsageReport, responses=problem_responses(404))
 async def get_usage(
     state: StateDep, caller: CallerDep,
-    from_day: Annotated[date | None, Query(alias="from", description=(
-        "First UTC day (YYYY-MM-DD; default: 29 days before `to`)"))] = None,
-    to_day: Annotated[date | None, Query(alias="to", description=(
-        "Last UTC day, included (default: today)"))] = None,
+    from_day: Annotated[str | None, _day_query(
+        "from", "First UTC day (YYYY-MM-DD; default: 29 days before `to`)")] = None,
+    to_day: Annotated[str | None, _day_query(
+        "to", "Last UTC day, included (YYYY-MM-DD; default: today)")] = None,
     tenant: TenantQuery = None,
 ) -> UsageReport:
     """Jobs by status and language, fuel, wall and compile time, output bytes and quota
     rejections, per UTC day (kept ``WARDEN_USAGE_RETENTION_DAYS``)."""
     who = await _tenant_of(state, caller, tenant)
-    last = to_day or utc_day(time.time())
-    first = from_day or last - timedelta(days=29)
+    last = _day("to", to_day) or utc_day(time.time())
+    first = _day("from", from_day) or last - timedelta(days=29)
     if first > last:
-        raise Problem(422, "validation-error", "The request is invalid",
+        raise Problem(422, "invalid-date-range", "The date range is invalid",
                       f"from ({first}) is after to ({last})")
     if (last - first).days >= MAX_DAYS:
-        raise Problem(422, "validation-error", "The request is invalid",
+        raise Problem(422, "invalid-date-range", "The date range is invalid",
                       f"at most {MAX_DAYS} days at once (asked {(last - first).days + 1})")
     return await usage_report(state, who, first, last)
 
 
-@router.get("/quotas", response_model=QuotaStatus, responses=problem_responses())
+@router.get("/quotas", response_model=QuotaStatus, responses=problem_responses(404))
 async def get_quotas(state: StateDep, caller: CallerDep,
                      tenant: TenantQuery = None) -> QuotaStatus:
     """Each quota's limit and what is used of it now (rates: the bucket's level)."""

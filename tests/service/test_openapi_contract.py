@@ -40,7 +40,7 @@ STATEFUL_EXAMPLES = 15
 # Refusals of schema-valid requests for their content, which JSON Schema cannot express.
 CONTENT_PROBLEMS = frozenset({
     "invalid-module", "no-entry-point", "unknown-language", "compiler-flag-not-allowed",
-    "reserved-path", "files-too-large", "file-inside-file",
+    "reserved-path", "files-too-large", "file-inside-file", "invalid-date-range",
 })
 
 CONFIG_DICT: dict[str, Any] = {

@@ -185,7 +185,9 @@ def test_usage_counts_jobs_and_rejections(two_apis: tuple[Cluster, int], tmp_pat
     assert_problem(stranger.get("/v1/usage", params={"tenant": tenant}), 403, "admin-only")
     assert c.http.get("/v1/usage", params={"tenant": tenant}).json()["total"]["jobs"] == 3
     assert_problem(a.get("/v1/usage", params={"from": "2026-02-02", "to": "2026-01-01"}),
-                   422, "validation-error")
+                   422, "invalid-date-range")
+    assert_problem(a.get("/v1/usage", params={"to": "0"}), 422, "validation-error")
+    assert_problem(a.get("/v1/usage", params={"to": "2026-02-30"}), 422, "validation-error")
     quotas = {u["quota"]: u for u in a.get("/v1/quotas").json()["use"]}
     assert quotas["submissions_per_minute"]["used"] == 3
     assert quotas["max_running"]["used"] == 0
