@@ -280,10 +280,10 @@ class WardenWorker(SimpleWorker):
         if take_next and taken is None:
             self._busy_change(-1, self.connection)  # nothing queued: idle
         if finish is not None:
-            self._check_recorded(results[0], finish)
+            self._check_recorded(results[0], finish, warden_id(job.id))
         return taken
 
-    def _check_recorded(self, recorded: Any, finish: list[Any]) -> None:
+    def _check_recorded(self, recorded: Any, finish: list[Any], job_id: str) -> None:
         try:
             if isinstance(recorded, redis.exceptions.NoScriptError):
                 self.rt.store.load_scripts()  # same sha: a script's sha1 is of its text
@@ -291,10 +291,10 @@ class WardenWorker(SimpleWorker):
         except redis.RedisError as err:
             recorded = err
         if isinstance(recorded, Exception):
-            log.error("job %s: result not recorded (%s); its lease will expire", finish[-1],
+            log.error("job %s: result not recorded (%s); its lease will expire", job_id,
                       recorded)
         elif not recorded:
-            log.warning("job %s: lease lost before its result was recorded", finish[-1])
+            log.warning("job %s: lease lost before its result was recorded", job_id)
 
     def _legacy(self, rq_id: str) -> None:
         """A job enqueued with an RQ-generated id: its Warden id is the task's argument."""
