@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         "submit`, `warden job`, `warden tenant`...) send; unset: the key `warden up` "
         "stored in the data dir",
     )
+    bootstrap_admin_key: str | None = Field(
+        default=None, repr=False, pattern=r"^wdn_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$",
+        description="An admin key (wdn_<id>_<secret>, e.g. from a Kubernetes Secret) the "
+        "API registers for a `default` tenant when it starts on a store with no tenant",
+    )
     host: str = Field(default="127.0.0.1", description="API listen address")
     port: int = Field(default=8000, ge=0, le=65535, description="API listen port")
     workers: int = Field(
@@ -211,6 +216,11 @@ def _problem(error: ErrorDetails) -> str:
     name = str(error["loc"][0])
     given = _raw_value(env_name(name), str(error.get("input")))
     shown = shlex.quote(given if len(given) <= 40 else given[:40] + "…")
+    if not Settings.model_fields[name].repr:  # a secret: never echoed
+        shown = "(hidden)"
+    if error["type"] == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        return f"{env_name(name)}={shown}: must match {pattern}"
     return f"{env_name(name)}={shown}: must be {allowed(name)}"
 
 

@@ -12,12 +12,13 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandboxes.settings import Settings, get_settings
-from service import openapi, problems
+from service import dashboard, openapi, problems
 from service.body_limit import BodyLimitMiddleware
 from service.metrics import HttpMetricsMiddleware
 from service.ratelimit_headers import RateLimitHeadersMiddleware
 from service.routes import admin, jobs, meta, usage
 from service.state import AppState
+from tenancy.bootstrap import ensure_bootstrap_key
 
 DOCS_ASSETS = "/docs/assets"
 
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.warden = AppState.connect(settings)
+        if settings.bootstrap_admin_key:
+            ensure_bootstrap_key(app.state.warden.tenants, settings.bootstrap_admin_key)
         yield
         app.state.warden.close()
 
@@ -46,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.admin)
     app.include_router(admin.keys)
     app.include_router(usage.router)
+    # The web dashboard: HTML pages, not API operations, so not in the OpenAPI schema.
+    app.include_router(dashboard.router, include_in_schema=False)
+    app.mount("/dashboard/static", dashboard.static, name="dashboard-static")
     openapi.install(app)
     app.add_exception_handler(problems.Problem, problems.on_problem)
     app.add_exception_handler(RequestValidationError, problems.on_validation)

@@ -34,6 +34,20 @@ def ensure_first_key(registry: TenantRegistry, data_dir: Path) -> CreatedKey | N
     return created
 
 
+def ensure_bootstrap_key(registry: TenantRegistry, secret: str) -> bool:
+    """On a store with no tenant, the ``default`` tenant with ``secret`` as its admin key
+    (Helm: WARDEN_BOOTSTRAP_ADMIN_KEY from a Secret, so no key is ever printed or stored
+    on a pod). True if created; a store with tenants is left as it is."""
+    if registry.has_tenants():
+        return False
+    try:
+        registry.create_tenant(DEFAULT_TENANT, "Default tenant (bootstrap key)")
+    except TenantExistsError:  # another API pod won the race
+        return False
+    registry.create_key(DEFAULT_TENANT, "bootstrap admin key", admin=True, secret=secret)
+    return True
+
+
 def write_key_file(path: Path, secret: str) -> None:
     """Write the key readable by its owner only (created 0600, never widened)."""
     path.parent.mkdir(parents=True, exist_ok=True)

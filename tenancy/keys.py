@@ -33,6 +33,14 @@ def new_key() -> NewKey:
     return NewKey(key_id, secret, digest(secret))
 
 
+def key_from_secret(secret: str) -> NewKey:
+    """A key an operator generated (``warden`` keys only: ValueError otherwise)."""
+    key_id = key_id_of(secret)
+    if key_id is None:
+        raise ValueError("not a Warden API key (they read wdn_<id>_<secret>)")
+    return NewKey(key_id, secret, digest(secret))
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import redis
 
-from tenancy.keys import NewKey, new_key
+from tenancy.keys import NewKey, key_from_secret, new_key
 from tenancy.limits import GCRA
 from tenancy.models import TENANT_ID_PATTERN, Caller, CreatedKey, KeyInfo, TenantInfo
 from tenancy.quotas import Quotas
@@ -135,9 +135,11 @@ class TenantRegistry:
         self.r.hset(tenant_key(tenant), "name", name)
 
     # -- keys ----------------------------------------------------------------------------
-    def create_key(self, tenant: str, name: str = "", admin: bool = False) -> CreatedKey:
+    def create_key(self, tenant: str, name: str = "", admin: bool = False,
+                   secret: str | None = None) -> CreatedKey:
+        """A new key (``secret``: register this well-formed key instead of a random one)."""
         self._require(tenant)
-        key: NewKey = new_key()
+        key: NewKey = new_key() if secret is None else key_from_secret(secret)
         now = time.time()
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(api_key_key(key.key_id), mapping={

@@ -8,15 +8,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tenancy.keys import digest
+from tenancy.keys import digest, new_key
 from tenancy.registry import api_key_key
 from tests import wat_modules as W
 from tests.service.cluster import ROOT, Cluster, assert_problem
+from workers.redis_server import EmbeddedRedis, free_port
 
 
 def _tenant(cluster: Cluster, **quotas: object) -> tuple[str, httpx.Client]:
@@ -190,3 +193,44 @@ def test_a_revoked_admin_key_cannot_even_list(cluster: Cluster, route: str) -> N
     assert temp.get(route).status_code == 200
     cluster.http.delete(f"/v1/admin/keys/{created['key_id']}")
     assert_problem(temp.get(route), 401, "invalid-key")
+
+
+def test_a_bootstrap_key_from_a_secret_opens_an_empty_store(tmp_path: Path) -> None:
+    """Helm: WARDEN_BOOTSTRAP_ADMIN_KEY (from a Secret) is registered when the API starts on
+    a store with no tenant; nothing is printed or written to disk, and a bad value is one
+    clear line."""
+    secret = new_key().secret
+    store = EmbeddedRedis(tmp_path / "redis").start()
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")},
+           "WARDEN_REDIS_URL": store.url, "WARDEN_DATA_DIR": str(tmp_path / "data"),
+           "WARDEN_PORT": str(port), "WARDEN_BOOTSTRAP_ADMIN_KEY": secret,
+           "PYTHONPATH": str(ROOT)}
+    api = subprocess.Popen([sys.executable, "-m", "service.cli", "api"], env=env, cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                              headers={"Authorization": f"Bearer {secret}"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = client.get("/v1/admin/tenants")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.1)
+        assert r.status_code == 200, r.text
+        assert [t["id"] for t in r.json()["tenants"]] == ["default"]
+        assert not (tmp_path / "data" / "api-key").exists()
+    finally:
+        api.terminate()
+        out, _ = api.communicate(timeout=30)
+        store.stop()
+    assert secret not in out.decode()
+    bad = subprocess.run([sys.executable, "-m", "service.cli", "api"], cwd=ROOT,
+                         env={**env, "WARDEN_BOOTSTRAP_ADMIN_KEY": "letmein"},
+                         capture_output=True, timeout=60)
+    assert bad.returncode != 0
+    lines = [ln for ln in bad.stderr.decode().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "WARDEN_BOOTSTRAP_ADMIN_KEY" in lines[0], lines
+    assert "letmein" not in bad.stderr.decode()
