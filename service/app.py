@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandboxes.settings import Settings, get_settings
-from service import dashboard, openapi, problems
+from service import dashboard, http_errors, openapi
 from service.body_limit import BodyLimitMiddleware
 from service.metrics import HttpMetricsMiddleware
 from service.ratelimit_headers import RateLimitHeadersMiddleware
@@ -53,12 +53,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router, include_in_schema=False)
     app.mount("/dashboard/static", dashboard.static, name="dashboard-static")
     openapi.install(app)
-    app.add_exception_handler(problems.Problem, problems.on_problem)
-    app.add_exception_handler(RequestValidationError, problems.on_validation)
-    app.add_exception_handler(StarletteHTTPException, problems.on_http)
+    app.add_exception_handler(http_errors.Problem, http_errors.on_problem)
+    app.add_exception_handler(RequestValidationError, http_errors.on_validation)
+    app.add_exception_handler(StarletteHTTPException, http_errors.on_http)
     for down in (redis.ConnectionError, redis.TimeoutError):
-        app.add_exception_handler(down, problems.on_redis_down)
-    app.add_exception_handler(Exception, problems.on_unexpected)
+        app.add_exception_handler(down, http_errors.on_redis_down)
+    app.add_exception_handler(Exception, http_errors.on_unexpected)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(HttpMetricsMiddleware)

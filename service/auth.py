@@ -17,7 +17,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.deps import StateDep
-from service.problems import Problem, quota_exceeded
+from service.http_errors import Problem, quota_exceeded
 from service.state import AppState
 from tenancy.keys import digest, key_id_of, matches
 from tenancy.limits import RateState, rate_state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.problems import MEDIA_TYPE, problem_bytes
+from service.http_errors import MEDIA_TYPE, problem_bytes
 
 
 class BodyTooLargeError(Exception):

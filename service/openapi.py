@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute
 
 from service.auth import current_caller, current_submitter
 from service.deps import get_state
-from service.problems import MEDIA_TYPE, ProblemDetails
+from service.http_errors import MEDIA_TYPE, ProblemDetails
 
 PROBLEM_REF = "#/components/schemas/Problem"
 

@@ -12,7 +12,7 @@ from sandboxes.errors import SandboxError
 from sandboxes.languages.registry import LANGUAGES
 from sandboxes.runtime.engine import EngineSpec
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobSubmission, decode_base64
-from service.problems import Problem
+from service.http_errors import Problem
 from tenancy.models import Caller
 
 

@@ -28,7 +28,7 @@ from service.auth import SESSION_COOKIE, verify_key
 from service.dashboard import charts, sessions
 from service.dashboard.sessions import LOGIN_COOKIE, Session
 from service.deps import StateDep
-from service.problems import Problem
+from service.http_errors import Problem
 from service.state import AppState
 from service.usage_view import quota_status, usage_report
 from tenancy.models import TenantInfo

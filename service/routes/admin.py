@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from sandboxes.schema import error_message
 from service.auth import AdminDep, CallerDep
 from service.deps import StateDep
+from service.http_errors import Problem
 from service.openapi import problem_responses
-from service.problems import Problem
 from service.state import AppState
 from tenancy.keys import KEY_ID_PATTERN
 from tenancy.models import (

@@ -24,8 +24,8 @@ from sandboxes.schema import (
 )
 from service.auth import CallerDep, SubmitterDep, remember_rate, submission_rate
 from service.deps import StateDep
+from service.http_errors import Problem, quota_exceeded
 from service.openapi import problem_responses
-from service.problems import Problem, quota_exceeded
 from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
 from service.submit import to_spec, within_ceilings

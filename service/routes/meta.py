@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sandboxes.languages.registry import LANGUAGES, Language
 from service.deps import StateDep
-from service.problems import Problem
+from service.http_errors import Problem
 
 router = APIRouter(tags=["meta"])
 

@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from service.auth import CallerDep
 from service.deps import StateDep
+from service.http_errors import Problem
 from service.openapi import problem_responses
-from service.problems import Problem
 from service.usage_view import MAX_DAYS, quota_status, usage_report
 from tenancy.models import TENANT_ID_PATTERN, Caller
 from tenancy.usage import QuotaStatus, UsageReport, utc_day
