@@ -148,6 +148,19 @@ class Settings(BaseSettings):
     max_wait_s: Seconds = Field(
         default=60.0, gt=0, le=600, description="Longest ?wait allowed"
     )
+    judge_fuel_per_second: int = Field(
+        default=8_000_000_000, ge=1_000_000, le=1_000_000_000_000,
+        description="The judge's calibration constant: fuel a reference machine burns per "
+        "second (bench/bench_fuel_calibration.py measures it); a problem's time limit is "
+        "this many fuel per second, and a test's reported time is fuel / this",
+    )
+    judge_wall_factor: float = Field(
+        default=3.0, ge=1.0, le=20.0, description="The judge's wall-clock safety cap: this "
+        "many times the time limit (plus WARDEN_JUDGE_WALL_EXTRA_S)",
+    )
+    judge_wall_extra_s: Seconds = Field(
+        default=1.0, ge=0, le=60, description="Seconds added to the judge's wall-clock cap",
+    )
 
     @property
     def cache_dir(self) -> Path:

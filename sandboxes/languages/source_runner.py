@@ -57,6 +57,23 @@ class Interpreter:
         return [*self.stack_args(stack_bytes), "/" + self.script_file, *user_args]
 
 
+@dataclass(frozen=True)
+class Executable:
+    """A program compiled once and ready to run many times (a judge runs one per test):
+    the prepared module, its argv[0], and what its runs' grants need added (an
+    interpreter's script file and arguments)."""
+
+    prepared: Prepared
+    argv0: str
+    grants: Callable[[Grants], Grants]
+    compile_output: str | None = None
+    compile_time_s: float = 0.0
+
+
+def _as_given(grants: Grants) -> Grants:
+    return grants
+
+
 class SourceRunner:
     """Owns the toolchains and the compile cache; thread-safe like the Sandbox it wraps."""
 
@@ -145,6 +162,58 @@ class SourceRunner:
                 status=RunStatus.INTERNAL_ERROR, message="internal error (logged on the worker)",
                 wall_time_s=time.perf_counter() - started,
             )
+
+    def executable(self, language_id: str, source: str | bytes, limits: Limits,
+                   flags: list[str] | None = None) -> Executable | RunResult:
+        """Compile ``source`` (cached) and prepare it; the RunResult that says why not
+        (compile_error, unsupported) when it cannot run. Never raises."""
+        data = source.encode() if isinstance(source, str) else source
+        try:
+            language = LANGUAGES.get(language_id)
+            if language is None:
+                return _refuse(RunStatus.UNSUPPORTED, f"unknown language {language_id!r}")
+            problem = language.check_flags(flags or [])
+            if problem is not None:
+                return _refuse(RunStatus.COMPILE_ERROR, problem)
+            if language.interpreted:
+                interp = self._interpreters[language.id]
+                prepared = self._interpreter_prepared(language.id, limits,
+                                                      limits.compile_time_s)
+                return Executable(prepared, interp.argv0,
+                                  lambda g: self._script_grants(language, data, limits, g))
+            started = time.perf_counter()
+            outcome, cached = self.compile(language, data, flags or [], limits.compile_time_s)
+            if outcome.wasm is None:
+                return RunResult(
+                    status=RunStatus.COMPILE_ERROR,
+                    message="compile time limit exceeded" if outcome.timed_out
+                    else "compilation failed",
+                    compile_output=outcome.message, compile_cached=cached,
+                )
+            left = max(limits.compile_time_s - (time.perf_counter() - started), 0.001)
+            prepared = self.sandbox.prepare(
+                outcome.wasm, limits.model_copy(update={"compile_time_s": left}))
+            return Executable(prepared, "main.wasm", _as_given, outcome.message,
+                              time.perf_counter() - started)
+        except SandboxError as err:
+            return _refuse(err.status, err.message)
+        except Exception:
+            log.exception("internal error preparing a source program")
+            return RunResult(status=RunStatus.INTERNAL_ERROR,
+                             message="internal error (logged on the worker)")
+
+    def _script_grants(self, language: Language, source: bytes, limits: Limits,
+                       grants: Grants) -> Grants:
+        """An interpreted program's grants: the tenant's, with the script and its argv."""
+        if language.toolchain is Toolchain.PYTHON:
+            return self.python.grants(source, grants)
+        if language.toolchain is Toolchain.RUBY:
+            return ruby_wasm.ruby_grants(source, grants)
+        interp = self._interpreters[language.id]
+        return grants.model_copy(update={
+            "files": {**grants.files, interp.script_file: source},
+            "args": interp.args(list(grants.args), stack_class(limits.stack_bytes)),
+        })
 
     def compile(
         self, language: Language, source: bytes, flags: list[str],
@@ -257,17 +326,7 @@ class SourceRunner:
         if clash is not None:
             return _refuse(RunStatus.UNSUPPORTED, clash)
         prepared = self._interpreter_prepared(language.id, limits, limits.compile_time_s)
-        if language.toolchain is Toolchain.PYTHON:
-            run_grants = self.python.grants(source, grants)
-        elif language.toolchain is Toolchain.RUBY:
-            run_grants = ruby_wasm.ruby_grants(source, grants)
-        else:
-            run_grants = grants.model_copy(
-                update={
-                    "files": {**grants.files, interp.script_file: source},
-                    "args": interp.args(list(grants.args), stack_class(limits.stack_bytes)),
-                }
-            )
+        run_grants = self._script_grants(language, source, grants=grants, limits=limits)
         return self.sandbox.run_prepared(prepared, limits, run_grants, cancel, interp.argv0)
 
     def _interpreter_prepared(self, language_id: str, limits: Limits,

@@ -37,6 +37,7 @@ from sandboxes.runtime.executor import ComponentExecutors
 from sandboxes.runtime.outcome import Outcome, classify
 from sandboxes.runtime.output import CappedSink
 from sandboxes.runtime.stacks import call_with_stack
+from sandboxes.runtime.streams import MAX_COLLECTED_BYTES, MAX_COLLECTED_FILES, RunIO
 from sandboxes.runtime.wasmtime_ext import set_deadline_check, set_stdin_bytes
 from sandboxes.schema import (
     MAX_SCRATCH_ENTRIES,
@@ -277,17 +278,21 @@ class Sandbox:
         grants: Grants,
         cancel: CancelToken | None = None,
         argv0: str = "main.wasm",
+        io: RunIO | None = None,
     ) -> RunResult:
         """Run a prepared module. A core run holds its engine's ticker (and, for a pooled
         engine, pool slots) from before its store exists until after the store is closed;
-        a component runs in an executor process (``sandboxes.runtime.executor``)."""
+        a component runs in an executor process (``sandboxes.runtime.executor``). ``io``
+        (core modules only): a stdin stream, a stdout tee, scratch files to collect."""
         if prepared.module.kind is ModuleKind.COMPONENT:
+            if io is not None:
+                return RunResult(status=RunStatus.UNSUPPORTED, message=_NO_COMPONENT_IO)
             return self._run_component(prepared, limits, grants, cancel, argv0)
         ticker = prepared.ctx.ticker
 
         def run() -> RunResult:
             with ticker.core:
-                return self._run_prepared(prepared, limits, grants, cancel, argv0)
+                return self._run_prepared(prepared, limits, grants, cancel, argv0, io=io)
 
         return call_with_stack(prepared.ctx.spec.stack_bytes, run)
 
@@ -343,9 +348,12 @@ class Sandbox:
         argv0: str,
         files_dir: str | None = None,
         tees: tuple[Callable[[bytes], object], Callable[[bytes], object]] | None = None,
+        io: RunIO | None = None,
     ) -> RunResult:
         control = RunControl(limits.wall_time_s, cancel)
         tee_out, tee_err = tees or (None, None)
+        if io is not None and io.stdout_tee is not None:
+            tee_out = io.stdout_tee
         stdout = CappedSink(limits.stdout_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT),
                             tee_out)
         stderr = CappedSink(limits.stderr_bytes, lambda: control.stop(StopReason.OUTPUT_LIMIT),
@@ -380,7 +388,8 @@ class Sandbox:
                 quota = Quota(grants.scratch.quota_bytes, MAX_SCRATCH_ENTRIES,
                               lambda: control.stop(StopReason.SCRATCH_LIMIT))
                 scratch = (SCRATCH_GUEST_DIR, quota)
-            files = RunFiles(grants.stdin, stdout, stderr, grants.files, scratch)
+            stdin = io.stdin if io is not None and io.stdin is not None else grants.stdin
+            files = RunFiles(stdin, stdout, stderr, grants.files, scratch, control)
         ticker = prepared.ctx.ticker
         store.set_wasi(wasi)
         if interrupt is None:
@@ -407,6 +416,11 @@ class Sandbox:
                 ticker.unwatch(id(control))
                 control.attach_interrupt(None)
                 interrupt.detach()  # before the store (and the page) goes
+            if io is not None:
+                io.mark_ended()
+                if io.scratch_files is not None and files is not None:
+                    io.scratch_files.update(
+                        files.scratch_files(MAX_COLLECTED_FILES, MAX_COLLECTED_BYTES))
             if files is not None:
                 files.close_all()
         error, memory_peak = end.error, end.memory_peak
@@ -453,6 +467,10 @@ class Sandbox:
         )
 
 
+_NO_COMPONENT_IO = (
+    "WASI P2 components cannot be judged interactively or as checkers: their stdio goes "
+    "through wasmtime's own WASI; submit a core module (or source)"
+)
 _NO_COMPONENT_SCRATCH = (
     "scratch directories are available to core modules only: a WASI P2 component's writes "
     "go through wasmtime's own filesystem, where Warden cannot enforce the quota exactly"

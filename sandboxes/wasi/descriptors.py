@@ -20,7 +20,9 @@ from enum import Enum
 from typing import Final
 
 from sandboxes.metering.host_costs import ITEM_FUEL, MAX_TRANSFER_BYTES
+from sandboxes.runtime.control import RunControl
 from sandboxes.runtime.output import CappedSink
+from sandboxes.runtime.streams import ByteStream, StreamStoppedError
 from sandboxes.wasi import abi
 from sandboxes.wasi.abi import Errno, Filetype
 from sandboxes.wasi.guest_memory import GuestFault, GuestMemory
@@ -77,13 +79,16 @@ class RunFiles:
 
     def __init__(
         self,
-        stdin: bytes,
+        stdin: bytes | ByteStream,
         stdout: CappedSink,
         stderr: CappedSink,
         files: dict[str, bytes] | None = None,
         scratch: tuple[str, Quota] | None = None,
+        control: RunControl | None = None,
     ) -> None:
         self._stdin = stdin
+        self._control = control  # a stdin stream's reads wait on it
+        self.scratch: Tree | None = None
         self._stdin_pos = 0
         self._sinks = {Kind.STDOUT: stdout, Kind.STDERR: stderr}
         inodes = itertools.count(1)
@@ -101,7 +106,8 @@ class RunFiles:
             self._preopen(tree, "/")
         if scratch is not None:
             guest_path, quota = scratch
-            self._preopen(Tree(True, quota, inodes), guest_path)
+            self.scratch = Tree(True, quota, inodes)
+            self._preopen(self.scratch, guest_path)
 
     def _preopen(self, tree: Tree, guest_path: str) -> None:
         self.trees.append(tree)
@@ -166,8 +172,11 @@ class RunFiles:
                 nread_ptr: int) -> None:
         bufs = _iovecs(mem, iovs, iovs_len)
         desc = self._get(fd)
-        if desc.kind is Kind.STDIN:
+        if desc.kind is Kind.STDIN and isinstance(self._stdin, ByteStream):
+            total = self._read_stream(mem, bufs, self._stdin)
+        elif desc.kind is Kind.STDIN:
             data = self._stdin
+            assert not isinstance(data, ByteStream)
             total = self._scatter(mem, bufs, data, self._stdin_pos)
             self._stdin_pos += total
         elif desc.kind is Kind.FILE and desc.readable:
@@ -176,6 +185,31 @@ class RunFiles:
         else:
             raise FsError(Errno.BADF)
         mem.put_u32(nread_ptr, total)
+
+    def _read_stream(self, mem: GuestMemory, bufs: list[tuple[int, int]],
+                     stream: ByteStream) -> int:
+        ptr, length = bufs[0]
+        mem.check(ptr, length)
+        if length == 0:
+            return 0
+        assert self._control is not None
+        try:
+            data = stream.read(length, self._control)
+        except StreamStoppedError:
+            raise GuestFault("the run was stopped while waiting for input") from None
+        mem.write(ptr, data)
+        return len(data)
+
+    def scratch_files(self, max_files: int, max_bytes: int) -> dict[str, bytes]:
+        """The regular files at the top of the scratch dir (in Warden's memory), each cut
+        to ``max_bytes``: how a checker's feedback dir is read back."""
+        if self.scratch is None:
+            return {}
+        found: dict[str, bytes] = {}
+        for name, node in sorted(self.scratch.root.entries.items())[:max_files]:
+            if isinstance(node, File):
+                found[name] = node.read_at(0, max_bytes)
+        return found
 
     def fd_pread(self, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int,
                  nread_ptr: int) -> None:
