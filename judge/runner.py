@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from judge.checkers import CheckOutcome, check_output
-from judge.problem import CheckerKind, Problem, ProblemType, ProgramLimits
+from judge.problem import CheckerKind, Problem, ProblemType, ProgramLimits, TestResult
 from judge.protocols import (
     ANSWER_FILE,
     INPUT_FILE,
@@ -23,6 +23,7 @@ from judge.protocols import (
 )
 from judge.timing import fuel_budget, fuel_time, time_limit_for, wall_cap
 from judge.verdicts import Verdict, run_verdict
+from sandboxes.errors import SandboxError
 from sandboxes.languages.source_runner import Executable
 from sandboxes.runtime.control import CancelToken
 from sandboxes.runtime.sandbox import Sandbox
@@ -192,4 +193,25 @@ def _internal(message: str) -> TestOutcome:
                        None, message=message)
 
 
-__all__ = ["TestJudge", "TestOutcome", "TimingConfig", "program_limits", "submission_limits"]
+
+
+def test_result(name: str, outcome: TestOutcome) -> TestResult:
+    """What a submission shows of one test."""
+    run = outcome.run
+    return TestResult(
+        name=name, verdict=outcome.verdict, time_s=outcome.time_s, fuel_used=run.fuel_used,
+        wall_time_s=round(run.wall_time_s, 6), memory_peak_bytes=run.memory_peak_bytes,
+        score=outcome.score, exit_code=run.exit_code, message=outcome.message)
+
+
+def module_executable(sandbox: Sandbox, wasm: bytes, limits: Limits) -> Executable | RunResult:
+    """A submitted (or stored) module, prepared once; the RunResult that says why it
+    cannot run (invalid, link error)."""
+    try:
+        return Executable(sandbox.prepare(wasm, limits), "main.wasm", _as_given)
+    except SandboxError as err:
+        return RunResult(status=err.status, message=err.message)
+
+
+def _as_given(grants: Grants) -> Grants:
+    return grants
