@@ -18,7 +18,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from judge.verdicts import Verdict
-from sandboxes.schema import Bytes, JobState, MiB, Seconds, Timestamp
+from sandboxes.schema import Base64Bytes, Bytes, JobState, MiB, Seconds, Timestamp
 
 SHA256_PATTERN: Final = r"^[0-9a-f]{64}$"
 NAME_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -262,3 +262,53 @@ class SubmissionRecord(BaseModel):
     tests: list[TestResult] = Field(default_factory=list)
     groups: list[GroupResult] = Field(default_factory=list)
     error: str | None = None
+
+
+class ProblemUpload(BaseModel):
+    """``PUT /v1/problems/{id}``: the problem, and the bytes of any blob it names that the
+    tenant has not stored yet (standard base64, keyed by their sha256)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    problem: Problem
+    blobs: dict[Sha256, Base64Bytes] = Field(default_factory=dict, max_length=2 * MAX_TESTS + 2)
+
+
+class BlobStored(BaseModel):
+    sha256: str
+    size: int
+    charged_bytes: int = Field(description="Bytes newly counted against stored_bytes")
+
+
+class ProblemList(BaseModel):
+    problems: list[str]
+
+
+class SubmissionCreate(BaseModel):
+    """A submission to a problem: source in a language, or a module (base64 or WAT)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = None
+    source: str | None = Field(default=None, max_length=1024 * 1024)
+    wasm_base64: str | None = None
+    wat: str | None = None
+    compiler_flags: list[str] = Field(default_factory=list, max_length=16)
+
+    @model_validator(mode="after")
+    def _one(self) -> SubmissionCreate:
+        given = [n for n in ("source", "wasm_base64", "wat") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of source (with language), wasm_base64 or wat")
+        if (self.source is None) != (self.language is None):
+            raise ValueError("source and language go together")
+        return self
+
+
+class SubmissionAccepted(BaseModel):
+    id: str
+    state: JobState
+
+
+class SubmissionList(BaseModel):
+    submissions: list[SubmissionRecord]

@@ -16,7 +16,7 @@ from service import dashboard, http_errors, openapi
 from service.body_limit import BodyLimitMiddleware
 from service.metrics import HttpMetricsMiddleware
 from service.ratelimit_headers import RateLimitHeadersMiddleware
-from service.routes import admin, jobs, meta, usage
+from service.routes import admin, jobs, meta, problems, usage
 from service.state import AppState
 from tenancy.bootstrap import ensure_bootstrap_key
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(meta.router)
     app.include_router(jobs.router)
+    app.include_router(problems.router)
     app.include_router(admin.admin)
     app.include_router(admin.keys)
     app.include_router(usage.router)

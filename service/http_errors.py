@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from http import HTTPStatus
 from typing import Any
@@ -16,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sandboxes.schema import FILE_INSIDE_FILE, FILES_TOO_LARGE, error_message
+
+log = logging.getLogger(__name__)
 
 TYPE_BASE = "https://warden.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -192,5 +195,7 @@ async def on_redis_down(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error in %s %s", request.method, request.url.path,
+              exc_info=(type(exc), exc, exc.__traceback__))
     return problem_response(500, "internal-error", "Internal error", "logged on the server")

@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from service.metrics import registry as metrics_registry
 from tenancy.limits import Admission
 from tenancy.quotas import Quotas
 from tenancy.registry import TenantRegistry
+from workers.problem_store import ProblemStore
 from workers.queue import JobQueue, Submission, admitted
 from workers.store import DEFAULT_TENANT, EVENTS, JobStore, job_key, record_from_fields
 
@@ -102,8 +104,10 @@ class AppState:
     extra: dict[str, object] = field(default_factory=dict)
     http_metrics: HttpMetrics = field(init=False)
     metrics: CollectorRegistry = field(init=False)
+    problems: ProblemStore = field(init=False)
 
     def __post_init__(self) -> None:
+        self.problems = ProblemStore(self.client, self.settings.job_ttl_s)
         self.http_metrics = HttpMetrics(self.client)
         self.metrics = metrics_registry(self.client, self.settings.queue_name,
                                         self.settings.metrics_tenant_labels)
@@ -133,7 +137,8 @@ class AppState:
                    aclient)
 
     async def submit(self, submissions: list[Submission], tenant: str = DEFAULT_TENANT,
-                     quotas: Quotas | None = None) -> tuple[int, float]:
+                     quotas: Quotas | None = None,
+                     extra: list[tuple[Any, ...]] | None = None) -> tuple[int, float]:
         """``queue.submit`` in one async round trip: a script checks the queue's cap and
         the tenant's quotas and runs the submissions' writes (built by RQ's own enqueue
         code) atomically, so a batch is queued whole or not at all. The submission rate's
@@ -142,7 +147,7 @@ class AppState:
         script = self.queue.guarded_enqueue_script
         admission = Admission.of(quotas or Quotas(), time.time(), self.settings.job_ttl_s,
                                  self.usage_retention_s)
-        args = self.queue.guarded_enqueue_args(submissions, tenant, admission)
+        args = self.queue.guarded_enqueue_args(submissions, tenant, admission, extra)
         if self._enqueue_sha is None:
             self._enqueue_sha = await self.aclient.script_load(script)
         try:

@@ -16,6 +16,7 @@ from workers.scheduling import RING, TAKE, TAKE_SCAN, tenant_queue_name
 from workers.store import DEFAULT_TENANT, REPLAY, JobStore, flatten, job_key, new_job_id
 
 _DEFAULTS: Final = Quotas()  # a tenant's scheduling quotas when its record has none
+_INTERNAL_CAP: Final = 1 << 40
 
 TASK: Final = "workers.tasks.execute"
 # RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
@@ -52,7 +53,8 @@ local reserved, reserve, daily = tonumber(redis.call('GET', fuel_key) or '0'),
 if reserve > daily then return refuse(-2, 'daily_fuel', daily, reserved, 0) end
 if reserved + reserve > daily then return refuse(-1, 'daily_fuel', daily, reserved, ARGV[10]) end
 local stored_key, oldest = 'warden:stored:' .. tenant, tonumber(ARGV[13])
-local buckets, stored = redis.call('HGETALL', stored_key), 0
+local buckets = redis.call('HGETALL', stored_key)
+local stored = tonumber(redis.call('GET', 'warden:problem-bytes:' .. tenant) or '0')
 for i = 1, #buckets, 2 do
   if tonumber(buckets[i]) < oldest then redis.call('HDEL', stored_key, buckets[i])
   else stored = stored + tonumber(buckets[i + 1]) end
@@ -181,10 +183,14 @@ class JobQueue:
 
     def guarded_enqueue_args(self, submissions: list[Submission],
                              tenant: str = DEFAULT_TENANT,
-                             admission: Admission | None = None) -> list[Any]:
+                             admission: Admission | None = None,
+                             extra: list[tuple[Any, ...]] | None = None,
+                             internal: bool = False) -> list[Any]:
         """``EVAL`` arguments after the script: the submissions' commands, run only if they
         all fit below the queue's cap and the tenant's quotas (``admission``; None: the
-        default quotas)."""
+        default quotas). ``extra``: more writes made in the same step (a judge submission's
+        record); ``internal``: jobs an admitted submission spawns (a judge's tests), past
+        Warden's queue cap."""
         now = time.time()
         a = admission or Admission.of(_DEFAULTS, now, self.store.job_ttl_s, 86_400)
         day = a.day
@@ -192,13 +198,25 @@ class JobQueue:
         size = sum(input_bytes(spec, module) for spec, module, _ in submissions)
         bucket = int(now // STORED_BUCKET_S)
         oldest = bucket - a.stored_window_s // STORED_BUCKET_S
-        args: list[Any] = [1, self.tenant_rq(tenant).key, self.max_length, a.max_queued,
+        cap = _INTERNAL_CAP if internal else self.max_length
+        args: list[Any] = [1, self.tenant_rq(tenant).key, cap, a.max_queued,
                            len(submissions), tenant, 60 / a.submissions_per_minute,
                            a.submission_burst, fuel, a.daily_fuel, day, a.day_left_s, size,
                            a.stored_bytes, oldest, bucket, a.retention_s]
         for spec, module, job_id in submissions:
             args.extend(flatten(self.commands(spec, module, job_id, tenant, day)))
+        args.extend(flatten(extra or []))
         return args
+
+    def submit_internal(self, submissions: list[Submission], tenant: str,
+                        extra: list[tuple[Any, ...]]) -> None:
+        """Queue jobs an admitted submission spawns: no rate or queue-length check (the
+        submission was checked, its fuel reserved), their fuel reserved as they queue."""
+        day = Admission.of(_DEFAULTS, time.time(), self.store.job_ttl_s, 86_400)
+        a = Admission(_INTERNAL_CAP, _INTERNAL_CAP, _INTERNAL_CAP, 10**15, _INTERNAL_CAP,
+                      day.day, day.day_left_s, day.stored_window_s, day.retention_s)
+        args = self.guarded_enqueue_args(submissions, tenant, a, extra, internal=True)
+        admitted(self.client.eval(_GUARDED_ENQUEUE, *args))
 
     def _pipeline(self, spec: JobSpec, module: tuple[str, bytes] | None,
                   job_id: str, tenant: str, fuel_day: str | None) -> redis.client.Pipeline:

@@ -49,6 +49,7 @@ from sandboxes.runtime.control import CancelToken
 from sandboxes.runtime.stacks import start_guest_thread
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStatus
 from workers.accounting import account_args
+from workers.judging import JUDGE_FIELD, judge_worker
 from workers.queue import BACKSTOP_MARGIN_S, taken_reply, warden_id
 from workers.runtime import WorkerRuntime, runtime
 from workers.scheduling import DOORBELL, TAKEN, taken_member
@@ -184,7 +185,7 @@ class WardenWorker(SimpleWorker):
         token, start = store.start_args(job_id)
         pipe = self.connection.pipeline()
         pipe.evalsha(*start)
-        pipe.hmget(job_key(job_id), "spec", "cancel_requested", "created_at")
+        pipe.hmget(job_key(job_id), "spec", "cancel_requested", "created_at", JUDGE_FIELD)
         execution = Execution.create(job, _EXECUTION_TTL_S, pipe, worker_name=self.name)
         job.prepare_for_execution(self.name, pipe)
         pipe.persist(job.key)
@@ -202,7 +203,7 @@ class WardenWorker(SimpleWorker):
             token, start = store.start_args(job_id)
             outcome = self.connection.evalsha(*start)
             fields = self.connection.hmget(job_key(job_id), "spec", "cancel_requested",
-                                           "created_at")
+                                           "created_at", JUDGE_FIELD)
         if isinstance(outcome, Exception):
             raise outcome
         if isinstance(fields, Exception):
@@ -211,7 +212,7 @@ class WardenWorker(SimpleWorker):
         finish: list[Any] | None = None
         if outcome == b"ok":
             wait_s = float(start[5]) - float(fields[2]) if fields[2] else None
-            finish = self._run(job_id, token, fields[0], fields[1] == b"1", wait_s)
+            finish = self._run(job_id, token, fields[0], fields[1] == b"1", wait_s, fields[3])
         elif outcome == b"missing" and job_id == rq_id:
             log.warning("job %s: no Warden record (expired or deleted); dropped", job_id)
         elif outcome == b"missing":
@@ -219,8 +220,10 @@ class WardenWorker(SimpleWorker):
         return self._finish(job, execution, finish, time.monotonic() - started)
 
     def _run(self, job_id: str, token: str, spec_raw: bytes | None,
-             cancel_requested: bool, queue_wait_s: float | None) -> list[Any]:
-        """Run a job this worker now holds; the FINISH script's arguments."""
+             cancel_requested: bool, queue_wait_s: float | None,
+             judge_task: bytes | None = None) -> list[Any]:
+        """Run a job this worker now holds (a judge job through ``workers.judging``); the
+        FINISH script's arguments."""
         store = self.rt.store
         cancel = CancelToken()
         if cancel_requested:
@@ -237,7 +240,10 @@ class WardenWorker(SimpleWorker):
 
         try:
             spec = JobSpec.model_validate_json(spec_raw) if spec_raw else None
-            result = run_spec(spec, cancel) if spec is not None else None
+            if spec is not None and judge_task:
+                result = judge_worker(self.rt).run(job_id, judge_task.decode(), spec, cancel)
+            else:
+                result = run_spec(spec, cancel) if spec is not None else None
             if result is None:
                 return finish(JobState.FAILED, None, "job spec or module expired")
             state = (JobState.CANCELLED if result.status is RunStatus.CANCELLED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BeforeValidator, WithJsonSchema
@@ -99,12 +99,14 @@ def _over_quota(err: QuotaExceededError) -> Problem:
                           status=429 if waits else 403)
 
 
-async def _enqueue(state: AppState, request: Request, caller: Caller,
-                   submissions: list[Submission]) -> None:
-    """Queue under the caller's quotas; the RateLimit headers report the submission rate."""
+async def enqueue_checked(state: AppState, request: Request, caller: Caller,
+                          submissions: list[Submission],
+                          extra: list[tuple[Any, ...]] | None = None) -> None:
+    """Queue under the caller's quotas; the RateLimit headers report the submission rate.
+    ``extra``: more writes in the same atomic step (a judge submission's record)."""
     q = caller.quotas
     try:
-        remaining, reset_s = await state.submit(submissions, caller.tenant, q)
+        remaining, reset_s = await state.submit(submissions, caller.tenant, q, extra)
     except QuotaExceededError as err:
         remember_rate(request, submission_rate(q, *err.rate))
         raise _over_quota(err) from None
@@ -138,7 +140,7 @@ async def _submit(state: AppState, request: Request, caller: Caller, sub: JobSub
     else:
         spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
     spec = within_ceilings(sub, spec, caller)
-    await _enqueue(state, request, caller, [(spec, module, job_id)])
+    await enqueue_checked(state, request, caller, [(spec, module, job_id)])
 
 
 async def _wait_for(
@@ -227,7 +229,7 @@ async def submit_batch(
     wait runs out (202)."""
     prepared = await run_in_threadpool(_batch_specs, batch, caller)
     submissions = [(spec, module, new_job_id()) for spec, module in prepared]
-    await _enqueue(state, request, caller, submissions)
+    await enqueue_checked(state, request, caller, submissions)
     ids = [job_id for _, _, job_id in submissions]
     if wait <= 0:
         return BatchAccepted(ids=ids)
