@@ -60,22 +60,26 @@ class StorageQuotaError(Exception):
         self.limit, self.used, self.asked = limit, used, asked
 
 
-# ARGV: tenant, quota, then (sha, size, data) triples (data "" when already stored). Blobs
+# ARGV: tenant, quota, then (sha, size, given, data) quads (given 0: already stored). Blobs
 # the tenant does not own yet are charged to it; all or nothing.
 _PUT_BLOBS = """
 local tenant, quota = ARGV[1], tonumber(ARGV[2])
 local owned, bytes_key = 'warden:blobs:' .. tenant, 'warden:problem-bytes:' .. tenant
 local used, new = tonumber(redis.call('GET', bytes_key) or '0'), 0
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   if redis.call('HEXISTS', owned, ARGV[i]) == 0 then new = new + tonumber(ARGV[i + 1]) end
 end
 if used + new > quota then return {0, used, new} end
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
+  if ARGV[i + 2] == '0' and redis.call('EXISTS', 'warden:blob:' .. ARGV[i]) == 0 then
+    return {-1, ARGV[i]}
+  end
+end
+for i = 3, #ARGV, 4 do
   local sha, size = ARGV[i], ARGV[i + 1]
   local blob = 'warden:blob:' .. sha
-  if redis.call('EXISTS', blob) == 0 then
-    if ARGV[i + 2] == '' then return {-1, sha} end
-    redis.call('SET', blob, ARGV[i + 2])
+  if ARGV[i + 2] == '1' and redis.call('EXISTS', blob) == 0 then
+    redis.call('SET', blob, ARGV[i + 3])
   end
   if redis.call('HSETNX', owned, sha, size) == 1 then
     redis.call('HINCRBY', 'warden:blob-refs', sha, 1)
@@ -155,9 +159,9 @@ class ProblemStore:
         shas); StorageQuotaError past the quota. The bytes newly charged."""
         args: list[Any] = [tenant, quota]
         for sha, data in blobs.items():
-            args += [sha, len(data), data]
+            args += [sha, len(data), 1, data]
         for sha in owned - set(blobs):
-            args += [sha, 0, ""]
+            args += [sha, 0, 0, ""]
         if len(args) == 2:
             return 0
         reply = self._put_blobs(args=args)
