@@ -36,6 +36,7 @@ from sandboxes.compilation.modules import NOT_A_MODULE
 from sandboxes.exit_codes import ExitCode, help_text
 from sandboxes.settings import Settings, get_settings
 from service.cli_jobs import app as jobs_app
+from service.cli_problems import app as problems_app
 from service.cli_remote import KeyOpt, UrlOpt, connect, show_record, stopped_waiting
 from service.cli_tenants import keys_app, tenants_app
 from tenancy.bootstrap import key_file
@@ -182,6 +183,7 @@ def submit(
 
 
 app.add_typer(jobs_app, name="job")
+app.add_typer(problems_app, name="problem")
 app.add_typer(tenants_app, name="tenant")
 app.add_typer(keys_app, name="key")
 

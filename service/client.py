@@ -23,6 +23,15 @@ from typing import Any, Final
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from judge.problem import (
+    BlobStored,
+    ProblemList,
+    ProblemRecord,
+    ProblemUpload,
+    SubmissionAccepted,
+    SubmissionCreate,
+    SubmissionRecord,
+)
 from sandboxes.languages.registry import Language
 from sandboxes.schema import (
     BatchAccepted,
@@ -222,6 +231,45 @@ class WardenClient:
             sub = JobSubmission(wat=module.decode(), limits=limits or Limits(),
                                 grants=grants or Grants())
         return self.submit_and_wait(sub, wait_s)
+
+    # -- judge problems --------------------------------------------------------------------
+    def put_blob(self, data: bytes) -> BlobStored:
+        r = self._request("POST", "/v1/blobs", content=data,
+                          headers={"Content-Type": "application/octet-stream"})
+        return BlobStored.model_validate_json(r.content)
+
+    def put_problem(self, problem_id: str, upload: ProblemUpload) -> ProblemRecord:
+        r = self._request("PUT", f"/v1/problems/{problem_id}", json=upload.model_dump(
+            mode="json"))
+        return ProblemRecord.model_validate_json(r.content)
+
+    def get_problem(self, problem_id: str, version: int | None = None) -> ProblemRecord:
+        params = {"version": version} if version is not None else None
+        r = self._request("GET", f"/v1/problems/{problem_id}", params=params)
+        return ProblemRecord.model_validate_json(r.content)
+
+    def list_problems(self) -> list[str]:
+        return ProblemList.model_validate_json(
+            self._request("GET", "/v1/problems").content).problems
+
+    def delete_problem(self, problem_id: str) -> None:
+        self._request("DELETE", f"/v1/problems/{problem_id}")
+
+    def submit_solution(self, problem_id: str, body: SubmissionCreate,
+                        wait_s: float = 60.0) -> SubmissionRecord | SubmissionAccepted:
+        """Judge a submission; its record once judged (or when the wait runs out)."""
+        r = self._request("POST", f"/v1/problems/{problem_id}/submissions", wait_s=wait_s,
+                          params={"wait": self._wait_param(wait_s)},
+                          json=body.model_dump(mode="json", exclude_none=True))
+        if wait_s <= 0:
+            return SubmissionAccepted.model_validate_json(r.content)
+        return SubmissionRecord.model_validate_json(r.content)
+
+    def get_submission(self, problem_id: str, submission_id: str,
+                       wait_s: float = 0.0) -> SubmissionRecord:
+        r = self._request("GET", f"/v1/problems/{problem_id}/submissions/{submission_id}",
+                          wait_s=wait_s, params={"wait": self._wait_param(wait_s)})
+        return SubmissionRecord.model_validate_json(r.content)
 
     # -- tenants and keys (admin keys; own keys for /v1/keys) --------------------------------
     def create_tenant(self, body: TenantCreate) -> TenantInfo:
