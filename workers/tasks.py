@@ -8,7 +8,9 @@ import time
 from sandboxes.runtime.control import CancelToken
 from sandboxes.schema import JobSpec, JobState, RunResult, RunStatus
 from workers.accounting import account_args
+from workers.judging import JUDGE_FIELD, judge_worker
 from workers.runtime import runtime
+from workers.store import job_key
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,11 @@ def execute(job_id: str) -> None:
         if rt.store.cancel_requested(job_id):
             cancel.cancel()
         spec = rt.store.spec(job_id)
-        result = run_spec(spec, cancel) if spec is not None else None
+        task = rt.client.hget(job_key(job_id), JUDGE_FIELD)
+        if spec is not None and isinstance(task, bytes):
+            result = judge_worker(rt).run(job_id, task.decode(), spec, cancel)
+        else:
+            result = run_spec(spec, cancel) if spec is not None else None
         account = account_args(spec, result, time.time(), rt.usage_retention_s, None)
         if result is None:
             rt.store.finish(job_id, token, JobState.FAILED, None, "job spec or module expired",

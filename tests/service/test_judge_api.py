@@ -152,3 +152,31 @@ def test_storage_quota_and_bad_uploads(cluster: Cluster,
     assert r.status_code == 422
     stored = cluster.http.post("/v1/blobs", content=b"1 2\n")
     assert stored.status_code == 201 and stored.json()["size"] == 4
+
+
+def test_cli_import_and_submit(cluster: Cluster, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    url = f"http://127.0.0.1:{cluster.port}"
+    auth = ["--url", url, "--key", cluster.admin_key]
+    runner = CliRunner()
+    imported = runner.invoke(app, ["problem", "import", str(KATTIS / "floatdiv"),
+                                   "--id", "cli-floatdiv", *auth])
+    assert imported.exit_code == 0, imported.output
+    assert "problem cli-floatdiv version 1" in imported.output
+    assert "cli-floatdiv" in runner.invoke(app, ["problem", "list", *auth]).output
+    good = tmp_path / "div.py"
+    good.write_text((KATTIS / "floatdiv/submissions/accepted/div.py").read_text())
+    judged = runner.invoke(app, ["problem", "submit", "cli-floatdiv", str(good), *auth])
+    assert judged.exit_code == 0, judged.output
+    assert judged.output.strip().splitlines()[-1].startswith("AC")
+    bad = tmp_path / "bad.c"
+    bad.write_text((KATTIS / "floatdiv/submissions/wrong_answer/one_digit.c").read_text())
+    judged = runner.invoke(app, ["problem", "submit", "cli-floatdiv", str(bad), *auth])
+    assert judged.exit_code == 1
+    assert judged.output.strip().splitlines()[-1].startswith("WA")
+    missing = runner.invoke(app, ["problem", "get", "nope", *auth])
+    assert missing.exit_code != 0 and "No such problem" in missing.output
+    assert runner.invoke(app, ["problem", "delete", "cli-floatdiv", *auth]).exit_code == 0
