@@ -15,10 +15,24 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from judge.verdicts import Verdict
 from sandboxes.schema import Base64Bytes, Bytes, JobState, MiB, Seconds, Timestamp
+
+# Error types of the problem's and a submission's rules no JSON Schema states (the API
+# answers each with a problem type of its own, not a generic validation error)
+INVALID_PROBLEM: Final = "invalid_problem"
+INVALID_SUBMISSION: Final = "invalid_submission"
 
 SHA256_PATTERN: Final = r"^[0-9a-f]{64}$"
 NAME_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -30,6 +44,10 @@ MAX_CHECKER_ARGS: Final = 32
 
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _rule(message: str) -> PydanticCustomError:
+    return PydanticCustomError(INVALID_PROBLEM, message)
 
 
 class ProblemType(StrEnum):
@@ -50,9 +68,9 @@ class Program(BaseModel):
     @model_validator(mode="after")
     def _one(self) -> Program:
         if (self.source is None) != (self.language is None):
-            raise ValueError("a program's source and language go together")
+            raise _rule("a program's source and language go together")
         if (self.source is None) == (self.wasm_sha256 is None):
-            raise ValueError("a program is either source (with language) or wasm_sha256")
+            raise _rule("a program is either source (with language) or wasm_sha256")
         return self
 
 
@@ -92,11 +110,11 @@ class Checker(BaseModel):
     def _consistent(self) -> Checker:
         custom = self.kind in (CheckerKind.KATTIS, CheckerKind.TESTLIB)
         if custom != (self.program is not None):
-            raise ValueError(f"a {self.kind.value} checker "
+            raise _rule(f"a {self.kind.value} checker "
                              + ("needs a program" if custom else "takes no program"))
         if self.kind is CheckerKind.FLOAT and self.float_absolute_tolerance is None \
                 and self.float_relative_tolerance is None:
-            raise ValueError("a float checker needs float_absolute_tolerance and/or "
+            raise _rule("a float checker needs float_absolute_tolerance and/or "
                              "float_relative_tolerance")
         return self
 
@@ -110,13 +128,25 @@ class TestCase(BaseModel):
     answer_sha256: Sha256
 
 
+def _child_kind(value: object) -> str:
+    """A group's child is a test or a group by its ``kind``, else by its fields (a test
+    names its data)."""
+    if isinstance(value, dict):
+        kind = value.get("kind")
+        if kind is not None:
+            return str(kind)
+        return "test" if "input_sha256" in value or "answer_sha256" in value else "group"
+    return str(getattr(value, "kind", "test"))
+
+
 class TestGroup(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["group"] = "group"
     name: Name
-    children: list[Annotated[TestCase | TestGroup, Field(discriminator="kind")]] = Field(
-        default_factory=list)
+    children: list[Annotated[
+        Annotated[TestCase, Tag("test")] | Annotated[TestGroup, Tag("group")],
+        Discriminator(_child_kind)]] = Field(default_factory=list)
     on_reject: Literal["break", "continue"] = "break"
     verdict_mode: Literal["worst", "first"] = "worst"
     aggregation: Literal["sum", "min", "max", "avg"] = "sum"
@@ -172,20 +202,20 @@ class Problem(BaseModel):
     def _tests(cls, root: TestGroup) -> TestGroup:
         cases = list(root.walk())
         if not cases:
-            raise ValueError("a problem needs at least one test case")
+            raise _rule("a problem needs at least one test case")
         if len(cases) > MAX_TESTS:
-            raise ValueError(f"a problem has at most {MAX_TESTS} test cases")
+            raise _rule(f"a problem has at most {MAX_TESTS} test cases")
         names = [n for n, _ in cases]
         if len(set(names)) != len(names):
-            raise ValueError("test case names must be unique within their group")
+            raise _rule("test case names must be unique within their group")
         if _depth(root) > MAX_DEPTH:
-            raise ValueError(f"groups nest at most {MAX_DEPTH} deep")
+            raise _rule(f"groups nest at most {MAX_DEPTH} deep")
         return root
 
     @model_validator(mode="after")
     def _checker_for_interactive(self) -> Problem:
         if self.interactor is not None and self.checker.kind is not CheckerKind.TOKENS:
-            raise ValueError("an interactive problem's interactor is its checker: leave "
+            raise _rule("an interactive problem's interactor is its checker: leave "
                              "`checker` out")
         return self
 
@@ -271,7 +301,9 @@ class ProblemUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     problem: Problem
-    blobs: dict[Sha256, Base64Bytes] = Field(default_factory=dict, max_length=2 * MAX_TESTS + 2)
+    blobs: dict[Sha256, Base64Bytes] = Field(
+        default_factory=dict, max_length=2 * MAX_TESTS + 2,
+        json_schema_extra={"propertyNames": {"pattern": SHA256_PATTERN}})
 
 
 class BlobStored(BaseModel):
@@ -299,9 +331,11 @@ class SubmissionCreate(BaseModel):
     def _one(self) -> SubmissionCreate:
         given = [n for n in ("source", "wasm_base64", "wat") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of source (with language), wasm_base64 or wat")
+            raise PydanticCustomError(
+                INVALID_SUBMISSION, "give exactly one of source (with language), wasm_base64 "
+                "or wat")
         if (self.source is None) != (self.language is None):
-            raise ValueError("source and language go together")
+            raise PydanticCustomError(INVALID_SUBMISSION, "source and language go together")
         return self
 
 

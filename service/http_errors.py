@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from judge.problem import INVALID_PROBLEM, INVALID_SUBMISSION
 from sandboxes.schema import FILE_INSIDE_FILE, FILES_TOO_LARGE, error_message
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,13 @@ async def on_problem(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-_CONTENT_ERRORS = {FILES_TOO_LARGE: "files-too-large", FILE_INSIDE_FILE: "file-inside-file"}
+_CONTENT_ERRORS = {FILES_TOO_LARGE: "files-too-large", FILE_INSIDE_FILE: "file-inside-file",
+                   INVALID_PROBLEM: "invalid-problem", INVALID_SUBMISSION: "invalid-submission"}
+
+
+_GRANTS_TITLE = "The request breaks a rule of its grants"
+_CONTENT_TITLES = {"invalid-problem": "The problem breaks a rule of problems",
+                   "invalid-submission": "The submission breaks a rule of submissions"}
 
 
 async def on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -133,7 +140,7 @@ async def on_validation(request: Request, exc: Exception) -> JSONResponse:
     if len(kinds) == 1 and None not in kinds:  # a rule no JSON Schema states: its own type
         (kind,) = kinds
         assert kind is not None
-        return problem_response(422, kind, "The request breaks a rule of its grants", detail,
+        return problem_response(422, kind, _CONTENT_TITLES.get(kind, _GRANTS_TITLE), detail,
                                 **extra)
     return problem_response(422, "validation-error", "The request is invalid", detail, **extra)
 

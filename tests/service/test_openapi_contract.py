@@ -41,6 +41,7 @@ STATEFUL_EXAMPLES = 15
 CONTENT_PROBLEMS = frozenset({
     "invalid-module", "no-entry-point", "unknown-language", "compiler-flag-not-allowed",
     "reserved-path", "files-too-large", "file-inside-file", "invalid-date-range",
+    "invalid-problem", "invalid-submission", "missing-blobs", "blob-hash-mismatch",
 })
 
 CONFIG_DICT: dict[str, Any] = {
