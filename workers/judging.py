@@ -32,7 +32,7 @@ from sandboxes.languages.registry import LANGUAGES
 from sandboxes.languages.source_runner import Executable
 from sandboxes.runtime.control import CancelToken
 from sandboxes.schema import Grants, JobSpec, JobState, RunResult, RunStatus
-from workers.problem_store import ProblemStore, sha256_of
+from workers.problem_store import ProblemStore, sha256_of, test_jobs_key
 from workers.queue import Submission
 from workers.runtime import WorkerRuntime
 from workers.store import job_key, new_job_id
@@ -144,6 +144,8 @@ class JudgeWorker:
             jobs.append((test_spec, None, job_id))
             task = JudgeTask(submission=submission, phase="test", test=name)
             extra.append(("HSET", job_key(job_id), JUDGE_FIELD, task.model_dump_json()))
+            extra.append(("HSET", test_jobs_key(submission), name, job_id))
+        extra.append(("EXPIRE", test_jobs_key(submission), self.rt.settings.job_ttl_s))
         self.rt.queue.submit_internal(jobs, key[0], extra)
         return RunResult(status=RunStatus.OK, compile_output=compile_output,
                          message=f"queued {len(jobs)} tests")

@@ -25,7 +25,7 @@ from judge.grading import Grade
 from judge.problem import GroupResult, Problem, ProblemRecord, SubmissionRecord, TestResult
 from judge.verdicts import Verdict
 from sandboxes.schema import JobState
-from workers.store import EVENTS, PREFIX
+from workers.store import EVENTS, PREFIX, job_key
 
 MAX_LISTED_SUBMISSIONS: Final = 10_000
 
@@ -48,6 +48,11 @@ def submission_key(submission_id: str) -> str:
 
 def tests_key(submission_id: str) -> str:
     return f"{submission_key(submission_id)}:tests"
+
+
+def test_jobs_key(submission_id: str) -> str:
+    """Test name → the id of the job that runs it."""
+    return f"{submission_key(submission_id)}:jobs"
 
 
 def sha256_of(data: bytes) -> str:
@@ -245,14 +250,14 @@ class ProblemStore:
     # -- submissions ---------------------------------------------------------------------
     def submission_commands(self, submission_id: str, tenant: str, problem_id: str,
                             version: int, language: str | None, total: int,
-                            ) -> list[tuple[Any, ...]]:
+                            compile_job: str) -> list[tuple[Any, ...]]:
         """The writes that create a submission (run with its compile job's enqueue)."""
         key, now = submission_key(submission_id), time.time()
         listing = f"{PREFIX}subs:{tenant}:{problem_id}"
         return [
             ("HSET", key, "tenant", tenant, "problem_id", problem_id, "version", version,
              "language", language or "", "state", JobState.QUEUED.value,
-             "created_at", repr(now), "done", 0, "total", total),
+             "created_at", repr(now), "done", 0, "total", total, "compile_job", compile_job),
             ("EXPIRE", key, self.ttl_s),
             ("ZADD", listing, repr(now), submission_id),
             ("ZREMRANGEBYRANK", listing, 0, -MAX_LISTED_SUBMISSIONS - 1),
@@ -285,6 +290,36 @@ class ProblemStore:
             keys=[submission_key(submission_id), tests_key(submission_id), EVENTS],
             args=[result.name, result.model_dump_json(), self.ttl_s])
         return int(reply[0]), int(reply[1])
+
+    def compile_lost(self, fields: dict[str, str]) -> str | None:
+        """Why a queued submission's compile job ended without judging (its workers kept
+        dying), or None while it may still run."""
+        job = fields.get("compile_job")
+        if not job:
+            return None
+        state, error = self.r.hmget(job_key(job), "state", "error")
+        if state in (b"failed", b"cancelled") or state is None:
+            return _text(error) if error else "its compile job ended without a result"
+        return None
+
+    def lost_tests(self, submission_id: str) -> list[TestResult]:
+        """Tests whose job ended without recording a result (its worker died more times
+        than a job is retried): IE results for them, so the submission still ends."""
+        recorded = set(self.test_results(submission_id))
+        jobs = {_text(k): _text(v) for k, v in
+                self.r.hgetall(test_jobs_key(submission_id)).items()}
+        pending = sorted(name for name in jobs if name not in recorded)
+        if not pending:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for name in pending:
+            pipe.hmget(job_key(jobs[name]), "state", "error")
+        lost = []
+        for name, (state, error) in zip(pending, pipe.execute(), strict=True):
+            if state in (b"failed", b"cancelled") or state is None:
+                why = _text(error) if error else "its job ended without a result"
+                lost.append(TestResult(name=name, verdict=Verdict.IE, message=why))
+        return lost
 
     def finish(self, submission_id: str, grade: Grade, state: JobState = JobState.FINISHED,
                error: str | None = None) -> None:

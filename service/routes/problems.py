@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from judge.grading import Plan
+from judge.grading import Plan, failed_whole
 from judge.problem import (
     PROBLEM_ID_PATTERN,
     BlobStored,
@@ -24,6 +24,7 @@ from judge.problem import (
     SubmissionRecord,
 )
 from judge.runner import TimingConfig, submission_limits
+from judge.verdicts import Verdict
 from sandboxes.schema import JobState, JobSubmission, Limits
 from service.auth import CallerDep, SubmitterDep
 from service.deps import StateDep
@@ -174,7 +175,7 @@ async def submit(problem_id: ProblemId, body: SubmissionCreate, state: StateDep,
     extra: list[tuple[Any, ...]] = [
         ("HSET", job_key(job_id), JUDGE_FIELD, task.model_dump_json()),
         *state.problems.submission_commands(submission_id, caller.tenant, problem_id,
-                                            record.version, body.language, tests),
+                                            record.version, body.language, tests, job_id),
     ]
     fut = state.waiter.register(submission_id) if wait > 0 else None
     try:
@@ -227,9 +228,37 @@ def _view(state: AppState, caller: Caller, problem_id: str, submission_id: str,
     if not fields or fields.get("tenant") != caller.tenant \
             or fields.get("problem_id") != problem_id:
         return None
+    if fields.get("state") == JobState.QUEUED.value:
+        why = state.problems.compile_lost(fields)
+        problem = state.problems.problem(caller.tenant, problem_id, int(fields["version"]))
+        if why is not None and problem is not None:
+            state.problems.finish(submission_id, failed_whole(problem, Verdict.IE, why),
+                                  JobState.FAILED, why)
+            fields = state.problems.submission_fields(submission_id) or fields
+    if fields.get("state") == JobState.RUNNING.value:
+        _settle_lost(state, caller, submission_id, fields)
+        fields = state.problems.submission_fields(submission_id) or fields
     tests = list(state.problems.test_results(submission_id).values()) if with_tests else []
     view = submission_view(submission_id, fields, tests)
     return view if with_tests else view.model_copy(update={"tests": []})
+
+
+def _settle_lost(state: AppState, caller: Caller, submission_id: str,
+                 fields: dict[str, str]) -> None:
+    """A test whose job failed for good (its workers kept dying) is IE; once every test is
+    accounted for, the submission is graded here, so it never stays running for ever."""
+    lost = state.problems.lost_tests(submission_id)
+    if not lost:
+        return
+    problem = state.problems.problem(caller.tenant, fields["problem_id"],
+                                     int(fields["version"]))
+    done = total = 0
+    for result in lost:
+        done, total = state.problems.record_test(submission_id, result)
+    if problem is not None and total and done >= total:
+        plan = Plan(problem)
+        state.problems.finish(submission_id, plan.grade(state.problems.test_results(
+            submission_id)))
 
 
 async def _wait(state: AppState, caller: Caller, problem_id: str, submission_id: str,

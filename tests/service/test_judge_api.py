@@ -180,3 +180,37 @@ def test_cli_import_and_submit(cluster: Cluster, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["problem", "get", "nope", *auth])
     assert missing.exit_code != 0 and "No such problem" in missing.output
     assert runner.invoke(app, ["problem", "delete", "cli-floatdiv", *auth]).exit_code == 0
+
+
+def test_submissions_whose_jobs_are_lost_still_end(fresh_cluster: Cluster,
+                                                   packages: dict[str, KattisPackage]) -> None:
+    """A job the reaper failed for good (its workers kept dying) records no result: the
+    submission ends IE all the same, never running for ever. No worker here: the jobs are
+    failed by hand, as the reaper's script does."""
+    c = fresh_cluster
+    c.start_api()
+    upload(c.http, "lost", packages["aplusb"])
+    r = c.http.post("/v1/problems/lost/submissions", json={"language": "python",
+                                                            "source": "print(1)"})
+    assert r.status_code == 202
+    sid = r.json()["id"]
+    redis = c.client
+    compile_job = redis.hget(f"warden:sub:{sid}", "compile_job").decode()
+    assert c.http.get(f"/v1/problems/lost/submissions/{sid}").json()["state"] == "queued"
+    redis.hset(f"warden:job:{compile_job}", mapping={
+        "state": "failed", "error": "the worker running this job died 2 time(s)"})
+    ended = c.http.get(f"/v1/problems/lost/submissions/{sid}").json()
+    assert (ended["state"], ended["verdict"]) == ("failed", "IE")
+    assert "died 2 time(s)" in ended["error"]
+    # a submission judging its tests, one of whose test jobs is lost
+    r = c.http.post("/v1/problems/lost/submissions", json={"language": "python",
+                                                            "source": "print(1)"})
+    sid = r.json()["id"]
+    names = [n for n, _ in packages["aplusb"].problem.cases()]
+    redis.hset(f"warden:sub:{sid}", "state", "running")
+    for i, name in enumerate(names):
+        redis.hset(f"warden:sub:{sid}:jobs", name, f"job{i}")
+        redis.hset(f"warden:job:job{i}", mapping={"state": "failed", "error": "lost"})
+    judged = c.http.get(f"/v1/problems/lost/submissions/{sid}").json()
+    assert (judged["state"], judged["verdict"]) == ("finished", "IE")
+    assert judged["tests"][0]["message"] == "lost"
