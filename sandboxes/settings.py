@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=600, description="Longest ?wait allowed"
     )
     judge_fuel_per_second: int = Field(
-        default=8_000_000_000, ge=1_000_000, le=1_000_000_000_000,
+        default=13_000_000_000, ge=1_000_000, le=1_000_000_000_000,
         description="The judge's calibration constant: fuel a reference machine burns per "
         "second (bench/bench_fuel_calibration.py measures it); a problem's time limit is "
         "this many fuel per second, and a test's reported time is fuel / this",
