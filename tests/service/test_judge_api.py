@@ -214,3 +214,22 @@ def test_submissions_whose_jobs_are_lost_still_end(fresh_cluster: Cluster,
     judged = c.http.get(f"/v1/problems/lost/submissions/{sid}").json()
     assert (judged["state"], judged["verdict"]) == ("finished", "IE")
     assert judged["tests"][0]["message"] == "lost"
+
+
+def test_module_submissions(cluster: Cluster, packages: dict[str, KattisPackage]) -> None:
+    """A submission may be a module (WAT or base64 wasm): judged like compiled source."""
+    from tests import wat_modules as W
+
+    upload(cluster.http, "modules", packages["aplusb"])
+    r = cluster.http.post("/v1/problems/modules/submissions", params={"wait": 60},
+                          json={"wat": W.hello("3\n")})  # right for sample 1 (1 + 2) only
+    assert r.status_code == 200, r.text
+    judged = r.json()
+    assert judged["tests"][0]["verdict"] == "AC"
+    assert (judged["verdict"], judged["first_failure"]) == ("WA", "sample/2")
+    r = cluster.http.post("/v1/problems/modules/submissions", params={"wait": 60},
+                          json={"wasm_base64": base64.b64encode(b"\0asm junk").decode()})
+    assert_problem(r, 422, "invalid-module")
+    r = cluster.http.post("/v1/problems/modules/submissions", params={"wait": 60},
+                          json={"wat": W.UNREACHABLE})
+    assert r.json()["verdict"] == "RE"
