@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.settings import Settings, get_settings
 from service import dashboard, http_errors, openapi
 from service.body_limit import BodyLimitMiddleware
+from service.judge0 import routes as judge0_routes
 from service.metrics import HttpMetricsMiddleware
 from service.ratelimit_headers import RateLimitHeadersMiddleware
 from service.routes import admin, jobs, meta, problems, usage
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(jobs.router)
     app.include_router(problems.router)
+    app.include_router(judge0_routes.router)
     app.include_router(admin.admin)
     app.include_router(admin.keys)
     app.include_router(usage.router)
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/dashboard/static", dashboard.static, name="dashboard-static")
     openapi.install(app)
     app.add_exception_handler(http_errors.Problem, http_errors.on_problem)
+    app.add_exception_handler(judge0_routes.Judge0Error, judge0_routes.on_judge0_error)
     app.add_exception_handler(RequestValidationError, http_errors.on_validation)
     app.add_exception_handler(StarletteHTTPException, http_errors.on_http)
     for down in (redis.ConnectionError, redis.TimeoutError):
