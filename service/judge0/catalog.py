@@ -63,7 +63,7 @@ def config_info(settings: Settings) -> dict[str, Any]:
     max_cpu = LIMIT_BOUNDS["fuel"].maximum / settings.judge_fuel_per_second
     return {
         "maintenance_mode": False,
-        "enable_wait_result": False,
+        "enable_wait_result": True,
         "enable_compiler_options": True,
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
@@ -95,7 +95,7 @@ def config_info(settings: Settings) -> dict[str, Any]:
         "max_number_of_runs": 1,
         "redirect_stderr_to_stdout": False,
         "max_extract_size": 10 * MiB // KiB,
-        "enable_batched_submissions": False,
+        "enable_batched_submissions": True,
         "max_submission_batch_size": MAX_BATCH,
         "submission_cache_duration": 1.0,
         "use_docs_as_homepage": False,

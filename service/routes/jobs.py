@@ -143,7 +143,7 @@ async def _submit(state: AppState, request: Request, caller: Caller, sub: JobSub
     await enqueue_checked(state, request, caller, [(spec, module, job_id)])
 
 
-async def _wait_for(
+async def wait_for_record(
     state: AppState, caller: Caller, job_id: str, wait_s: float,
     fut: asyncio.Future[None] | None = None,
 ) -> JobRecord:
@@ -207,7 +207,7 @@ async def submit_job(
     if fut is None:
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return JobAccepted(id=job_id, state=JobState.QUEUED)
-    record = await _wait_for(state, caller, job_id, wait, fut)
+    record = await wait_for_record(state, caller, job_id, wait, fut)
     reply = record_response(record, encoding, _still_running(record))
     reply.headers["Location"] = f"/v1/jobs/{job_id}"
     return reply
@@ -233,7 +233,7 @@ async def submit_batch(
     ids = [job_id for _, _, job_id in submissions]
     if wait <= 0:
         return BatchAccepted(ids=ids)
-    records = await asyncio.gather(*(_wait_for(state, caller, job_id, wait)
+    records = await asyncio.gather(*(wait_for_record(state, caller, job_id, wait)
                                      for job_id in ids))
     page = JobList(jobs=list(records))
     ended = all(record.state.terminal for record in records)
@@ -296,7 +296,7 @@ async def get_job(
 ) -> Response:
     """The job's record; with ``wait``, once it ends (200) or the wait runs out (202).
     Another tenant's job is a 404, as if it did not exist."""
-    record = await _wait_for(state, caller, job_id, wait)
+    record = await wait_for_record(state, caller, job_id, wait)
     return record_response(record, encoding, _still_running(record) if wait > 0 else 200)
 
 
@@ -320,5 +320,5 @@ async def cancel_job(
     if outcome in (JobState.FINISHED.value, JobState.FAILED.value):
         raise Problem(409, "job-finished", "The job has already ended",
                       f"job {job_id!r} is {outcome}: there is nothing to cancel")
-    record = await _wait_for(state, caller, job_id, wait if outcome == "cancelling" else 0)
+    record = await wait_for_record(state, caller, job_id, wait if outcome == "cancelling" else 0)
     return record_response(record, encoding, _still_running(record))

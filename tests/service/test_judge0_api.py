@@ -1,0 +1,130 @@
+"""The Judge0-compatible API through the official `judge0` SDK, unchanged: it
+connects (it reads /languages and /config_info, 41 required fields, when constructed), maps
+language names for version 1.13.1, and knows every status id Warden answers."""
+
+from __future__ import annotations
+
+import judge0
+import pytest
+from judge0.base_types import Status
+
+from tests.service.cluster import Cluster
+
+
+def _client(cluster: Cluster) -> judge0.Client:
+    return judge0.Client(f"http://127.0.0.1:{cluster.port}/judge0",
+                         {"X-Auth-Token": cluster.admin_key})
+
+
+def test_the_sdk_connects_and_reads_everything(cluster: Cluster) -> None:
+    client = _client(cluster)
+    assert client.version == "1.13.1"
+    assert client.config.max_submission_batch_size == 20
+    assert not client.config.enable_network and client.config.number_of_runs == 1
+    ids = {lang.id for lang in client.languages}
+    assert {50, 54, 60, 63, 71, 72, 73} <= ids
+    js = client.get_language(63)
+    assert "QuickJS" in js.name and "Node" not in js.name
+    assert client.get_language(71).source_file == "main.py"
+    statuses = client.get_statuses()
+    assert [s["id"] for s in statuses] == [int(s) for s in Status]
+    assert client.get_about()["version"] == "1.13.1"
+
+
+def test_judge0_errors_have_judge0s_shape(cluster: Cluster) -> None:
+    base = f"http://127.0.0.1:{cluster.port}/judge0"
+    import httpx
+
+    r = httpx.get(f"{base}/languages")
+    assert r.status_code == 401 and "X-Auth-Token" in r.json()["error"]
+    r = httpx.get(f"{base}/languages", headers={"X-Auth-Token": "wdn_nope_nope"})
+    assert r.status_code == 401 and set(r.json()) == {"error"}
+    r = httpx.get(f"{base}/languages/9999", headers={"X-Auth-Token": cluster.admin_key})
+    assert r.status_code == 404 and "9999" in r.json()["error"]
+    r = httpx.get(f"{base}/workers", headers={"X-Auth-Token": cluster.admin_key})
+    assert r.status_code == 200 and r.json()[0]["available"] >= 1
+    r = httpx.get(f"{base}/system_info", headers={"X-Auth-Token": cluster.admin_key})
+    assert "wasmtime" in r.json()["Sandbox"]
+
+
+HELLO = {
+    50: '#include <stdio.h>\nint main(void){int a,b;scanf("%d %d",&a,&b);printf("%d\\n",a+b);}',
+    54: '#include <iostream>\nint main(){int a,b;std::cin>>a>>b;std::cout<<a+b<<"\\n";}',
+    71: "a, b = map(int, input().split())\nprint(a + b)\n",
+    63: "const [a, b] = readline().split(' ').map(Number);\nconsole.log(a + b);\n",
+}
+
+
+@pytest.mark.parametrize("language", sorted(HELLO))
+def test_sdk_run(cluster: Cluster, language: int) -> None:
+    result = judge0.run(client=_client(cluster), source_code=HELLO[language],
+                        language=language, stdin="2 3\n", expected_output="5\n")
+    assert result.status == Status.ACCEPTED, (result.status, result.stderr,
+                                              result.compile_output)
+    assert result.stdout == "5\n"
+    assert float(result.time) >= 0 and result.memory > 0
+    assert result.created_at is not None and result.finished_at is not None
+
+
+def test_sdk_wrong_answer_compile_error_and_runtime_error(cluster: Cluster) -> None:
+    client = _client(cluster)
+    wrong = judge0.run(client=client, source_code="print(6)", language=71,
+                       expected_output="5")
+    assert wrong.status == Status.WRONG_ANSWER
+    broken = judge0.run(client=client, source_code="int main(void) { return x; }",
+                        language=50)
+    assert broken.status == Status.COMPILATION_ERROR and "x" in broken.compile_output
+    crashed = judge0.run(client=client, source_code="raise SystemExit(3)", language=71)
+    assert crashed.status == Status.RUNTIME_ERROR_NZEC and crashed.exit_code == 3
+
+
+def test_sdk_async_run_wait_and_batch(cluster: Cluster) -> None:
+    client = _client(cluster)
+    pending = judge0.async_run(client=client, source_code="print(42)", language=71)
+    done = judge0.wait(client=client, submissions=pending)
+    assert done.status == Status.ACCEPTED and done.stdout == "42\n"
+    batch = [judge0.Submission(source_code=f"print({i})", language=71) for i in range(3)]
+    results = judge0.run(client=client, submissions=batch)
+    assert [r.stdout for r in results] == ["0\n", "1\n", "2\n"]
+
+
+def test_judge0_field_errors(cluster: Cluster) -> None:
+    import httpx
+
+    base = f"http://127.0.0.1:{cluster.port}/judge0"
+    auth = {"X-Auth-Token": cluster.admin_key}
+    r = httpx.post(f"{base}/submissions", headers=auth,
+                   json={"source_code": "print(1)", "language_id": 9999})
+    assert r.status_code == 422 and "language_id" in r.json()
+    r = httpx.post(f"{base}/submissions", headers=auth,
+                   json={"source_code": "print(1)", "language_id": 71, "cpu_time_limit": 1e9})
+    assert r.status_code == 422 and "cpu_time_limit" in r.json()
+    r = httpx.post(f"{base}/submissions", headers=auth,
+                   json={"source_code": "print(1)", "language_id": 71,
+                         "enable_network": True})
+    assert r.status_code == 422 and r.json()["enable_network"]
+    r = httpx.post(f"{base}/submissions/batch", headers=auth, json={"submissions": [
+        {"source_code": "print(1)", "language_id": 71}] * 21})
+    assert r.status_code == 400 and "less than or equal to 20" in r.json()["error"]
+    r = httpx.post(f"{base}/submissions", headers=auth, params={"wait": "true"},
+                   json={"source_code": "import sys; sys.stdout.buffer.write(b'\\xff')",
+                         "language_id": 71})
+    assert r.status_code == 400 and "base64_encoded=true" in r.json()["error"]
+    r = httpx.get(f"{base}/submissions/not-a-token", headers=auth)
+    assert r.status_code == 404
+
+
+def test_sdk_as_a_tenant_with_default_quotas(cluster: Cluster) -> None:
+    """Quotas apply to Judge0 clients, and the SDK's 0.1 s polling stays within the
+    default read allowance; another tenant's token is not found."""
+    _, http = cluster.new_tenant("j0")
+    key = http.headers["Authorization"].split()[1]
+    client = judge0.Client(f"http://127.0.0.1:{cluster.port}/judge0", {"X-Auth-Token": key})
+    done = judge0.run(client=client, source_code="import time; time.sleep(1); print(1)",
+                      language=71)
+    assert done.status == Status.ACCEPTED
+    import httpx
+
+    r = httpx.get(f"http://127.0.0.1:{cluster.port}/judge0/submissions/{done.token}",
+                  headers={"X-Auth-Token": cluster.admin_key})
+    assert r.status_code == 404  # the admin's own tenant does not have it
