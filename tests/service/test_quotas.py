@@ -189,5 +189,6 @@ def test_usage_counts_jobs_and_rejections(two_apis: tuple[Cluster, int], tmp_pat
     assert_problem(a.get("/v1/usage", params={"to": "0"}), 422, "validation-error")
     assert_problem(a.get("/v1/usage", params={"to": "2026-02-30"}), 422, "validation-error")
     quotas = {u["quota"]: u for u in a.get("/v1/quotas").json()["use"]}
-    assert quotas["submissions_per_minute"]["used"] == 3
+    # the bucket refills 1/60 of a submission per second: a slow (loaded) run sees 2.9x
+    assert 2.9 <= quotas["submissions_per_minute"]["used"] <= 3
     assert quotas["max_running"]["used"] == 0
