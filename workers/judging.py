@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
 from judge.grading import Grade, Plan, failed_whole
 from judge.local import ProgramError, Programs, compile_failure, prepare_programs
-from judge.problem import Problem, TestResult
+from judge.problem import Problem, TestCase, TestResult
 from judge.runner import (
     TestJudge,
     TimingConfig,
@@ -29,7 +30,7 @@ from judge.runner import (
 )
 from judge.verdicts import Verdict
 from sandboxes.languages.registry import LANGUAGES
-from sandboxes.languages.source_runner import Executable
+from sandboxes.languages.source_runner import Executable, compile_error_result
 from sandboxes.runtime.control import CancelToken
 from sandboxes.schema import Grants, JobSpec, JobState, RunResult, RunStatus
 from workers.problem_store import ProblemStore, sha256_of, test_jobs_key
@@ -42,6 +43,15 @@ log = logging.getLogger(__name__)
 JUDGE_FIELD: Final = "judge"  # the job record's field naming its judge task
 _BLOB_CACHE_BYTES: Final = 256 * 1024 * 1024
 _PROBLEMS_CACHED: Final = 64
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A problem version as tests need it: parsed once per process, not once per test."""
+
+    problem: Problem
+    plan: Plan
+    cases: dict[str, TestCase]
 
 
 class JudgeTask(BaseModel):
@@ -64,7 +74,7 @@ class JudgeWorker:
         self.timing = TimingConfig(s.judge_fuel_per_second, s.judge_wall_factor,
                                    s.judge_wall_extra_s)
         self._lock = threading.Lock()
-        self._problems: OrderedDict[tuple[str, str, int], tuple[Problem, Plan]] = OrderedDict()
+        self._problems: OrderedDict[tuple[str, str, int], _Loaded] = OrderedDict()
         self._programs: dict[tuple[str, str, int], Programs | ProgramError] = {}
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._blob_bytes = 0
@@ -83,13 +93,12 @@ class JudgeWorker:
             self.problems.finish(task.submission, _whole_ie(grade_msg), JobState.FAILED,
                                  grade_msg)
             return RunResult(status=RunStatus.CANCELLED, message=grade_msg)
-        problem, plan = loaded
+        problem, plan = loaded.problem, loaded.plan
         language = fields.get("language") or None
         if task.phase == "compile":
             return self._compile(task.submission, key, problem, plan, language, spec)
         assert task.test is not None
-        return self._test(task.submission, key, problem, plan, language, task.test, spec,
-                          cancel)
+        return self._test(task.submission, key, loaded, language, task.test, spec, cancel)
 
     # -- phases --------------------------------------------------------------------------
     def _compile(self, submission: str, key: tuple[str, str, int], problem: Problem,
@@ -120,10 +129,7 @@ class JudgeWorker:
                                                      spec.compiler_flags,
                                                      spec.limits.compile_time_s)
                 if outcome.wasm is None:
-                    return self._whole(submission, problem, RunResult(
-                        status=RunStatus.COMPILE_ERROR, compile_output=outcome.message,
-                        message="compile time limit exceeded" if outcome.timed_out
-                        else "compilation failed"))
+                    return self._whole(submission, problem, compile_error_result(outcome))
                 sha = sha256_of(outcome.wasm)
                 self.rt.store.put_module(sha, outcome.wasm)
                 compile_output = outcome.message or None
@@ -150,15 +156,15 @@ class JudgeWorker:
         return RunResult(status=RunStatus.OK, compile_output=compile_output,
                          message=f"queued {len(jobs)} tests")
 
-    def _test(self, submission: str, key: tuple[str, str, int], problem: Problem,
-              plan: Plan, language: str | None, name: str, spec: JobSpec,
+    def _test(self, submission: str, key: tuple[str, str, int], loaded: _Loaded,
+              language: str | None, name: str, spec: JobSpec,
               cancel: CancelToken) -> RunResult:
+        problem, plan = loaded.problem, loaded.plan
         if not plan.should_run(self.problems.known_verdicts(submission), name):
             self._record(submission, problem, plan,
                          TestResult(name=name, verdict=Verdict.SKIPPED))
             return RunResult(status=RunStatus.OK, message="skipped by the group rules")
-        cases = dict(problem.cases())
-        case = cases[name]
+        case = loaded.cases[name]
         programs = self._programs_for(key, problem)
         solution = self._solution(spec)
         inputs = self._blob(case.input_sha256), self._blob(case.answer_sha256)
@@ -202,7 +208,7 @@ class JudgeWorker:
         return self.rt.sources.executable(spec.language, spec.source, spec.limits,
                                           spec.compiler_flags)
 
-    def _problem(self, key: tuple[str, str, int]) -> tuple[Problem, Plan] | None:
+    def _problem(self, key: tuple[str, str, int]) -> _Loaded | None:
         with self._lock:
             hit = self._problems.get(key)
             if hit is not None:
@@ -211,7 +217,7 @@ class JudgeWorker:
         problem = self.problems.problem(*key)
         if problem is None:
             return None
-        loaded = (problem, Plan(problem))
+        loaded = _Loaded(problem, Plan(problem), dict(problem.cases()))
         with self._lock:
             self._problems[key] = loaded
             while len(self._problems) > _PROBLEMS_CACHED:

@@ -302,10 +302,10 @@ class ProblemStore:
             return _text(error) if error else "its compile job ended without a result"
         return None
 
-    def lost_tests(self, submission_id: str) -> list[TestResult]:
-        """Tests whose job ended without recording a result (its worker died more times
-        than a job is retried): IE results for them, so the submission still ends."""
-        recorded = set(self.test_results(submission_id))
+    def lost_tests(self, submission_id: str, recorded: set[str]) -> list[TestResult]:
+        """Tests (not among ``recorded``) whose job ended without recording a result (its
+        worker died more times than a job is retried): IE results for them, so the
+        submission still ends."""
         jobs = {_text(k): _text(v) for k, v in
                 self.r.hgetall(test_jobs_key(submission_id)).items()}
         pending = sorted(name for name in jobs if name not in recorded)

@@ -139,12 +139,7 @@ class SourceRunner:
             outcome, cached = self.compile(language, data, flags or [], limits.compile_time_s)
             jailed_s = 0.0 if cached else time.perf_counter() - compile_started
             if outcome.wasm is None:
-                result = RunResult(
-                    status=RunStatus.COMPILE_ERROR,
-                    message="compile time limit exceeded" if outcome.timed_out
-                    else "compilation failed",
-                    compile_output=outcome.message,
-                )
+                result = compile_error_result(outcome)
             else:  # the module's machine-code compile gets what is left of the budget
                 left = max(limits.compile_time_s - jailed_s, 0.001)
                 result = self.sandbox.run(
@@ -184,12 +179,7 @@ class SourceRunner:
             started = time.perf_counter()
             outcome, cached = self.compile(language, data, flags or [], limits.compile_time_s)
             if outcome.wasm is None:
-                return RunResult(
-                    status=RunStatus.COMPILE_ERROR,
-                    message="compile time limit exceeded" if outcome.timed_out
-                    else "compilation failed",
-                    compile_output=outcome.message, compile_cached=cached,
-                )
+                return compile_error_result(outcome, cached)
             left = max(limits.compile_time_s - (time.perf_counter() - started), 0.001)
             prepared = self.sandbox.prepare(
                 outcome.wasm, limits.model_copy(update={"compile_time_s": left}))
@@ -414,6 +404,15 @@ def _quickjs_stack_args(stack_bytes: int) -> list[str]:
 def _compile_timeout(budget_s: float | None) -> CompileOutcome:
     return CompileOutcome(None, f"[compile time limit of {budget_s:g} s exceeded]",
                           timed_out=True)
+
+
+def compile_error_result(outcome: CompileOutcome, cached: bool | None = None) -> RunResult:
+    """The result of a source whose compile failed (or ran out of time)."""
+    return RunResult(
+        status=RunStatus.COMPILE_ERROR,
+        message="compile time limit exceeded" if outcome.timed_out else "compilation failed",
+        compile_output=outcome.message, compile_cached=cached,
+    )
 
 
 def _refuse(status: RunStatus, message: str) -> RunResult:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from sandboxes.schema import JobSpec
-from service.auth import check_key, rate_exceeded, remember_rate
+from service.auth import bearer_key, check_key, rate_exceeded, remember_rate
 from service.deps import StateDep
 from service.http_errors import Problem
 from service.judge0 import catalog
@@ -51,14 +51,10 @@ async def judge0_submitter(request: Request, state: StateDep) -> Caller:
 
 
 async def _caller(request: Request, state: AppState, policy: str, charge: bool) -> Caller:
-    key = request.headers.get(AUTH_HEADER)
-    if not key:
-        header = request.headers.get("authorization", "")
-        scheme, _, bearer = header.partition(" ")
-        key = bearer.strip() if scheme.lower() == "bearer" else ""
-    if not key:
-        raise Judge0Error(401, f"send your Warden API key in the {AUTH_HEADER} header")
     try:
+        key = request.headers.get(AUTH_HEADER) or bearer_key(request)
+        if not key or not key.strip():
+            raise Judge0Error(401, f"send your Warden API key in the {AUTH_HEADER} header")
         caller, rate = await check_key(state, key.strip(), policy, charge)
     except Problem as problem:
         raise Judge0Error(problem.status, problem.detail or problem.title) from None

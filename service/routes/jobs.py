@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from typing import Annotated, Any
 
@@ -29,6 +28,7 @@ from service.openapi import problem_responses
 from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
 from service.submit import to_spec, within_ceilings
+from service.waiting import wait_until_ended
 from tenancy.models import Caller
 from workers.queue import QueueFullError, QuotaExceededError, Submission
 from workers.store import CURSOR_PATTERN, new_job_id
@@ -147,33 +147,10 @@ async def wait_for_record(
     state: AppState, caller: Caller, job_id: str, wait_s: float,
     fut: asyncio.Future[None] | None = None,
 ) -> JobRecord:
-    """The record once it is terminal or ``wait_s`` has passed. A wake-up that is not the
-    job's end (the waiter wakes everyone after re-subscribing to Redis) waits again.
-    ``fut``: a waiter registered before the job was queued, so its end cannot be missed
-    and the first read can wait for it (one Redis read per submit-and-wait, not two)."""
-    wait_s = min(wait_s, state.settings.max_wait_s)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    read_first = fut is None
-    while True:
-        if fut is None and wait_s > 0:
-            fut = state.waiter.register(job_id)
-        try:
-            remaining = deadline - loop.time()
-            if read_first or fut is None:
-                record = await state.record(job_id, caller.tenant)
-                if record is None:
-                    raise _not_found(job_id)
-                remaining = deadline - loop.time()
-                if fut is None or record.state.terminal or remaining <= 0:
-                    return record
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, remaining)
-        finally:
-            if fut is not None:
-                state.waiter.discard(job_id, fut)
-                fut = None
-        read_first = True
+    """The record once it is terminal or ``wait_s`` has passed (``wait_until_ended``)."""
+    return await wait_until_ended(
+        state, job_id, wait_s, lambda: state.record(job_id, caller.tenant),
+        lambda record: record.state.terminal, lambda: _not_found(job_id), fut)
 
 
 def _still_running(record: JobRecord) -> int:

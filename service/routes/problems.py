@@ -4,7 +4,6 @@ by content hash). The judging itself happens on the workers (``workers.judging``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Request, Response
@@ -22,6 +21,7 @@ from judge.problem import (
     SubmissionCreate,
     SubmissionList,
     SubmissionRecord,
+    TestResult,
 )
 from judge.runner import TimingConfig, submission_limits
 from judge.verdicts import Verdict
@@ -32,6 +32,7 @@ from service.http_errors import Problem, quota_exceeded
 from service.routes.jobs import JsonBody, WaitQuery, enqueue_checked
 from service.state import AppState
 from service.submit import to_spec, within_ceilings
+from service.waiting import wait_until_ended
 from tenancy.models import Caller
 from workers.judging import JUDGE_FIELD, JudgeTask
 from workers.problem_store import StorageQuotaError, sha256_of, submission_view
@@ -230,26 +231,29 @@ def _view(state: AppState, caller: Caller, problem_id: str, submission_id: str,
         return None
     if fields.get("state") == JobState.QUEUED.value:
         why = state.problems.compile_lost(fields)
-        problem = state.problems.problem(caller.tenant, problem_id, int(fields["version"]))
+        problem = None if why is None else state.problems.problem(
+            caller.tenant, problem_id, int(fields["version"]))
         if why is not None and problem is not None:
             state.problems.finish(submission_id, failed_whole(problem, Verdict.IE, why),
                                   JobState.FAILED, why)
             fields = state.problems.submission_fields(submission_id) or fields
-    if fields.get("state") == JobState.RUNNING.value:
-        _settle_lost(state, caller, submission_id, fields)
+    running = fields.get("state") == JobState.RUNNING.value
+    results = state.problems.test_results(submission_id) if with_tests or running else {}
+    if running and _settle_lost(state, caller, submission_id, fields, results):
         fields = state.problems.submission_fields(submission_id) or fields
-    tests = list(state.problems.test_results(submission_id).values()) if with_tests else []
-    view = submission_view(submission_id, fields, tests)
+        results = state.problems.test_results(submission_id)
+    view = submission_view(submission_id, fields, list(results.values()))
     return view if with_tests else view.model_copy(update={"tests": []})
 
 
 def _settle_lost(state: AppState, caller: Caller, submission_id: str,
-                 fields: dict[str, str]) -> None:
+                 fields: dict[str, str], results: dict[str, TestResult]) -> bool:
     """A test whose job failed for good (its workers kept dying) is IE; once every test is
-    accounted for, the submission is graded here, so it never stays running for ever."""
-    lost = state.problems.lost_tests(submission_id)
+    accounted for, the submission is graded here, so it never stays running for ever.
+    Whether anything was recorded."""
+    lost = state.problems.lost_tests(submission_id, set(results))
     if not lost:
-        return
+        return False
     problem = state.problems.problem(caller.tenant, fields["problem_id"],
                                      int(fields["version"]))
     done = total = 0
@@ -259,25 +263,12 @@ def _settle_lost(state: AppState, caller: Caller, submission_id: str,
         plan = Plan(problem)
         state.problems.finish(submission_id, plan.grade(state.problems.test_results(
             submission_id)))
+    return True
 
 
 async def _wait(state: AppState, caller: Caller, problem_id: str, submission_id: str,
                 wait_s: float, fut: asyncio.Future[None] | None = None) -> SubmissionRecord:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(wait_s, state.settings.max_wait_s)
-    while True:
-        if fut is None and wait_s > 0:
-            fut = state.waiter.register(submission_id)
-        try:
-            view = await run_in_threadpool(_view, state, caller, problem_id, submission_id)
-            if view is None:
-                raise _no_submission(submission_id)
-            remaining = deadline - loop.time()
-            if fut is None or view.state.terminal or remaining <= 0:
-                return view
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, remaining)
-        finally:
-            if fut is not None:
-                state.waiter.discard(submission_id, fut)
-                fut = None
+    return await wait_until_ended(
+        state, submission_id, wait_s,
+        lambda: run_in_threadpool(_view, state, caller, problem_id, submission_id),
+        lambda view: view.state.terminal, lambda: _no_submission(submission_id), fut)
