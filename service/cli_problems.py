@@ -5,6 +5,7 @@ this process's sandbox, as Kattis's verifyproblem does."""
 from __future__ import annotations
 
 import base64
+import json as json_module
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Annotated, Final
 import typer
 from pydantic import ValidationError
 
-from judge.grading import Grade
+from judge.grading import Grade, Plan
 from judge.kattis import KattisPackage, KattisSubmission, PackageError, load_package
 from judge.local import judge_locally
 from judge.problem import (
@@ -22,6 +23,7 @@ from judge.problem import (
     ProblemUpload,
     SubmissionCreate,
     SubmissionRecord,
+    TestResult,
     check_problem_id,
 )
 from judge.runner import TimingConfig
@@ -59,10 +61,11 @@ def _load(path: Path) -> KattisPackage:
         raise fail(f"cannot import {path}: {err}") from None
 
 
-def _max_score(problem: Problem, grade: Grade) -> float | None:
-    if problem.type is not ProblemType.SCORING:
-        return None
-    return max((g.score for g in grade.groups if g.name == ""), default=None)
+def full_score(problem: Problem) -> float:
+    """The score of a submission that every test accepts: what an accepted one must get."""
+    plan = Plan(problem)
+    return plan.grade({name: TestResult(name=name, verdict=Verdict.AC)
+                       for name in plan.order}).score
 
 
 @dataclass
@@ -138,7 +141,7 @@ def verify(path: DirArg, json: JsonOpt = False) -> None:
         expected = EXPECTED.get(sub.category, frozenset())
         ok = grade.verdict in expected
         if sub.category == "accepted" and problem.type is ProblemType.SCORING:
-            ok = ok and grade.score >= (_max_score(problem, grade) or grade.score)
+            ok = ok and grade.score >= full_score(problem)
         note = ""
         if sub.category == "partially_accepted":
             ok = grade.score > 0
@@ -148,27 +151,21 @@ def verify(path: DirArg, json: JsonOpt = False) -> None:
                 note = (f"sensitive to the time limit: {again.verdict.value} at "
                         f"{high.limits.time_limit_s:g} s")
         results.append(Verified(sub, grade, ok, note))
-    bad = 0
-    for r in results:
-        score = f" score {r.grade.score:g}" if problem.type is ProblemType.SCORING else ""
-        mark = "ok " if r.ok else "BAD"
-        where = f" (first failure {r.grade.first_failure})" if r.grade.first_failure else ""
-        line = f"{mark} {r.submission.path}: {r.grade.verdict.value}{score}{where}"
-        if r.note:
-            line += f"; warning: {r.note}"
-        if json:
-            continue
-        typer.echo(line)
-        bad += not r.ok
     if json:
-        import json as json_module
-
         sys.stdout.write(json_module.dumps([
             {"path": r.submission.path, "category": r.submission.category,
              "verdict": r.grade.verdict.value, "score": r.grade.score, "ok": r.ok,
              "first_failure": r.grade.first_failure, "warning": r.note or None}
             for r in results], indent=2) + "\n")
-        bad = sum(not r.ok for r in results)
+    else:
+        for r in results:
+            score = f" score {r.grade.score:g}" if problem.type is ProblemType.SCORING else ""
+            where = f" (first failure {r.grade.first_failure})" if r.grade.first_failure \
+                else ""
+            line = f"{'ok ' if r.ok else 'BAD'} {r.submission.path}: {r.grade.verdict.value}"
+            line += score + where + (f"; warning: {r.note}" if r.note else "")
+            typer.echo(line)
+    bad = sum(not r.ok for r in results)
     if bad:
         raise typer.Exit(NOT_ACCEPTED)
 

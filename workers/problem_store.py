@@ -200,11 +200,11 @@ class ProblemStore:
         fields = self.r.hgetall(problem_key(tenant, problem_id))
         if not fields:
             return None
-        current = int(fields[b"version"])
-        raw = self.r.get(version_key(tenant, problem_id, version or current))
+        version = int(fields[b"version"]) if version is None else version
+        raw = self.r.get(version_key(tenant, problem_id, version))
         if not isinstance(raw, bytes):
             return None
-        return ProblemRecord(id=problem_id, version=version or current,
+        return ProblemRecord(id=problem_id, version=version,
                              created_at=float(fields[b"created_at"]),
                              updated_at=float(fields[b"updated_at"]),
                              problem=Problem.model_validate_json(raw))

@@ -196,3 +196,16 @@ def test_verify_reports_a_misplaced_submission(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["problem", "verify", str(tmp_path / "aplusb")])
     assert result.exit_code == 1
     assert "BAD submissions/accepted/wrong.c: WA" in result.output
+
+
+def test_verify_wants_full_score_from_accepted(tmp_path: Path) -> None:
+    """On a scoring problem, an accepted submission that scores less than full is BAD."""
+    import shutil
+
+    shutil.copytree(KATTIS / "subtasks", tmp_path / "subtasks")
+    partial = tmp_path / "subtasks" / "submissions" / "partially_accepted" / "loop.c"
+    shutil.move(partial, tmp_path / "subtasks" / "submissions" / "accepted" / "loop.c")
+    (tmp_path / "subtasks" / ".timelimit").write_text("1\n")  # no 60 s derivation run
+    result = CliRunner().invoke(app, ["problem", "verify", str(tmp_path / "subtasks")])
+    assert result.exit_code == 1
+    assert "BAD submissions/accepted/loop.c: AC score 30" in result.output

@@ -106,6 +106,9 @@ def test_versions_listing_and_delete(cluster: Cluster,
     assert http.get("/v1/problems/p1", params={"version": 1}).json()["problem"]["title"] \
         != "A+B, again"
     second = judge(http, "p1", *source(pkg, "submissions/accepted/aplusb.py"))
+    for bad_version in (0, -1, 3):
+        assert_problem(http.get("/v1/problems/p1", params={"version": bad_version}), 404,
+                       "problem-not-found")
     assert (first["problem_version"], second["problem_version"]) == (1, 2)
     listed = http.get("/v1/problems/p1/submissions").json()["submissions"]
     assert [s["id"] for s in listed] == [second["id"], first["id"]]
