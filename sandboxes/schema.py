@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -253,6 +253,7 @@ MAX_ARG_BYTES: Final = 4096
 MAX_ENV: Final = 128
 MAX_STDIN_BYTES: Final = 64 * MiB
 MAX_FILES: Final = 256
+MAX_CALLBACK_URL_LENGTH: Final = 2048
 # Each maximum holds alone; one request carries at most WARDEN_MAX_BODY_BYTES in all.
 MAX_FILES_TOTAL_BYTES: Final = 64 * MiB
 MAX_SCRATCH_BYTES: Final = 1 * GiB
@@ -466,6 +467,12 @@ class JobSubmission(BaseModel):
     )
     limits: Limits = Field(default_factory=Limits)
     grants: Grants = Field(default_factory=Grants)
+    callback_url: str | None = Field(
+        default=None, max_length=MAX_CALLBACK_URL_LENGTH,
+        description="http(s) URL that receives the job's record (POST, JSON, outputs in "
+        "base64) once it ends; only public addresses unless the operator allowed more; "
+        "each attempt is recorded in the record's `callback`",
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> JobSubmission:
@@ -492,6 +499,26 @@ class JobSpec(BaseModel):
     grants: Grants
 
 
+class CallbackAttempt(BaseModel):
+    """One attempt to deliver a job's callback."""
+
+    at: Timestamp
+    outcome: Literal["delivered", "failed", "refused"] = Field(
+        description="refused: the URL or its address is not allowed, or the receiver "
+        "redirected (never retried); failed: retried while attempts remain")
+    status_code: int | None = None
+    address: str | None = Field(default=None, description="The address connected to")
+    detail: str | None = None
+
+
+class CallbackStatus(BaseModel):
+    """Where a job's result goes when it ends, and how delivering it went."""
+
+    url: str
+    state: Literal["pending", "delivered", "failed", "refused"]
+    attempts: list[CallbackAttempt] = Field(default_factory=list)
+
+
 class JobRecord(BaseModel):
     """The authoritative record of a job, as the API returns it."""
 
@@ -503,6 +530,7 @@ class JobRecord(BaseModel):
     attempts: int = 0
     result: RunResult | None = None
     error: str | None = Field(default=None, description="Why a job failed outside its run")
+    callback: CallbackStatus | None = None
 
 
 class JobAccepted(BaseModel):

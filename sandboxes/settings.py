@@ -8,6 +8,7 @@ what it allows, in one line, so that commands can report it instead of a traceba
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 from collections.abc import Callable
@@ -22,6 +23,31 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandboxes.schema import Bytes, Seconds
 from sandboxes.units import format_size, parse_duration
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[IpNetwork, ...]:
+    """Comma-separated CIDRs (``10.1.2.0/24,fd00::/8``); ValueError names a bad one."""
+    networks = []
+    for name in (part.strip() for part in value.split(",")):
+        if not name:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(name, strict=False))
+        except ValueError:
+            raise ValueError(f"{name!r} is not a network (a CIDR such as 10.1.2.0/24)"
+                             ) from None
+    return tuple(networks)
+
+
+def _networks(value: object) -> object:
+    if isinstance(value, str):
+        parse_networks(value)  # a typo is one clear line at start
+    return value
+
+
+Networks = Annotated[str, BeforeValidator(_networks)]
 
 # Whole seconds (a Redis TTL), in the same forms as other durations ("24h", "86400").
 WholeSeconds = Annotated[
@@ -161,6 +187,29 @@ class Settings(BaseSettings):
     judge_wall_extra_s: Seconds = Field(
         default=1.0, ge=0, le=60, description="Seconds added to the judge's wall-clock cap",
     )
+    callbacks_enabled: bool = Field(
+        default=True, description="Accept callback URLs on submissions (delivered only to "
+        "public addresses, or to WARDEN_CALLBACK_ALLOWED_NETWORKS)",
+    )
+    callback_allowed_networks: Networks = Field(
+        default="", description="Comma-separated CIDRs that callbacks may reach although "
+        "they are not public (loopback, private, link-local, metadata addresses are refused "
+        "otherwise); empty: public addresses only",
+    )
+    callback_timeout_s: Seconds = Field(
+        default=5.0, gt=0, le=60, description="One callback attempt, connect to last byte",
+    )
+    callback_max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts to deliver one callback",
+    )
+    callback_backoff_s: Seconds = Field(
+        default=2.0, ge=0, le=600, description="Wait before the second attempt; each "
+        "further wait is 4 times the one before",
+    )
+
+    @property
+    def callback_networks(self) -> tuple[IpNetwork, ...]:
+        return parse_networks(self.callback_allowed_networks)
 
     @property
     def cache_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,8 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.settings import Settings, get_settings
 from service import dashboard, http_errors, openapi
 from service.body_limit import BodyLimitMiddleware
+from service.callbacks.dispatcher import CallbackDispatcher
 from service.judge0 import routes as judge0_routes
 from service.metrics import HttpMetricsMiddleware
+from service.piston import routes as piston_routes
+from service.piston.execute import PistonError
 from service.ratelimit_headers import RateLimitHeadersMiddleware
 from service.routes import admin, jobs, meta, problems, usage
 from service.state import AppState
@@ -29,11 +34,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.warden = AppState.connect(settings)
+        app.state.warden = state = AppState.connect(settings)
         if settings.bootstrap_admin_key:
-            ensure_bootstrap_key(app.state.warden.tenants, settings.bootstrap_admin_key)
+            ensure_bootstrap_key(state.tenants, settings.bootstrap_admin_key)
+        assert state.aclient is not None
+        callbacks = CallbackDispatcher(state.aclient, settings)
+        delivering = asyncio.create_task(callbacks.run(), name="warden-callbacks")
         yield
-        app.state.warden.close()
+        delivering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivering
+        await callbacks.close()
+        state.close()
 
     # /docs (Swagger UI) and /redoc from assets installed with fastapi-offline, not a CDN:
     # they work on a machine with no internet. No online validator badge either.
@@ -49,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(problems.router)
     app.include_router(judge0_routes.router)
+    app.include_router(piston_routes.router)
     app.include_router(admin.admin)
     app.include_router(admin.keys)
     app.include_router(usage.router)
@@ -58,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     app.add_exception_handler(http_errors.Problem, http_errors.on_problem)
     app.add_exception_handler(judge0_routes.Judge0Error, judge0_routes.on_judge0_error)
+    app.add_exception_handler(PistonError, piston_routes.on_piston_error)
     app.add_exception_handler(RequestValidationError, http_errors.on_validation)
     app.add_exception_handler(StarletteHTTPException, http_errors.on_http)
     for down in (redis.ConnectionError, redis.TimeoutError):

@@ -24,6 +24,7 @@ import redis
 
 from sandboxes.schema import JobRecord, JobSpec, JobState, RunResult, RunStatus
 from workers.accounting import ACCOUNT
+from workers.callback_queue import CALLBACK_DUE, callback_status
 from workers.scheduling import RING, TAKEN, taken_member
 
 PREFIX: Final = "warden:"
@@ -122,7 +123,7 @@ return 'ok'
 
 # KEYS[1]=job ARGV: token, state, result_json, error, now, ttl, job_id, then ACCOUNT's
 # arguments (workers/accounting.py): the job is counted in the same step, exactly once.
-_FINISH = SLOT + ACCOUNT + """
+_FINISH = SLOT + ACCOUNT + CALLBACK_DUE + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'error', ARGV[4],
@@ -131,6 +132,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[7])
 redis.call('ZREM', slot(KEYS[1]), ARGV[7])
 if #ARGV >= 8 then account(KEYS[1], 8) end
+callback_due(KEYS[1], ARGV[7], ARGV[5])
 redis.call('PUBLISH', KEYS[3], ARGV[7])
 return 1
 """
@@ -138,7 +140,7 @@ return 1
 # KEYS[1]=job KEYS[2]=events KEYS[3]=cancel KEYS[4]=base RQ queue ARGV: now, ttl, job_id,
 # result. A queued job also leaves its tenant's RQ queue (or the base queue it was put on
 # before queues were per tenant) and its RQ job hash: it no longer takes a queue slot.
-_CANCEL = """
+_CANCEL = CALLBACK_DUE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'queued' then
   local rq = redis.call('HGET', KEYS[1], 'rq_id')
@@ -154,6 +156,7 @@ if state == 'queued' then
   redis.call('DEL', 'rq:job:' .. rq)
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1], 'result', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
+  callback_due(KEYS[1], ARGV[3], ARGV[1])
   redis.call('PUBLISH', KEYS[2], ARGV[3])
   return 'dequeued'
 elseif state == 'running' then
@@ -166,7 +169,7 @@ return state or 'missing'
 
 # KEYS[1]=job ARGV: now, max_attempts, ttl, job_id, cancelled result, then the commands
 # that queue it again (argc, command, args...), run only when it is re-run
-_REAP = REPLAY + SLOT + RING + """
+_REAP = REPLAY + SLOT + RING + CALLBACK_DUE + """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
 redis.call('ZREM', KEYS[2], ARGV[4])
@@ -187,6 +190,7 @@ else
              'error', 'the worker running this job died ' .. attempts .. ' time(s)')
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+callback_due(KEYS[1], ARGV[4], ARGV[1])
 redis.call('PUBLISH', KEYS[3], ARGV[4])
 return 'ended'
 """
@@ -218,6 +222,19 @@ return 1
 """
 
 
+# KEYS[1]=job KEYS[2]=all jobs KEYS[3]=the tenant's jobs, then more listings ARGV: job_id.
+# Only an ended job is deleted (a queued or running one still has a worker's or the queue's
+# reference to it): its state is answered instead.
+_DELETE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'queued' or state == 'running' then return state end
+redis.call('DEL', KEYS[1])
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 'deleted'
+"""
+
+
 class JobStore:
     """All reads and writes of Warden's job keys (sync client; the API calls it in threads)."""
 
@@ -231,6 +248,7 @@ class JobStore:
         self._reap = client.register_script(_REAP)
         self._renew = client.register_script(_RENEW)
         self._unstick = client.register_script(_UNSTICK)
+        self._delete = client.register_script(_DELETE)
 
     # -- pipelined transitions (the worker's hot path) ------------------------------------
     # Script objects called on a pipeline make redis-py send SCRIPT EXISTS before every
@@ -402,6 +420,13 @@ class JobStore:
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
 
+    def delete(self, job_id: str, tenant: str, listings: tuple[str, ...] = ()) -> str:
+        """Delete an ended job's record (and its entries in ``listings``): 'deleted', or
+        the state that keeps it ('queued', 'running'), or 'missing'."""
+        keys = [job_key(job_id), JOBS, tenant_jobs_key(tenant), *listings]
+        outcome = self._delete(keys=keys, args=[job_id])
+        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+
     def expired_leases(self) -> list[str]:
         members: list[bytes] = self.r.zrangebyscore(LEASES, "-inf", time.time())  # type: ignore[assignment]
         return [m.decode() for m in members]
@@ -493,4 +518,5 @@ def _record(job_id: str, fields: dict[bytes, bytes]) -> JobRecord:
         attempts=int(text("attempts") or 0),
         result=RunResult.model_validate_json(result) if result else None,
         error=text("error"),
+        callback=callback_status(fields),
     )

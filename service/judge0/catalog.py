@@ -24,6 +24,8 @@ STATUSES: Final = (
     (12, "Runtime Error (Other)"), (13, "Internal Error"), (14, "Exec Format Error"),
 )
 MAX_BATCH: Final = 20  # Judge0's MAX_SUBMISSION_BATCH_SIZE default
+MAX_EXTRACT_BYTES: Final = 10 * MiB  # additional_files, unpacked (Judge0's max_extract_size)
+MAX_PER_PAGE: Final = 100  # GET /submissions (Judge0 has no cap: Warden reads one page)
 
 
 def about() -> dict[str, str]:
@@ -67,11 +69,11 @@ def config_info(settings: Settings) -> dict[str, Any]:
         "enable_compiler_options": True,
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
-        "enable_submission_delete": False,
-        "enable_callbacks": False,
-        "callbacks_max_tries": 3,
-        "callbacks_timeout": 5.0,
-        "enable_additional_files": False,
+        "enable_submission_delete": True,
+        "enable_callbacks": settings.callbacks_enabled,
+        "callbacks_max_tries": settings.callback_max_attempts,
+        "callbacks_timeout": settings.callback_timeout_s,
+        "enable_additional_files": True,
         "max_queue_size": settings.max_queue_length,
         "cpu_time_limit": 5.0,
         "max_cpu_time_limit": round(min(max_cpu, wall.maximum), 3),
@@ -94,7 +96,7 @@ def config_info(settings: Settings) -> dict[str, Any]:
         "number_of_runs": 1,  # fuel is deterministic: another run measures the same
         "max_number_of_runs": 1,
         "redirect_stderr_to_stdout": False,
-        "max_extract_size": 10 * MiB // KiB,
+        "max_extract_size": MAX_EXTRACT_BYTES // KiB,
         "enable_batched_submissions": True,
         "max_submission_batch_size": MAX_BATCH,
         "submission_cache_duration": 1.0,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+import time
 from importlib.metadata import version
 from typing import Annotated, Any
 
@@ -15,26 +17,41 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from sandboxes.schema import JobSpec
-from service.auth import bearer_key, check_key, rate_exceeded, remember_rate
+from service.auth import bearer_key
+from service.callbacks import bodies
+from service.compat_auth import compat_caller
 from service.deps import StateDep
 from service.http_errors import Problem
 from service.judge0 import catalog
 from service.judge0.submissions import (
     FIELD,
     FieldsRefusedError,
+    InvalidFieldsError,
     Judge0Submission,
     NotUtf8Error,
     job_id_of,
+    listing_key,
     parse_fields,
     to_job,
     token_of,
     view,
 )
-from service.routes.jobs import enqueue_checked, wait_for_record
+from service.routes.jobs import callback_writes, enqueue_checked, wait_for_record
 from service.state import AppState
 from service.submit import to_spec, within_ceilings
 from tenancy.models import Caller
+from workers.queue import Submission
 from workers.store import job_key, new_job_id, record_from_fields
+
+# Judge0's texts
+_BATCH_TOO_LARGE = f"number of submissions in a batch should be less than or equal to " \
+                   f"{catalog.MAX_BATCH}"
+_BATCH_EMPTY = "there should be at least one submission in a batch"
+_NOT_UTF8 = "some attributes for this submission cannot be converted to UTF-8, use " \
+            "base64_encoded=true query parameter"
+_NOT_UTF8_MANY = "some attributes for one or more submissions cannot be converted to " \
+                 "UTF-8, use base64_encoded=true query parameter"
+LISTED_PER_TENANT = 100_000  # GET /submissions pages through a tenant's newest ones
 
 AUTH_HEADER = "X-Auth-Token"
 
@@ -53,16 +70,10 @@ async def judge0_submitter(request: Request, state: StateDep) -> Caller:
 async def _caller(request: Request, state: AppState, policy: str, charge: bool) -> Caller:
     try:
         key = request.headers.get(AUTH_HEADER) or bearer_key(request)
-        if not key or not key.strip():
-            raise Judge0Error(401, f"send your Warden API key in the {AUTH_HEADER} header")
-        caller, rate = await check_key(state, key.strip(), policy, charge)
     except Problem as problem:
         raise Judge0Error(problem.status, problem.detail or problem.title) from None
-    remember_rate(request, rate)
-    if not rate.allowed:
-        limited = rate_exceeded(rate)
-        raise Judge0Error(429, limited.detail or "too many requests", limited.headers)
-    return caller
+    return await compat_caller(request, state, key, policy, charge, Judge0Error,
+                               f"send your Warden API key in the {AUTH_HEADER} header")
 
 
 Judge0Caller = Annotated[Caller, Depends(judge0_caller)]
@@ -147,27 +158,42 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "1", "yes")
 
 
-async def _enqueue(state: AppState, request: Request, caller: Caller,
-                   bodies: list[Judge0Submission], base64_encoded: bool) -> list[str]:
-    """Queue Judge0 submissions as Warden jobs (all or none); their job ids."""
-    submissions, extra = [], []
-    for body in bodies:
-        try:
-            job, kept = to_job(body, base64_encoded, state.settings.judge_fuel_per_second)
-            spec, module = to_spec(job)
-            spec = within_ceilings(job, spec, caller)
-        except FieldsRefusedError as err:
-            raise Judge0Error(422, "", body=err.errors) from None
-        except Problem as problem:
-            raise _from_problem(problem) from None
-        job_id = new_job_id()
-        submissions.append((spec, module, job_id))
-        extra.append(("HSET", job_key(job_id), FIELD, json.dumps(kept)))
+def _prepare(state: AppState, caller: Caller, body: Judge0Submission,
+             base64_encoded: bool) -> tuple[Submission, list[tuple[Any, ...]]]:
+    """One submission as a queued job and the write that keeps its Judge0 attributes;
+    Judge0Error for one Judge0 would refuse."""
     try:
-        await enqueue_checked(state, request, caller, submissions, extra)
+        job, kept = to_job(body, base64_encoded, state.settings.judge_fuel_per_second)
+        spec, module = to_spec(job)
+        spec = within_ceilings(job, spec, caller)
+    except FieldsRefusedError as err:
+        raise Judge0Error(422, "", body=err.errors) from None
     except Problem as problem:
         raise _from_problem(problem) from None
-    return [job_id for _, _, job_id in submissions]
+    job_id = new_job_id()
+    writes: list[tuple[Any, ...]] = [("HSET", job_key(job_id), FIELD, json.dumps(kept))]
+    try:
+        writes += callback_writes(state, body.callback_url or None, job_id, bodies.JUDGE0)
+    except Problem as problem:
+        message = (problem.detail or "").removeprefix("callback_url: ")
+        raise Judge0Error(422, message, body={"callback_url": [message]}) from None
+    return (spec, module, job_id), writes
+
+
+async def _enqueue(state: AppState, request: Request, caller: Caller,
+                   prepared: list[tuple[Submission, list[tuple[Any, ...]]]]) -> list[str]:
+    """Queue prepared submissions (all or none, in one step with their records and their
+    place in the tenant's Judge0 listing); their job ids."""
+    now = time.time()
+    listing = listing_key(caller.tenant)
+    extra: list[tuple[Any, ...]] = [write for _, writes in prepared for write in writes]
+    extra += [("ZADD", listing, repr(now), job_id) for (_, _, job_id), _ in prepared]
+    extra.append(("ZREMRANGEBYRANK", listing, 0, -LISTED_PER_TENANT - 1))
+    try:
+        await enqueue_checked(state, request, caller, [sub for sub, _ in prepared], extra)
+    except Problem as problem:
+        raise _from_problem(problem) from None
+    return [job_id for (_, _, job_id), _ in prepared]
 
 
 def _from_problem(problem: Problem) -> Judge0Error:
@@ -179,67 +205,159 @@ def _from_problem(problem: Problem) -> Judge0Error:
     return Judge0Error(problem.status, message, problem.headers)
 
 
-async def _view(state: AppState, caller: Caller, job_id: str, fields: set[str] | None,
-                base64_encoded: bool) -> dict[str, Any] | None:
+async def _view(state: AppState, caller: Caller, job_id: str, fields: tuple[str, ...] | None,
+                base64_encoded: bool, not_utf8: str = _NOT_UTF8) -> dict[str, Any] | None:
+    """The submission as Judge0 shows it; None if the caller has no such submission."""
     assert state.aclient is not None
     raw: dict[bytes, bytes] = await state.aclient.hgetall(job_key(job_id))  # type: ignore[assignment]
     record = record_from_fields(job_id, raw, caller.tenant)
-    if record is None:
+    if record is None or FIELD.encode() not in raw:  # a Warden job is not a Judge0 one
         return None
-    kept = json.loads(raw[FIELD.encode()]) if FIELD.encode() in raw else {}
+    kept = json.loads(raw[FIELD.encode()])
     kept.setdefault("fuel_per_second", state.settings.judge_fuel_per_second)
     spec = JobSpec.model_validate_json(raw[b"spec"]) if b"spec" in raw else None
     try:
-        return view(record, kept, fields, base64_encoded,
-                    spec.source if spec else None, spec.grants.stdin if spec else b"")
+        return view(record, kept, fields, base64_encoded, spec)
     except NotUtf8Error:
-        raise Judge0Error(400, "some attributes for this submission cannot be converted to "
-                          "UTF-8, use base64_encoded=true query parameter") from None
+        raise Judge0Error(400, not_utf8) from None
+
+
+def _fields(text: str | None) -> tuple[str, ...] | None:
+    try:
+        return parse_fields(text)
+    except InvalidFieldsError as err:
+        raise Judge0Error(400, str(err)) from None
 
 
 @router.post("/submissions", status_code=201)
 async def create_submission(request: Request, state: StateDep, caller: Judge0Submitter,
                             body: Judge0Submission, base64_encoded: str | None = None,
                             wait: str | None = None, fields: str | None = None) -> Any:
-    encoded = _flag(base64_encoded)
-    (job_id,) = await _enqueue(state, request, caller, [body], encoded)
-    if not _flag(wait):
+    encoded, wanted = _flag(base64_encoded), _fields(fields)
+    (job_id,) = await _enqueue(state, request, caller,
+                               [_prepare(state, caller, body, encoded)])
+    if wait != "true":
         return {"token": token_of(job_id)}
     await wait_for_record(state, caller, job_id, state.settings.max_wait_s)
-    return await _view(state, caller, job_id, parse_fields(fields), encoded)
+    try:
+        return await _view(state, caller, job_id, wanted, encoded)
+    except Judge0Error as err:  # Judge0 answers the token beside the conversion error
+        return JSONResponse({"error": err.message, "token": token_of(job_id)}, 201)
 
 
 @router.post("/submissions/batch", status_code=201)
 async def create_batch(request: Request, state: StateDep, caller: Judge0Submitter,
                        batch: Judge0Batch, base64_encoded: str | None = None) -> Any:
-    if not batch.submissions or len(batch.submissions) > catalog.MAX_BATCH:
-        raise Judge0Error(400, "number of submissions in a batch should be less than or "
-                          f"equal to {catalog.MAX_BATCH}")
-    ids = await _enqueue(state, request, caller, batch.submissions, _flag(base64_encoded))
-    return [{"token": token_of(job_id)} for job_id in ids]
+    """Judge0's batch: each submission is accepted or refused on its own (a refused one
+    answers its errors in its place); 201 if any was accepted, else 422."""
+    if len(batch.submissions) > catalog.MAX_BATCH:
+        raise Judge0Error(400, _BATCH_TOO_LARGE)
+    if not batch.submissions:
+        raise Judge0Error(400, _BATCH_EMPTY)
+    encoded = _flag(base64_encoded)
+    answers: list[Any] = []
+    accepted: list[tuple[Submission, list[tuple[Any, ...]]]] = []
+    for body in batch.submissions:
+        try:
+            accepted.append(_prepare(state, caller, body, encoded))
+            answers.append(None)
+        except Judge0Error as err:
+            if err.status != 422:
+                raise
+            answers.append(err.body if err.body is not None else {"base": [err.message]})
+    ids = iter(await _enqueue(state, request, caller, accepted) if accepted else [])
+    answers = [{"token": token_of(next(ids))} if a is None else a for a in answers]
+    return JSONResponse(answers, 201 if accepted else 422)
 
 
 @router.get("/submissions/batch")
 async def get_batch(state: StateDep, caller: Judge0Caller, tokens: str = "",
                     base64_encoded: str | None = None, fields: str | None = None) -> Any:
-    wanted = [t for t in tokens.split(",") if t.strip()]
-    if not wanted or len(wanted) > catalog.MAX_BATCH:
-        raise Judge0Error(400, "number of submissions in a batch should be less than or "
-                          f"equal to {catalog.MAX_BATCH}")
+    wanted = [t for t in tokens.strip().split(",") if t]
+    if len(wanted) > catalog.MAX_BATCH:
+        raise Judge0Error(400, _BATCH_TOO_LARGE)
+    if not wanted:
+        raise Judge0Error(400, _BATCH_EMPTY)
+    names, encoded = _fields(fields), _flag(base64_encoded)
     found = []
     for token in wanted:
         job_id = job_id_of(token)
         found.append(None if job_id is None else await _view(
-            state, caller, job_id, parse_fields(fields), _flag(base64_encoded)))
+            state, caller, job_id, names, encoded, _NOT_UTF8_MANY))
     return {"submissions": found}
+
+
+def _ruby_int(text: str | None, default: int) -> int:
+    """Judge0 reads ``page`` and ``per_page`` with Ruby's ``to_i``: leading digits, else 0."""
+    if text is None:
+        return default
+    match = re.match(r"\s*([+-]?\d+)", text)
+    return int(match.group(1)) if match else 0
+
+
+@router.get("/submissions")
+async def list_submissions(state: StateDep, caller: Judge0Caller, page: str | None = None,
+                           per_page: str | None = None, base64_encoded: str | None = None,
+                           fields: str | None = None) -> Any:
+    """The tenant's Judge0 submissions, newest first, a page at a time, with Judge0's
+    ``meta``."""
+    number, size = _ruby_int(page, 1), _ruby_int(per_page, 20)
+    if number <= 0:
+        raise Judge0Error(400, f"invalid page: {number}")
+    if size <= 0 or size > catalog.MAX_PER_PAGE:
+        raise Judge0Error(400, f"invalid per_page: {size} (1 to {catalog.MAX_PER_PAGE})")
+    names, encoded = _fields(fields), _flag(base64_encoded)
+    assert state.aclient is not None
+    listing = listing_key(caller.tenant)
+    found: list[dict[str, Any]] = []
+    for _ in range(3):  # expired jobs leave the listing as a page meets them
+        start = (number - 1) * size
+        members: list[bytes] = await state.aclient.zrevrange(  # type: ignore[assignment]
+            listing, start, start + size - 1)
+        found, stale = [], []
+        for member in members:
+            job_id = member.decode()
+            shown = await _view(state, caller, job_id, names, encoded, _NOT_UTF8_MANY)
+            (stale.append(job_id) if shown is None else found.append(shown))
+        if not stale:
+            break
+        await state.aclient.zrem(listing, *stale)
+    total = int(await state.aclient.zcard(listing))
+    pages = -(-total // size)
+    return {"submissions": found,
+            "meta": {"current_page": number, "next_page": number + 1 if number < pages else None,
+                     "prev_page": number - 1 if number > 1 else None, "total_pages": pages,
+                     "total_count": total}}
 
 
 @router.get("/submissions/{token}")
 async def get_submission(token: str, state: StateDep, caller: Judge0Caller,
                          base64_encoded: str | None = None, fields: str | None = None) -> Any:
     job_id = job_id_of(token)
+    names = _fields(fields)
     found = None if job_id is None else await _view(
-        state, caller, job_id, parse_fields(fields), _flag(base64_encoded))
+        state, caller, job_id, names, _flag(base64_encoded))
     if found is None:
         raise Judge0Error(404, "Not Found")
     return found
+
+
+@router.delete("/submissions/{token}")
+async def delete_submission(token: str, state: StateDep, caller: Judge0Caller,
+                            fields: str | None = None) -> Any:
+    """Delete an ended submission; it is answered as it was (always base64, as Judge0
+    does, so that any output can be shown)."""
+    job_id = job_id_of(token)
+    names = _fields(fields)
+    shown = None if job_id is None else await _view(state, caller, job_id, names, True)
+    if shown is None or job_id is None:
+        raise Judge0Error(404, "Not Found")
+    outcome = await run_in_threadpool(state.store.delete, job_id, caller.tenant,
+                                      (listing_key(caller.tenant),))
+    if outcome in ("queued", "running"):
+        status = 1 if outcome == "queued" else 2
+        raise Judge0Error(400, f"submission cannot be deleted because its status is {status} "
+                               f"({catalog.STATUSES[status - 1][1]})")
+    if outcome == "missing":
+        raise Judge0Error(404, "Not Found")
+    return shown

@@ -9,31 +9,36 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import shlex
 import uuid
+import zipfile
 from datetime import UTC
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sandboxes.languages.registry import LANGUAGES, Language
 from sandboxes.schema import (
     LIMIT_BOUNDS,
     Grants,
     JobRecord,
+    JobSpec,
     JobState,
     JobSubmission,
     KiB,
     Limits,
+    MiB,
     RunResult,
     RunStatus,
     TrapKind,
 )
-from service.judge0.catalog import STATUSES
+from service.judge0.catalog import MAX_EXTRACT_BYTES, STATUSES, language_name
+from workers.store import PREFIX
 
 FIELD: Final = "judge0"  # the job record's field with the Judge0-only attributes
-DEFAULT_FIELDS: Final = ("token", "stdout", "stderr", "compile_output", "message", "time",
-                         "memory", "status")
+DEFAULT_FIELDS: Final = ("token", "time", "memory", "stdout", "stderr", "compile_output",
+                         "message", "status")
 _DESCRIPTIONS: Final = dict(STATUSES)
 
 
@@ -128,16 +133,15 @@ def to_job(body: Judge0Submission, base64_encoded: bool, fuel_per_second: int,
             errors)
     if body.enable_network:
         errors.setdefault("enable_network", []).append("enabling network is not allowed")
-    if body.additional_files:
-        errors.setdefault("additional_files", []).append("additional files are not enabled")
-    if body.callback_url:
-        errors.setdefault("callback_url", []).append("callbacks are not enabled")
+    files = _additional_files(body.additional_files, errors)
     try:
         args = shlex.split(body.command_line_arguments or "")
         flags = shlex.split(body.compiler_options or "")
     except ValueError as err:
         errors.setdefault("command_line_arguments", []).append(str(err))
         args, flags = [], []
+    if language is not None and files and (reserved := language.check_files(list(files))):
+        errors.setdefault("additional_files", []).append(reserved)
     if errors:
         raise FieldsRefusedError(errors)
     assert language is not None and source is not None
@@ -154,14 +158,69 @@ def to_job(body: Judge0Submission, base64_encoded: bool, fuel_per_second: int,
         limits["stack_bytes"] = max(int(body.stack_limit * KiB), int(stack.minimum))
     if body.max_file_size is not None:
         limits["stdout_bytes"] = int(body.max_file_size * KiB)
-    job = JobSubmission(language=language.id, source=source, compiler_flags=flags,
-                        limits=Limits(**limits),
-                        grants=Grants(args=args, stdin=(stdin or "").encode()))
+    try:
+        job = JobSubmission(language=language.id, source=source, compiler_flags=flags,
+                            limits=Limits(**limits),
+                            grants=Grants(args=args, stdin=(stdin or "").encode(), files=files))
+    except ValidationError as err:
+        raise FieldsRefusedError(_field_errors(err)) from None
     kept = {"language_id": language.judge0_id, "expected_output": expected,
             "redirect_stderr_to_stdout": bool(body.redirect_stderr_to_stdout),
             "cpu_time_limit": cpu, "cpu_extra_time": extra,
-            "wall_time_limit": limits["wall_time_s"], "fuel_per_second": fuel_per_second}
+            "wall_time_limit": limits["wall_time_s"], "fuel_per_second": fuel_per_second,
+            "callback_url": body.callback_url or None}
     return job, kept
+
+
+_GRANT_FIELDS: Final = {"args": "command_line_arguments", "stdin": "stdin",
+                         "files": "additional_files"}
+
+
+def _field_errors(err: ValidationError) -> dict[str, list[str]]:
+    """Warden's own validation of the job, in Judge0's field names."""
+    errors: dict[str, list[str]] = {}
+    for error in err.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        name = next((_GRANT_FIELDS[p] for p in loc if p in _GRANT_FIELDS), loc[0] if loc
+                    else "base")
+        errors.setdefault(name, []).append(str(error["msg"]))
+    return errors
+
+
+def _additional_files(encoded: str | None, errors: dict[str, list[str]]) -> dict[str, bytes]:
+    """Judge0's ``additional_files``: a base64 zip whose files sit beside the program. Read
+    in memory with a bound on every member (nothing is written to the host); directories
+    are implied by the names."""
+    if not encoded:
+        return {}
+    problems = errors.setdefault("additional_files", [])
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded, validate=False)))
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if sum(info.file_size for info in members) > MAX_EXTRACT_BYTES:
+            problems.append(f"extracted files are larger than {MAX_EXTRACT_BYTES // MiB} MiB")
+            return {}
+        files: dict[str, bytes] = {}
+        for info in members:
+            name = info.filename.removeprefix("./")
+            with archive.open(info) as member:
+                data = member.read(MAX_EXTRACT_BYTES + 1)
+            if len(data) != info.file_size:
+                problems.append(f"{name!r} is not the size its zip entry says")
+                return {}
+            files[name] = data
+    except (binascii.Error, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile,
+            NotImplementedError, EOFError, OSError) as err:
+        problems.append(f"is not a valid base64-encoded zip archive ({err})")
+        return {}
+    if not problems:
+        del errors["additional_files"]
+    return files
+
+
+def listing_key(tenant: str) -> str:
+    """The tenant's Judge0 submissions by creation time (GET /submissions pages it)."""
+    return f"{PREFIX}judge0:{tenant}"
 
 
 def token_of(job_id: str) -> str:
@@ -231,8 +290,8 @@ class NotUtf8Error(Exception):
     pass
 
 
-def view(record: JobRecord, kept: dict[str, Any], fields: set[str] | None,
-         base64_encoded: bool, spec_source: str | None, stdin: bytes) -> dict[str, Any]:
+def view(record: JobRecord, kept: dict[str, Any], fields: tuple[str, ...] | None,
+         base64_encoded: bool, spec: JobSpec | None) -> dict[str, Any]:
     """A job as Judge0 shows a submission (``fields``: None for all)."""
     result: RunResult | None = record.result
     status = status_id(record, kept.get("expected_output"))
@@ -256,11 +315,15 @@ def view(record: JobRecord, kept: dict[str, Any], fields: set[str] | None,
 
     expected = kept.get("expected_output")
     message = _message(record, status)
+    limits = spec.limits if spec else Limits()
+    language = by_judge0_id(kept.get("language_id") or -1)
     everything: dict[str, Any] = {
         "token": token_of(record.id),
-        "source_code": encoded((spec_source or "").encode()),
+        "source_code": encoded(((spec.source if spec else None) or "").encode()),
         "language_id": kept.get("language_id"),
-        "stdin": encoded(stdin),
+        "language": {"id": language.judge0_id, "name": language_name(language)}
+        if language else None,
+        "stdin": encoded(spec.grants.stdin if spec else b""),
         "expected_output": encoded(expected.encode()) if expected is not None else None,
         "stdout": encoded(stdout) if ran else None,
         "stderr": encoded(stderr) if ran else None,
@@ -281,13 +344,40 @@ def view(record: JobRecord, kept: dict[str, Any], fields: set[str] | None,
         "cpu_time_limit": f"{kept.get('cpu_time_limit', 5.0):g}",
         "cpu_extra_time": f"{kept.get('cpu_extra_time', 1.0):g}",
         "wall_time_limit": f"{kept.get('wall_time_limit', 10.0):g}",
+        "memory_limit": limits.memory_bytes // KiB,
+        "stack_limit": limits.stack_bytes // KiB,
+        "max_processes_and_or_threads": 1,
+        "enable_per_process_and_thread_time_limit": False,
+        "enable_per_process_and_thread_memory_limit": False,
+        "max_file_size": limits.stdout_bytes // KiB,
+        "compiler_options": shlex.join(spec.compiler_flags) if spec and spec.compiler_flags
+        else None,
+        "command_line_arguments": shlex.join(spec.grants.args) if spec and spec.grants.args
+        else None,
         "redirect_stderr_to_stdout": bool(kept.get("redirect_stderr_to_stdout")),
+        "callback_url": kept.get("callback_url"),
+        "additional_files": None,  # kept as the job's files, not as the zip it came in
         "enable_network": False,
-        "callback_url": None,
     }
     if fields is None:
         return everything
-    return {name: everything.get(name) for name in fields if name in everything}
+    return {name: everything[name] for name in fields}
+
+
+AVAILABLE_FIELDS: Final = (
+    "source_code", "language_id", "stdin", "expected_output", "stdout", "status_id",
+    "created_at", "finished_at", "time", "memory", "stderr", "token", "number_of_runs",
+    "cpu_time_limit", "cpu_extra_time", "wall_time_limit", "memory_limit", "stack_limit",
+    "max_processes_and_or_threads", "enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit", "max_file_size", "compile_output",
+    "exit_code", "exit_signal", "message", "wall_time", "compiler_options",
+    "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
+    "additional_files", "enable_network", "status", "language",
+)
+
+
+class InvalidFieldsError(Exception):
+    """Judge0's 400 ``invalid fields: [a, b]``."""
 
 
 def _time(value: Any) -> str | None:
@@ -297,10 +387,13 @@ def _time(value: Any) -> str | None:
     return str(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
-def parse_fields(text: str | None) -> set[str] | None:
-    if text is None:
-        return set(DEFAULT_FIELDS)
-    if text.strip() == "*":
+def parse_fields(text: str | None) -> tuple[str, ...] | None:
+    """Judge0's ``fields``: names (in order), ``*`` for all (None), the default set when
+    empty; an unknown name is refused (InvalidFieldsError)."""
+    names = [f.strip() for f in (text or "").split(",") if f.strip()]
+    invalid = [n for n in names if n != "*" and n not in AVAILABLE_FIELDS]
+    if invalid:
+        raise InvalidFieldsError(f"invalid fields: [{', '.join(invalid)}]")
+    if "*" in names:
         return None
-    return {f.strip() for f in text.split(",") if f.strip()}
-
+    return tuple(dict.fromkeys(names)) or DEFAULT_FIELDS

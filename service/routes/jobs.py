@@ -22,6 +22,8 @@ from sandboxes.schema import (
     JobSubmission,
 )
 from service.auth import CallerDep, SubmitterDep, remember_rate, submission_rate
+from service.callbacks import bodies
+from service.callbacks.targets import submitted_url_problem
 from service.deps import StateDep
 from service.http_errors import Problem, quota_exceeded
 from service.openapi import problem_responses
@@ -30,8 +32,9 @@ from service.state import AppState
 from service.submit import to_spec, within_ceilings
 from service.waiting import wait_until_ended
 from tenancy.models import Caller
+from workers.callback_queue import callback_fields
 from workers.queue import QueueFullError, QuotaExceededError, Submission
-from workers.store import CURSOR_PATTERN, new_job_id
+from workers.store import CURSOR_PATTERN, job_key, new_job_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -133,14 +136,29 @@ def _inline(sub: JobSubmission) -> bool:
     return size <= _INLINE_BYTES
 
 
+def callback_writes(state: AppState, url: str | None, job_id: str,
+                    style: str = bodies.WARDEN) -> list[tuple[Any, ...]]:
+    """The writes that make the job's end deliver a callback (none without a URL); a 422
+    for a URL that is never accepted."""
+    if url is None:
+        return []
+    problem = submitted_url_problem(url, state.settings.callbacks_enabled)
+    if problem is not None:
+        raise Problem(422, "invalid-callback-url", "The callback URL is not accepted",
+                      f"callback_url: {problem}")
+    fields = callback_fields(url, bodies.METHODS[style], style)
+    return [("HSET", job_key(job_id), *[x for pair in fields.items() for x in pair])]
+
+
 async def _submit(state: AppState, request: Request, caller: Caller, sub: JobSubmission,
                   job_id: str) -> None:
+    writes = callback_writes(state, sub.callback_url, job_id)
     if _inline(sub):
         spec, module = to_spec(sub)
     else:
         spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
     spec = within_ceilings(sub, spec, caller)
-    await enqueue_checked(state, request, caller, [(spec, module, job_id)])
+    await enqueue_checked(state, request, caller, [(spec, module, job_id)], writes)
 
 
 async def wait_for_record(
@@ -206,7 +224,15 @@ async def submit_batch(
     wait runs out (202)."""
     prepared = await run_in_threadpool(_batch_specs, batch, caller)
     submissions = [(spec, module, new_job_id()) for spec, module in prepared]
-    await enqueue_checked(state, request, caller, submissions)
+    writes: list[tuple[Any, ...]] = []
+    for index, (sub, (_, _, job_id)) in enumerate(zip(batch.jobs, submissions, strict=True)):
+        try:
+            writes += callback_writes(state, sub.callback_url, job_id)
+        except Problem as problem:
+            problem.detail = f"jobs[{index}]: {problem.detail}"
+            problem.extra["index"] = index
+            raise
+    await enqueue_checked(state, request, caller, submissions, writes)
     ids = [job_id for _, _, job_id in submissions]
     if wait <= 0:
         return BatchAccepted(ids=ids)

@@ -11,7 +11,9 @@ from tests.service.cluster import Cluster
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """API + 2 workers, shared by a test module (each test uses its own jobs)."""
-    c = Cluster(tmp_path_factory.mktemp("cluster"), lease_s=2, max_body_bytes=2_000_000)
+    # 127.0.0.2 stands for a public callback receiver (tests/service/test_callbacks.py)
+    c = Cluster(tmp_path_factory.mktemp("cluster"), lease_s=2, max_body_bytes=2_000_000,
+                callback_allowed_networks="127.0.0.2/32", callback_backoff_s=0.5)
     try:
         c.start_api()
         c.start_worker()

@@ -109,7 +109,11 @@ def test_judge0_field_errors(cluster: Cluster) -> None:
     r = httpx.post(f"{base}/submissions", headers=auth, params={"wait": "true"},
                    json={"source_code": "import sys; sys.stdout.buffer.write(b'\\xff')",
                          "language_id": 71})
-    assert r.status_code == 400 and "base64_encoded=true" in r.json()["error"]
+    # Judge0 answers the token beside the error: the submission exists and ran
+    assert r.status_code == 201 and "base64_encoded=true" in r.json()["error"]
+    r = httpx.get(f"{base}/submissions/{r.json()['token']}", headers=auth,
+                  params={"base64_encoded": "true", "fields": "stdout"})
+    assert r.json() == {"stdout": "/w=="}
     r = httpx.get(f"{base}/submissions/not-a-token", headers=auth)
     assert r.status_code == 404
 
@@ -128,3 +132,108 @@ def test_sdk_as_a_tenant_with_default_quotas(cluster: Cluster) -> None:
     r = httpx.get(f"http://127.0.0.1:{cluster.port}/judge0/submissions/{done.token}",
                   headers={"X-Auth-Token": cluster.admin_key})
     assert r.status_code == 404  # the admin's own tenant does not have it
+
+
+def _zip(files: dict[str, bytes]) -> str:
+    import base64
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_listing_delete_batch_errors_fields_and_additional_files(cluster: Cluster) -> None:
+    """GET /submissions pages a tenant's own submissions with Judge0's meta; DELETE
+    removes an ended one only; a batch accepts or refuses each submission on its own;
+    unknown fields are refused; additional_files (a zip) sit beside the program."""
+    import httpx
+
+    _, http = cluster.new_tenant("j0list")
+    base = f"http://127.0.0.1:{cluster.port}/judge0"
+    auth = {"X-Auth-Token": http.headers["Authorization"].split()[1]}
+    r = httpx.post(f"{base}/submissions/batch", headers=auth, json={"submissions": [
+        {"source_code": "print(1)", "language_id": 71},
+        {"source_code": "print(2)", "language_id": 9999},
+        {"source_code": "print(open('data/in.txt').read())", "language_id": 71,
+         "additional_files": _zip({"data/in.txt": b"from the zip"})},
+    ]})
+    assert r.status_code == 201, r.text
+    first, refused, third = r.json()
+    assert set(first) == {"token"} and set(third) == {"token"}
+    assert "doesn't exist" in refused["language_id"][0]
+    tokens = [first["token"], third["token"]]
+    for _ in range(2):
+        r = httpx.post(f"{base}/submissions", headers=auth, params={"wait": "true"},
+                       json={"source_code": "print(3)", "language_id": 71})
+    r = httpx.post(f"{base}/submissions/batch", headers=auth, json={"submissions": [
+        {"language_id": 71}]})
+    assert r.status_code == 422 and r.json() == [{"source_code": ["can't be blank"]}]
+    r = httpx.post(f"{base}/submissions/batch", headers=auth, json={"submissions": []})
+    assert r.status_code == 400 and "at least one" in r.json()["error"]
+
+    got = httpx.get(f"{base}/submissions/batch", headers=auth,
+                    params={"tokens": ",".join(tokens), "fields": "stdout,status_id"}).json()
+    for _ in range(100):
+        if all(s["status_id"] > 2 for s in got["submissions"]):
+            break
+        import time
+
+        time.sleep(0.1)
+        got = httpx.get(f"{base}/submissions/batch", headers=auth,
+                        params={"tokens": ",".join(tokens), "fields": "stdout,status_id"}).json()
+    assert [s["stdout"] for s in got["submissions"]] == ["1\n", "from the zip\n"]
+
+    page = httpx.get(f"{base}/submissions", headers=auth, params={"per_page": "3"}).json()
+    assert page["meta"] == {"current_page": 1, "next_page": 2, "prev_page": None,
+                            "total_pages": 2, "total_count": 4}
+    assert len(page["submissions"]) == 3 and set(page["submissions"][0]) == {
+        "token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
+    last = httpx.get(f"{base}/submissions", headers=auth,
+                     params={"per_page": "3", "page": "2", "fields": "token"}).json()
+    assert last["meta"]["prev_page"] == 1 and last["meta"]["next_page"] is None
+    assert last["submissions"] == [{"token": first["token"]}]  # the oldest, last
+    for params, error in (({"page": "0"}, "invalid page: 0"),
+                          ({"per_page": "-1"}, "invalid per_page: -1"),
+                          ({"fields": "stdout,bogus"}, "invalid fields: [bogus]")):
+        r = httpx.get(f"{base}/submissions", headers=auth, params=params)
+        assert r.status_code == 400 and r.json()["error"].startswith(error)
+    everything = httpx.get(f"{base}/submissions/{third['token']}", headers=auth,
+                           params={"fields": "*"}).json()
+    assert everything["language"]["id"] == 71 and everything["memory_limit"] > 0
+
+    r = httpx.delete(f"{base}/submissions/{first['token']}", headers=auth,
+                     params={"fields": "stdout,status_id"})
+    assert r.status_code == 200 and r.json() == {"stdout": "MQo=", "status_id": 3}
+    assert httpx.get(f"{base}/submissions/{first['token']}", headers=auth).status_code == 404
+    assert httpx.delete(f"{base}/submissions/{first['token']}",
+                        headers=auth).status_code == 404
+    page = httpx.get(f"{base}/submissions", headers=auth).json()
+    assert page["meta"]["total_count"] == 3
+    slow = httpx.post(f"{base}/submissions", headers=auth, json={
+        "source_code": "import time; time.sleep(3)", "language_id": 71}).json()["token"]
+    r = httpx.delete(f"{base}/submissions/{slow}", headers=auth)
+    assert r.status_code == 400 and "cannot be deleted because its status is" in r.json()[
+        "error"]
+    r = httpx.get(f"{base}/submissions/{slow}", headers=auth)
+    assert r.status_code == 200
+
+
+def test_additional_files_refusals(cluster: Cluster) -> None:
+    import httpx
+
+    base = f"http://127.0.0.1:{cluster.port}/judge0"
+    auth = {"X-Auth-Token": cluster.admin_key}
+    for files, expected in (
+        ("bm90IGEgemlw", "not a valid base64-encoded zip"),
+        (_zip({"../escape.txt": b"x"}), "additional_files"),
+        (_zip({"/etc/passwd": b"x"}), "additional_files"),
+        (_zip({"big.bin": bytes(11 * 1024 * 1024)}), "larger than 10 MiB"),
+    ):
+        r = httpx.post(f"{base}/submissions", headers=auth, json={
+            "source_code": "print(1)", "language_id": 71, "additional_files": files})
+        assert r.status_code == 422, (files[:20], r.text)
+        assert expected in str(r.json()), r.json()

@@ -1,0 +1,94 @@
+"""The API process's callback deliverer: claims due callbacks (under a lease, shared by
+every API process), delivers each, records the attempt and schedules the next one with
+backoff, a bounded number of times. API pods deliver, not workers: workers have no
+network egress at all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Final
+
+import redis
+import redis.asyncio
+
+from sandboxes.schema import CallbackAttempt
+from sandboxes.settings import Settings
+from service.callbacks import bodies, deliver
+from workers.callback_queue import CALLBACKS, CallbackQueue
+from workers.store import job_key
+
+POLL_S: Final = 0.2
+BATCH: Final = 32
+log = logging.getLogger(__name__)
+
+
+def next_state(attempt: CallbackAttempt, made: int, settings: Settings,
+               now: float) -> tuple[str, float | None]:
+    """(the callback's state, when to try again or None) after ``made`` attempts."""
+    if attempt.outcome == "delivered":
+        return "delivered", None
+    if attempt.outcome == "refused":
+        return "refused", None
+    if made >= settings.callback_max_attempts:
+        return "failed", None
+    return "pending", now + settings.callback_backoff_s * 4 ** (made - 1)
+
+
+class CallbackDispatcher:
+    def __init__(self, client: redis.asyncio.Redis, settings: Settings) -> None:
+        self.client, self.settings = client, settings
+        self.queue = CallbackQueue(client)
+        self._running: set[asyncio.Task[None]] = set()
+        # a claim outlives an attempt: resolving and sending are each bounded by the timeout
+        self.lease_s = 3 * settings.callback_timeout_s + 5
+
+    async def run(self) -> None:
+        """Forever: claim what is due, deliver it concurrently; Redis down is waited out."""
+        while True:
+            try:
+                due = await self.queue.claim(time.time(), self.lease_s, BATCH)
+            except (redis.RedisError, OSError) as err:
+                log.warning("callbacks: cannot claim (%s); retrying", err)
+                due = []
+            for job_id in due:
+                task = asyncio.create_task(self.deliver(job_id))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if len(due) < BATCH:
+                await asyncio.sleep(POLL_S)
+
+    async def deliver(self, job_id: str) -> None:
+        try:
+            await self._deliver(job_id)
+        except (redis.RedisError, OSError) as err:  # the lease brings it back
+            log.warning("callbacks: job %s not recorded (%s); it will be retried", job_id, err)
+        except Exception:
+            log.exception("callbacks: delivering job %s failed", job_id)
+
+    async def _deliver(self, job_id: str) -> None:
+        key = job_key(job_id)
+        fields: dict[bytes, bytes] = await self.client.hgetall(key)  # type: ignore[assignment]
+        target = json.loads(fields[b"callback"]) if b"callback" in fields else None
+        payload = None if target is None else bodies.body(
+            target.get("style", bodies.WARDEN), job_id, fields,
+            self.settings.judge_fuel_per_second)
+        if target is None or payload is None:  # the job is gone: nothing to send
+            await self.client.zrem(CALLBACKS, job_id)
+            return
+        attempt = await deliver.attempt(target["url"], target["method"], payload,
+                                        self.settings.callback_networks,
+                                        self.settings.callback_timeout_s)
+        made = len(json.loads(fields.get(b"callback_log") or b"[]")) + 1
+        state, next_due = next_state(attempt, made, self.settings, time.time())
+        await self.queue.record(job_id, key, attempt, state, next_due)
+
+    async def close(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,1 @@
+"""A Piston v2-compatible API (``/piston/api/v2``) over Warden's jobs."""

@@ -1,0 +1,88 @@
+"""``/piston/api/v2``: Piston's runtimes and execute. Piston is synchronous: ``execute``
+queues a Warden job and answers when it has ended. Piston has no auth of its own: its
+clients send the Warden key as ``Authorization`` (``Bearer <key>`` or the bare key)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service.compat_auth import compat_caller
+from service.deps import StateDep
+from service.http_errors import Problem
+from service.piston import catalog
+from service.piston.execute import PistonError, response, to_job
+from service.routes.jobs import enqueue_checked, wait_for_record
+from service.state import AppState
+from service.submit import to_spec, within_ceilings
+from tenancy.models import Caller
+from workers.store import new_job_id
+
+
+def _key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "").strip()
+    scheme, _, rest = header.partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" else header or None
+
+
+async def _piston_caller(request: Request, state: AppState, policy: str,
+                         charge: bool) -> Caller:
+    return await compat_caller(request, state, _key(request), policy, charge, PistonError,
+                               "send your Warden API key in the Authorization header")
+
+
+async def piston_reader(request: Request, state: StateDep) -> Caller:
+    return await _piston_caller(request, state, "reads", charge=True)
+
+
+async def piston_submitter(request: Request, state: StateDep) -> Caller:
+    return await _piston_caller(request, state, "submissions", charge=False)
+
+
+async def on_piston_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PistonError)
+    return JSONResponse({"message": exc.message}, exc.status, headers=exc.headers)
+
+
+router = APIRouter(prefix="/piston/api/v2", include_in_schema=False)
+
+
+@router.get("/runtimes")
+async def runtimes(_: Annotated[Caller, Depends(piston_reader)]) -> list[dict[str, Any]]:
+    return catalog.runtimes()
+
+
+@router.post("/execute")
+async def execute(request: Request, state: StateDep,
+                  caller: Annotated[Caller, Depends(piston_submitter)]) -> Any:
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        raise PistonError(415, "requests must be of type application/json")
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PistonError(400, f"the request body is not JSON: {err}") from None
+    fuel_per_second = state.settings.judge_fuel_per_second
+    job, language = to_job(body, fuel_per_second)
+    job_id = new_job_id()
+    fut = state.waiter.register(job_id)
+    try:
+        try:
+            spec, _ = to_spec(job)
+            spec = within_ceilings(job, spec, caller)
+            await enqueue_checked(state, request, caller, [(spec, None, job_id)])
+        except Problem as problem:
+            raise PistonError(problem.status if problem.status != 422 else 400,
+                              problem.detail or problem.title, problem.headers) from None
+    except BaseException:
+        state.waiter.discard(job_id, fut)
+        raise
+    record = await wait_for_record(state, caller, job_id, state.settings.max_wait_s, fut)
+    if not record.state.terminal:
+        await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
+        raise PistonError(503, f"the job did not end within {state.settings.max_wait_s:g} s "
+                               "(the queue is busy); it was cancelled: try again")
+    return response(record, language, fuel_per_second)

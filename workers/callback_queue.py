@@ -1,0 +1,90 @@
+"""Callbacks due: a job that names a callback enters ``warden:callbacks`` (a sorted set by
+due time) in the same Lua step that ends it, whichever ends it (a worker's finish, a
+queued cancel, the reaper). Deliverers claim due entries under a lease, so that a
+deliverer that dies leaves them to another, and record each attempt on the job's hash.
+
+Job hash fields: ``callback`` (JSON: url, method, style), ``callback_state`` (pending,
+delivered, failed, refused), ``callback_log`` (JSON list of attempts).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import redis.asyncio
+
+from sandboxes.schema import CallbackAttempt, CallbackStatus
+
+CALLBACKS: Final = "warden:callbacks"
+
+# Lua, for the scripts that end a job: its callback is due now.
+CALLBACK_DUE: Final = """
+local function callback_due(job, id, now)
+  if redis.call('HEXISTS', job, 'callback') == 1 then
+    redis.call('ZADD', 'warden:callbacks', now, id)
+  end
+end
+"""
+
+# KEYS[1]=callbacks ARGV: now, lease seconds, how many. Due entries are moved past the
+# lease (the claim); an entry whose claimer died comes due again when its lease ends.
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(due) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+end
+return due
+"""
+
+# KEYS[1]=callbacks KEYS[2]=job ARGV: id, attempt JSON, state, next due ('' = done). The
+# attempt is appended to the job's log; a job gone (expired, deleted) just leaves the set.
+_RECORD = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 0
+end
+local log = redis.call('HGET', KEYS[2], 'callback_log')
+local attempts = log and cjson.decode(log) or {}
+table.insert(attempts, cjson.decode(ARGV[2]))
+redis.call('HSET', KEYS[2], 'callback_log', cjson.encode(attempts), 'callback_state', ARGV[3])
+if ARGV[4] == '' then redis.call('ZREM', KEYS[1], ARGV[1])
+else redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1]) end
+return #attempts
+"""
+
+
+def callback_fields(url: str, method: str, style: str) -> dict[str, str]:
+    """The job hash fields that make a job's end deliver a callback."""
+    return {"callback": json.dumps({"url": url, "method": method, "style": style}),
+            "callback_state": "pending"}
+
+
+def callback_status(fields: dict[bytes, bytes]) -> CallbackStatus | None:
+    raw = fields.get(b"callback")
+    if not raw:
+        return None
+    attempts = json.loads(fields.get(b"callback_log") or b"[]")
+    return CallbackStatus(url=json.loads(raw)["url"],
+                          state=(fields.get(b"callback_state") or b"pending").decode(),
+                          attempts=[CallbackAttempt.model_validate(a) for a in attempts])
+
+
+class CallbackQueue:
+    """Claiming and recording callbacks (asyncio: the API's deliverer uses it)."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._claim = client.register_script(_CLAIM)
+        self._record = client.register_script(_RECORD)
+
+    async def claim(self, now: float, lease_s: float, count: int) -> list[str]:
+        due: list[bytes] = await self._claim(keys=[CALLBACKS], args=[now, lease_s, count])
+        return [member.decode() for member in due]
+
+    async def record(self, job_id: str, job_key: str, attempt: CallbackAttempt, state: str,
+                     next_due: float | None) -> int:
+        entry: dict[str, Any] = attempt.model_dump(mode="json")
+        count: int = await self._record(
+            keys=[CALLBACKS, job_key],
+            args=[job_id, json.dumps(entry), state, "" if next_due is None else repr(next_due)])
+        return count
