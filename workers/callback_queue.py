@@ -27,27 +27,39 @@ local function callback_due(job, id, now)
 end
 """
 
-# KEYS[1]=callbacks ARGV: now, lease seconds, how many. Due entries are moved past the
-# lease (the claim); an entry whose claimer died comes due again when its lease ends.
+# KEYS[1]=callbacks ARGV: now, lease seconds, how many, claim token. Due entries are moved
+# past the lease (the claim), and the token is written on the job: only the latest claimer
+# may record (a claimer that outlived its lease is fenced off). An entry whose claimer died
+# comes due again when its lease ends; one whose job is gone or no longer pending leaves.
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local claimed = {}
 for _, id in ipairs(due) do
-  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+  local job = 'warden:job:' .. id
+  if redis.call('HGET', job, 'callback_state') == 'pending' then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+    redis.call('HSET', job, 'callback_claim', ARGV[4])
+    table.insert(claimed, id)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
 end
-return due
+return claimed
 """
 
-# KEYS[1]=callbacks KEYS[2]=job ARGV: id, attempt JSON, state, next due ('' = done). The
-# attempt is appended to the job's log; a job gone (expired, deleted) just leaves the set.
+# KEYS[1]=callbacks KEYS[2]=job ARGV: id, attempt JSON, state, next due ('' = done), claim
+# token. The attempt is appended to the job's log (-1: another claim holds it now).
 _RECORD = """
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 0
 end
+if redis.call('HGET', KEYS[2], 'callback_claim') ~= ARGV[5] then return -1 end
 local log = redis.call('HGET', KEYS[2], 'callback_log')
 local attempts = log and cjson.decode(log) or {}
 table.insert(attempts, cjson.decode(ARGV[2]))
 redis.call('HSET', KEYS[2], 'callback_log', cjson.encode(attempts), 'callback_state', ARGV[3])
+redis.call('HDEL', KEYS[2], 'callback_claim')
 if ARGV[4] == '' then redis.call('ZREM', KEYS[1], ARGV[1])
 else redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1]) end
 return #attempts
@@ -77,14 +89,17 @@ class CallbackQueue:
         self._claim = client.register_script(_CLAIM)
         self._record = client.register_script(_RECORD)
 
-    async def claim(self, now: float, lease_s: float, count: int) -> list[str]:
-        due: list[bytes] = await self._claim(keys=[CALLBACKS], args=[now, lease_s, count])
+    async def claim(self, now: float, lease_s: float, count: int, token: str) -> list[str]:
+        due: list[bytes] = await self._claim(keys=[CALLBACKS],
+                                             args=[now, lease_s, count, token])
         return [member.decode() for member in due]
 
     async def record(self, job_id: str, job_key: str, attempt: CallbackAttempt, state: str,
-                     next_due: float | None) -> int:
+                     next_due: float | None, token: str) -> int:
+        """The attempts made so far (0: the job is gone; -1: the claim was lost)."""
         entry: dict[str, Any] = attempt.model_dump(mode="json")
         count: int = await self._record(
             keys=[CALLBACKS, job_key],
-            args=[job_id, json.dumps(entry), state, "" if next_due is None else repr(next_due)])
+            args=[job_id, json.dumps(entry), state, "" if next_due is None else repr(next_due),
+                  token])
         return count

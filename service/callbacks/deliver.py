@@ -36,15 +36,19 @@ def _connect_url(target: Target, address: str) -> str:
 
 
 async def attempt(url: str, method: str, body: bytes, allowed: Sequence[IpNetwork],
-                  timeout_s: float, resolver: Resolver = system_resolver) -> CallbackAttempt:
-    """Deliver once; never raises for anything the URL or the receiver can cause."""
+                  timeout_s: float, resolver: Resolver = system_resolver,
+                  headers: dict[str, str] | None = None) -> CallbackAttempt:
+    """Deliver once, within ``timeout_s`` from resolving to the answer's last byte read;
+    never raises for anything the URL or the receiver can cause."""
     at = time.time()
+    deadline = time.monotonic() + timeout_s
     address: str | None = None
     try:
         target = parse_url(url)
         address = await resolve_checked(target, allowed, resolver, timeout_s)
-        status = await asyncio.wait_for(_send(target, address, method, body, timeout_s),
-                                        timeout_s)
+        left = max(deadline - time.monotonic(), 0.001)
+        status = await asyncio.wait_for(
+            _send(target, address, method, body, left, headers or {}), left)
     except CallbackRefusedError as err:
         return CallbackAttempt(at=at, outcome="refused", address=address, detail=str(err))
     except LookupError as err:
@@ -55,6 +59,9 @@ async def attempt(url: str, method: str, body: bytes, allowed: Sequence[IpNetwor
     except httpx.HTTPError as err:
         return CallbackAttempt(at=at, outcome="failed", address=address,
                                detail=f"{type(err).__name__}: {err}"[:500])
+    except (httpx.InvalidURL, UnicodeError, ValueError) as err:  # what the URL holds
+        return CallbackAttempt(at=at, outcome="refused", address=address,
+                               detail=f"the callback URL cannot be sent: {err}"[:500])
     if 300 <= status < 400:
         return CallbackAttempt(at=at, outcome="refused", status_code=status, address=address,
                                detail="the receiver answered a redirect: redirects are not "
@@ -65,13 +72,17 @@ async def attempt(url: str, method: str, body: bytes, allowed: Sequence[IpNetwor
                            detail=f"the receiver answered {status}")
 
 
-async def _send(target: Target, address: str, method: str, body: bytes,
-                timeout_s: float) -> int:
+async def _send(target: Target, address: str, method: str, body: bytes, timeout_s: float,
+                extra: dict[str, str]) -> int:
     host = f"[{target.host}]" if ":" in target.host else target.host
-    headers = {"Host": host if target.port in (80, 443) else f"{host}:{target.port}",
+    default_port = 443 if target.scheme == "https" else 80
+    headers = {**extra, "Host": host if target.port == default_port
+               else f"{host}:{target.port}",
                "Content-Type": "application/json", "User-Agent": USER_AGENT}
-    async with httpx.AsyncClient(trust_env=False, follow_redirects=False,
-                                 timeout=timeout_s) as client:
+    # one TLS context for every attempt (building one costs ~50 ms); no pooled connection
+    # (one verified for one server name must never carry another's request)
+    async with httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=timeout_s,
+                                 verify=_TLS, limits=_NO_POOL) as client:
         request = client.build_request(
             method, _connect_url(target, address), content=body, headers=headers,
             extensions={"sni_hostname": target.host})
@@ -85,3 +96,7 @@ async def _send(target: Target, address: str, method: str, body: bytes,
         finally:
             await response.aclose()
         return response.status_code
+
+
+_TLS: Final = httpx.create_ssl_context()
+_NO_POOL: Final = httpx.Limits(max_connections=1, max_keepalive_connections=0)

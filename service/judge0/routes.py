@@ -51,7 +51,8 @@ _NOT_UTF8 = "some attributes for this submission cannot be converted to UTF-8, u
             "base64_encoded=true query parameter"
 _NOT_UTF8_MANY = "some attributes for one or more submissions cannot be converted to " \
                  "UTF-8, use base64_encoded=true query parameter"
-LISTED_PER_TENANT = 100_000  # GET /submissions pages through a tenant's newest ones
+LISTED_PER_TENANT = 100_000
+MAX_PAGE = LISTED_PER_TENANT  # GET /submissions pages through a tenant's newest ones
 
 AUTH_HEADER = "X-Auth-Token"
 
@@ -180,6 +181,14 @@ def _prepare(state: AppState, caller: Caller, body: Judge0Submission,
     return (spec, module, job_id), writes
 
 
+async def _prepared(state: AppState, caller: Caller, body: Judge0Submission,
+                    base64_encoded: bool) -> tuple[Submission, list[tuple[Any, ...]]]:
+    """``_prepare``, off the event loop when there is an archive to unpack."""
+    if body.additional_files:
+        return await run_in_threadpool(_prepare, state, caller, body, base64_encoded)
+    return _prepare(state, caller, body, base64_encoded)
+
+
 async def _enqueue(state: AppState, request: Request, caller: Caller,
                    prepared: list[tuple[Submission, list[tuple[Any, ...]]]]) -> list[str]:
     """Queue prepared submissions (all or none, in one step with their records and their
@@ -187,7 +196,9 @@ async def _enqueue(state: AppState, request: Request, caller: Caller,
     now = time.time()
     listing = listing_key(caller.tenant)
     extra: list[tuple[Any, ...]] = [write for _, writes in prepared for write in writes]
-    extra += [("ZADD", listing, repr(now), job_id) for (_, _, job_id), _ in prepared]
+    # a batch in its order: newest first lists its last submission first
+    extra += [("ZADD", listing, repr(now + i * 1e-6), job_id)
+              for i, ((_, _, job_id), _) in enumerate(prepared)]
     extra.append(("ZREMRANGEBYRANK", listing, 0, -LISTED_PER_TENANT - 1))
     try:
         await enqueue_checked(state, request, caller, [sub for sub, _ in prepared], extra)
@@ -205,13 +216,13 @@ def _from_problem(problem: Problem) -> Judge0Error:
     return Judge0Error(problem.status, message, problem.headers)
 
 
-async def _view(state: AppState, caller: Caller, job_id: str, fields: tuple[str, ...] | None,
-                base64_encoded: bool, not_utf8: str = _NOT_UTF8) -> dict[str, Any] | None:
-    """The submission as Judge0 shows it; None if the caller has no such submission."""
-    assert state.aclient is not None
-    raw: dict[bytes, bytes] = await state.aclient.hgetall(job_key(job_id))  # type: ignore[assignment]
+def _shown(state: AppState, caller: Caller, job_id: str, raw: dict[bytes, bytes],
+           fields: tuple[str, ...] | None, base64_encoded: bool,
+           not_utf8: str = _NOT_UTF8) -> dict[str, Any] | None:
+    """A job hash as Judge0 shows the submission; None if the caller has no such
+    submission (another tenant's, or a job that did not come through Judge0)."""
     record = record_from_fields(job_id, raw, caller.tenant)
-    if record is None or FIELD.encode() not in raw:  # a Warden job is not a Judge0 one
+    if record is None or FIELD.encode() not in raw:
         return None
     kept = json.loads(raw[FIELD.encode()])
     kept.setdefault("fuel_per_second", state.settings.judge_fuel_per_second)
@@ -220,6 +231,20 @@ async def _view(state: AppState, caller: Caller, job_id: str, fields: tuple[str,
         return view(record, kept, fields, base64_encoded, spec)
     except NotUtf8Error:
         raise Judge0Error(400, not_utf8) from None
+
+
+def _shown_all(state: AppState, caller: Caller, ids: list[str], raws: list[dict[bytes, bytes]],
+               fields: tuple[str, ...] | None, base64_encoded: bool
+               ) -> list[dict[str, Any] | None]:
+    return [_shown(state, caller, job_id, raw, fields, base64_encoded, _NOT_UTF8_MANY)
+            for job_id, raw in zip(ids, raws, strict=True)]
+
+
+async def _view(state: AppState, caller: Caller, job_id: str, fields: tuple[str, ...] | None,
+                base64_encoded: bool, not_utf8: str = _NOT_UTF8) -> dict[str, Any] | None:
+    assert state.aclient is not None
+    raw: dict[bytes, bytes] = await state.aclient.hgetall(job_key(job_id))  # type: ignore[assignment]
+    return _shown(state, caller, job_id, raw, fields, base64_encoded, not_utf8)
 
 
 def _fields(text: str | None) -> tuple[str, ...] | None:
@@ -234,8 +259,8 @@ async def create_submission(request: Request, state: StateDep, caller: Judge0Sub
                             body: Judge0Submission, base64_encoded: str | None = None,
                             wait: str | None = None, fields: str | None = None) -> Any:
     encoded, wanted = _flag(base64_encoded), _fields(fields)
-    (job_id,) = await _enqueue(state, request, caller,
-                               [_prepare(state, caller, body, encoded)])
+    prepared = await _prepared(state, caller, body, encoded)
+    (job_id,) = await _enqueue(state, request, caller, [prepared])
     if wait != "true":
         return {"token": token_of(job_id)}
     await wait_for_record(state, caller, job_id, state.settings.max_wait_s)
@@ -259,7 +284,7 @@ async def create_batch(request: Request, state: StateDep, caller: Judge0Submitte
     accepted: list[tuple[Submission, list[tuple[Any, ...]]]] = []
     for body in batch.submissions:
         try:
-            accepted.append(_prepare(state, caller, body, encoded))
+            accepted.append(await _prepared(state, caller, body, encoded))
             answers.append(None)
         except Judge0Error as err:
             if err.status != 422:
@@ -291,7 +316,7 @@ def _ruby_int(text: str | None, default: int) -> int:
     """Judge0 reads ``page`` and ``per_page`` with Ruby's ``to_i``: leading digits, else 0."""
     if text is None:
         return default
-    match = re.match(r"\s*([+-]?\d+)", text)
+    match = re.match(r"\s*([+-]?\d{1,18})", text)
     return int(match.group(1)) if match else 0
 
 
@@ -302,7 +327,7 @@ async def list_submissions(state: StateDep, caller: Judge0Caller, page: str | No
     """The tenant's Judge0 submissions, newest first, a page at a time, with Judge0's
     ``meta``."""
     number, size = _ruby_int(page, 1), _ruby_int(per_page, 20)
-    if number <= 0:
+    if number <= 0 or number > MAX_PAGE:
         raise Judge0Error(400, f"invalid page: {number}")
     if size <= 0 or size > catalog.MAX_PER_PAGE:
         raise Judge0Error(400, f"invalid per_page: {size} (1 to {catalog.MAX_PER_PAGE})")
@@ -314,11 +339,15 @@ async def list_submissions(state: StateDep, caller: Judge0Caller, page: str | No
         start = (number - 1) * size
         members: list[bytes] = await state.aclient.zrevrange(  # type: ignore[assignment]
             listing, start, start + size - 1)
-        found, stale = [], []
-        for member in members:
-            job_id = member.decode()
-            shown = await _view(state, caller, job_id, names, encoded, _NOT_UTF8_MANY)
-            (stale.append(job_id) if shown is None else found.append(shown))
+        ids = [member.decode() for member in members]
+        async with state.aclient.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(job_key(job_id))
+            raws: list[dict[bytes, bytes]] = await pipe.execute()
+        # parsing a page of records (stdin and outputs inline) is CPU: off the event loop
+        shown = await run_in_threadpool(_shown_all, state, caller, ids, raws, names, encoded)
+        found = [one for one in shown if one is not None]
+        stale = [i for i, one in zip(ids, shown, strict=True) if one is None]
         if not stale:
             break
         await state.aclient.zrem(listing, *stale)

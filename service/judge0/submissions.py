@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import shlex
 import uuid
 import zipfile
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sandboxes.languages.registry import LANGUAGES, Language
 from sandboxes.schema import (
     LIMIT_BOUNDS,
+    MAX_FILES,
     Grants,
     JobRecord,
     JobSpec,
@@ -96,7 +98,9 @@ def _within(name: str, value: float | None, low: float, high: float,
             errors: dict[str, list[str]]) -> None:
     if value is None:
         return
-    if value < low:
+    if not math.isfinite(value):
+        errors.setdefault(name, []).append("must be a finite number")
+    elif value < low:
         errors.setdefault(name, []).append(f"must be greater than or equal to {low:g}")
     elif value > high:
         errors.setdefault(name, []).append(f"must be less than or equal to {high:g}")
@@ -194,27 +198,31 @@ def _additional_files(encoded: str | None, errors: dict[str, list[str]]) -> dict
     if not encoded:
         return {}
     problems = errors.setdefault("additional_files", [])
+    files: dict[str, bytes] = {}
     try:
         archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded, validate=False)))
         members = [info for info in archive.infolist() if not info.is_dir()]
-        if sum(info.file_size for info in members) > MAX_EXTRACT_BYTES:
+        if len(members) > MAX_FILES:
+            problems.append(f"the archive holds more than {MAX_FILES} files")
+        elif any(info.flag_bits & 1 for info in members):
+            problems.append("the archive is encrypted")
+        elif sum(info.file_size for info in members) > MAX_EXTRACT_BYTES:
             problems.append(f"extracted files are larger than {MAX_EXTRACT_BYTES // MiB} MiB")
-            return {}
-        files: dict[str, bytes] = {}
-        for info in members:
+        for info in members if not problems else []:
             name = info.filename.removeprefix("./")
             with archive.open(info) as member:
                 data = member.read(MAX_EXTRACT_BYTES + 1)
             if len(data) != info.file_size:
                 problems.append(f"{name!r} is not the size its zip entry says")
-                return {}
+            elif name in files:
+                problems.append(f"{name!r} is in the archive twice")
             files[name] = data
-    except (binascii.Error, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile,
-            NotImplementedError, EOFError, OSError) as err:
-        problems.append(f"is not a valid base64-encoded zip archive ({err})")
+    except Exception as err:  # a zip can fail in many ways (zlib, lzma, struct, ...)
+        problems.append(f"is not a valid base64-encoded zip archive ({type(err).__name__}: "
+                        f"{err})"[:300])
+    if problems:
         return {}
-    if not problems:
-        del errors["additional_files"]
+    del errors["additional_files"]
     return files
 
 

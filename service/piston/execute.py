@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from sandboxes.languages.registry import Language
 from sandboxes.schema import (
     LIMIT_BOUNDS,
+    MAX_FILES,
     Grants,
     JobRecord,
     JobSubmission,
@@ -41,27 +43,31 @@ class PistonError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-def _maxima(fuel_per_second: int) -> dict[str, float]:
-    """The configured limit of each Piston constraint, in Piston's units."""
+def _maxima(fuel_per_second: int, wait_s: float) -> dict[str, float]:
+    """The configured limit of each Piston constraint, in Piston's units. ``wait_s``: the
+    longest an execute request waits (a run and its compile must end within it)."""
     wall, compile_s = LIMIT_BOUNDS["wall_time_s"], LIMIT_BOUNDS["compile_time_s"]
     memory = LIMIT_BOUNDS["memory_bytes"]
+    run_max = min(wall.maximum, wait_s / 2)
+    compile_max = min(compile_s.maximum, wait_s / 2)
     return {
-        "run_timeout": wall.maximum * 1000, "compile_timeout": compile_s.maximum * 1000,
-        "run_cpu_time": min(LIMIT_BOUNDS["fuel"].maximum / fuel_per_second,
-                            wall.maximum) * 1000,
-        "compile_cpu_time": compile_s.maximum * 1000,
+        "run_timeout": run_max * 1000, "compile_timeout": compile_max * 1000,
+        "run_cpu_time": min(LIMIT_BOUNDS["fuel"].maximum / fuel_per_second, run_max) * 1000,
+        "compile_cpu_time": compile_max * 1000,
         "run_memory_limit": memory.maximum, "compile_memory_limit": memory.maximum,
     }
 
 
-def _constraints(body: dict[str, Any], fuel_per_second: int) -> dict[str, float]:
+def _constraints(body: dict[str, Any], fuel_per_second: int,
+                 wait_s: float) -> dict[str, float]:
     """The limits given, checked as Piston checks them (0 or absent: the default)."""
     given: dict[str, float] = {}
-    for name, maximum in _maxima(fuel_per_second).items():
+    for name, maximum in _maxima(fuel_per_second, wait_s).items():
         value = body.get(name)
-        if not value:
+        if value is None or value == 0:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
             raise PistonError(400, f"If specified, {name} must be a number")
         if name.endswith("memory_limit") and value == -1:
             continue  # Piston's "no limit": the language's default here
@@ -89,7 +95,7 @@ def _decode(file: dict[str, Any], index: int) -> bytes:
     raise PistonError(400, f"files[{index}].encoding must be one of utf8, base64, hex")
 
 
-def to_job(body: Any, fuel_per_second: int) -> tuple[JobSubmission, Language]:
+def to_job(body: Any, fuel_per_second: int, wait_s: float) -> tuple[JobSubmission, Language]:
     """The job for an ``/execute`` body; PistonError (400) with Piston's messages."""
     if not isinstance(body, dict):
         raise PistonError(400, "the request body must be a JSON object")
@@ -101,23 +107,33 @@ def to_job(body: Any, fuel_per_second: int) -> tuple[JobSubmission, Language]:
         raise PistonError(400, "version is required as a string")
     if not files or not isinstance(files, list):
         raise PistonError(400, "files is required as an array")
+    if len(files) > MAX_FILES + 1:
+        raise PistonError(400, f"at most {MAX_FILES + 1} files")
     for i, file in enumerate(files):
         if not isinstance(file, dict) or not isinstance(file.get("content"), str):
             raise PistonError(400, f"files[{i}].content is required as a string")
+        if not isinstance(file.get("name", ""), str | None):
+            raise PistonError(400, f"files[{i}].name must be a string")
     language = catalog.find(language_name, selector)
     if language is None:
         raise PistonError(400, f"{language_name}-{selector} runtime is unknown")
     if not any((f.get("encoding") or "utf8") == "utf8" for f in files):
         raise PistonError(400, "files must include at least one utf8 encoded file")
-    given = _constraints(body, fuel_per_second)
+    given = _constraints(body, fuel_per_second, wait_s)
     stdin, args = body.get("stdin") or "", body.get("args") or []
     if not isinstance(stdin, str):
         raise PistonError(400, "stdin must be a string")
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         raise PistonError(400, "args must be an array of strings")
     main = next(i for i, f in enumerate(files) if (f.get("encoding") or "utf8") == "utf8")
-    extra = {str(f.get("name") or f"file{i}"): _decode(f, i)
-             for i, f in enumerate(files) if i != main}
+    extra: dict[str, bytes] = {}
+    for i, file in enumerate(files):
+        name = str(file.get("name") or f"file{i}").removeprefix("./")
+        if i == main:
+            continue
+        if name in extra:
+            raise PistonError(400, f"files[{i}].name {name!r} is given twice")
+        extra[name] = _decode(file, i)
     reserved = language.check_files(list(extra))
     if reserved is not None:
         raise PistonError(400, reserved)

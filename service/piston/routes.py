@@ -62,11 +62,11 @@ async def execute(request: Request, state: StateDep,
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise PistonError(415, "requests must be of type application/json")
     try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PistonError(400, f"the request body is not JSON: {err}") from None
+        body = json.loads(await request.body(), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        raise PistonError(400, f"the request body is not valid JSON: {err}"[:300]) from None
     fuel_per_second = state.settings.judge_fuel_per_second
-    job, language = to_job(body, fuel_per_second)
+    job, language = to_job(body, fuel_per_second, state.settings.max_wait_s)
     job_id = new_job_id()
     fut = state.waiter.register(job_id)
     try:
@@ -82,7 +82,15 @@ async def execute(request: Request, state: StateDep,
         raise
     record = await wait_for_record(state, caller, job_id, state.settings.max_wait_s, fut)
     if not record.state.terminal:
-        await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
-        raise PistonError(503, f"the job did not end within {state.settings.max_wait_s:g} s "
-                               "(the queue is busy); it was cancelled: try again")
+        outcome = await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
+        ended = await state.record(job_id, caller.tenant)
+        if outcome not in ("finished", "failed") or ended is None:
+            raise PistonError(503, f"the job did not end within "
+                                   f"{state.settings.max_wait_s:g} s (the queue is busy); it "
+                                   "was cancelled: try again")
+        record = ended  # it ended between the wait and the cancel
     return response(record, language, fuel_per_second)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")

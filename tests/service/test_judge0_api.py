@@ -140,7 +140,7 @@ def _zip(files: dict[str, bytes]) -> str:
     import zipfile
 
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
             archive.writestr(name, data)
     return base64.b64encode(buffer.getvalue()).decode()
@@ -152,10 +152,11 @@ def test_listing_delete_batch_errors_fields_and_additional_files(cluster: Cluste
     unknown fields are refused; additional_files (a zip) sit beside the program."""
     import httpx
 
+    client = httpx.Client(timeout=60)  # the module's first Python run loads the interpreter
     _, http = cluster.new_tenant("j0list")
     base = f"http://127.0.0.1:{cluster.port}/judge0"
     auth = {"X-Auth-Token": http.headers["Authorization"].split()[1]}
-    r = httpx.post(f"{base}/submissions/batch", headers=auth, json={"submissions": [
+    r = client.post(f"{base}/submissions/batch", headers=auth, json={"submissions": [
         {"source_code": "print(1)", "language_id": 71},
         {"source_code": "print(2)", "language_id": 9999},
         {"source_code": "print(open('data/in.txt').read())", "language_id": 71,
@@ -167,15 +168,15 @@ def test_listing_delete_batch_errors_fields_and_additional_files(cluster: Cluste
     assert "doesn't exist" in refused["language_id"][0]
     tokens = [first["token"], third["token"]]
     for _ in range(2):
-        r = httpx.post(f"{base}/submissions", headers=auth, params={"wait": "true"},
+        r = client.post(f"{base}/submissions", headers=auth, params={"wait": "true"},
                        json={"source_code": "print(3)", "language_id": 71})
-    r = httpx.post(f"{base}/submissions/batch", headers=auth, json={"submissions": [
+    r = client.post(f"{base}/submissions/batch", headers=auth, json={"submissions": [
         {"language_id": 71}]})
     assert r.status_code == 422 and r.json() == [{"source_code": ["can't be blank"]}]
-    r = httpx.post(f"{base}/submissions/batch", headers=auth, json={"submissions": []})
+    r = client.post(f"{base}/submissions/batch", headers=auth, json={"submissions": []})
     assert r.status_code == 400 and "at least one" in r.json()["error"]
 
-    got = httpx.get(f"{base}/submissions/batch", headers=auth,
+    got = client.get(f"{base}/submissions/batch", headers=auth,
                     params={"tokens": ",".join(tokens), "fields": "stdout,status_id"}).json()
     for _ in range(100):
         if all(s["status_id"] > 2 for s in got["submissions"]):
@@ -183,43 +184,74 @@ def test_listing_delete_batch_errors_fields_and_additional_files(cluster: Cluste
         import time
 
         time.sleep(0.1)
-        got = httpx.get(f"{base}/submissions/batch", headers=auth,
+        got = client.get(f"{base}/submissions/batch", headers=auth,
                         params={"tokens": ",".join(tokens), "fields": "stdout,status_id"}).json()
     assert [s["stdout"] for s in got["submissions"]] == ["1\n", "from the zip\n"]
 
-    page = httpx.get(f"{base}/submissions", headers=auth, params={"per_page": "3"}).json()
+    page = client.get(f"{base}/submissions", headers=auth, params={"per_page": "3"}).json()
     assert page["meta"] == {"current_page": 1, "next_page": 2, "prev_page": None,
                             "total_pages": 2, "total_count": 4}
     assert len(page["submissions"]) == 3 and set(page["submissions"][0]) == {
         "token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
-    last = httpx.get(f"{base}/submissions", headers=auth,
+    last = client.get(f"{base}/submissions", headers=auth,
                      params={"per_page": "3", "page": "2", "fields": "token"}).json()
     assert last["meta"]["prev_page"] == 1 and last["meta"]["next_page"] is None
     assert last["submissions"] == [{"token": first["token"]}]  # the oldest, last
     for params, error in (({"page": "0"}, "invalid page: 0"),
                           ({"per_page": "-1"}, "invalid per_page: -1"),
                           ({"fields": "stdout,bogus"}, "invalid fields: [bogus]")):
-        r = httpx.get(f"{base}/submissions", headers=auth, params=params)
+        r = client.get(f"{base}/submissions", headers=auth, params=params)
         assert r.status_code == 400 and r.json()["error"].startswith(error)
-    everything = httpx.get(f"{base}/submissions/{third['token']}", headers=auth,
+    everything = client.get(f"{base}/submissions/{third['token']}", headers=auth,
                            params={"fields": "*"}).json()
     assert everything["language"]["id"] == 71 and everything["memory_limit"] > 0
 
-    r = httpx.delete(f"{base}/submissions/{first['token']}", headers=auth,
+    r = client.delete(f"{base}/submissions/{first['token']}", headers=auth,
                      params={"fields": "stdout,status_id"})
     assert r.status_code == 200 and r.json() == {"stdout": "MQo=", "status_id": 3}
-    assert httpx.get(f"{base}/submissions/{first['token']}", headers=auth).status_code == 404
-    assert httpx.delete(f"{base}/submissions/{first['token']}",
+    assert client.get(f"{base}/submissions/{first['token']}", headers=auth).status_code == 404
+    assert client.delete(f"{base}/submissions/{first['token']}",
                         headers=auth).status_code == 404
-    page = httpx.get(f"{base}/submissions", headers=auth).json()
+    page = client.get(f"{base}/submissions", headers=auth).json()
     assert page["meta"]["total_count"] == 3
-    slow = httpx.post(f"{base}/submissions", headers=auth, json={
+    slow = client.post(f"{base}/submissions", headers=auth, json={
         "source_code": "import time; time.sleep(3)", "language_id": 71}).json()["token"]
-    r = httpx.delete(f"{base}/submissions/{slow}", headers=auth)
+    r = client.delete(f"{base}/submissions/{slow}", headers=auth)
     assert r.status_code == 400 and "cannot be deleted because its status is" in r.json()[
         "error"]
-    r = httpx.get(f"{base}/submissions/{slow}", headers=auth)
+    r = client.get(f"{base}/submissions/{slow}", headers=auth)
     assert r.status_code == 200
+
+
+def _encrypted_zip() -> str:
+    import base64
+
+    raw = bytearray(base64.b64decode(_zip({"secret.txt": b"x" * 100})))
+    raw[6] |= 1  # the local header's "encrypted" flag
+    central = raw.rfind(b"PK\x01\x02")
+    raw[central + 8] |= 1  # and the central directory's
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _corrupt_zip() -> str:
+    import base64
+
+    raw = bytearray(base64.b64decode(_zip({"data.txt": b"hello world " * 100})))
+    raw[40:60] = b"\xff" * 20  # inside the deflate stream
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def test_non_finite_limits_are_field_errors(cluster: Cluster) -> None:
+    import httpx
+
+    r = httpx.post(f"http://127.0.0.1:{cluster.port}/judge0/submissions",
+                   headers={"X-Auth-Token": cluster.admin_key, "Content-Type":
+                            "application/json"},
+                   content='{"source_code": "print(1)", "language_id": 71, '
+                           '"cpu_time_limit": NaN, "memory_limit": Infinity}')
+    assert r.status_code == 422, r.text
+    assert r.json()["cpu_time_limit"] == ["must be a finite number"]
+    assert r.json()["memory_limit"] == ["must be a finite number"]
 
 
 def test_additional_files_refusals(cluster: Cluster) -> None:
@@ -232,6 +264,10 @@ def test_additional_files_refusals(cluster: Cluster) -> None:
         (_zip({"../escape.txt": b"x"}), "additional_files"),
         (_zip({"/etc/passwd": b"x"}), "additional_files"),
         (_zip({"big.bin": bytes(11 * 1024 * 1024)}), "larger than 10 MiB"),
+        (_zip({f"f{i}": b"" for i in range(300)}), "more than 256 files"),
+        (_zip({"a.txt": b"x", "./a.txt": b"y"}), "in the archive twice"),
+        (_encrypted_zip(), "encrypted"),
+        (_corrupt_zip(), "not a valid base64-encoded zip"),
     ):
         r = httpx.post(f"{base}/submissions", headers=auth, json={
             "source_code": "print(1)", "language_id": 71, "additional_files": files})
