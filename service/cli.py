@@ -134,6 +134,9 @@ def submit(
         "--wait/--no-wait", help="Wait for the result (--no-wait: print the job id)"
     )] = True,
     json: Annotated[bool, typer.Option("--json", help="Print the job record as JSON")] = False,
+    callback_url: Annotated[str | None, typer.Option(
+        "--callback-url", metavar="URL",
+        help="Also POST the record to this http(s) URL when the job ends")] = None,
     url: UrlOpt = None, key: KeyOpt = None,
 ) -> None:
     """Submit a job to a running Warden and print its result, as `warden run` would.
@@ -151,6 +154,8 @@ def submit(
     common: dict[str, object] = {"limits": limits, "grants": grants}
     if flag:
         common["compiler_flags"] = flag
+    if callback_url is not None:
+        common["callback_url"] = callback_url
     try:
         if language:  # the server judges the language: its registry is the one that counts
             sub = JobSubmission(language=language, source=_text(path, data, "source"),

@@ -9,6 +9,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -121,6 +122,22 @@ def test_a_cancelled_job_calls_back_too(cluster: Cluster, receiver: Receiver) ->
     assert cluster.http.delete(f"/v1/jobs/{job_id}").status_code in (200, 202)
     (got,) = receiver.wait_for(1, "/ok?c=1")
     assert json.loads(got.body)["state"] == "cancelled"
+
+
+def test_the_cli_submits_with_a_callback(cluster: Cluster, receiver: Receiver,
+                                         tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    module = tmp_path / "hello.wat"
+    module.write_text(W.hello("from the cli\n"))
+    done = CliRunner().invoke(app, [
+        "submit", str(module), "--callback-url", receiver.url("/ok?cli=1"), "--json",
+        "--url", f"http://127.0.0.1:{cluster.port}", "--key", cluster.admin_key])
+    assert done.exit_code == 0, done.output
+    (got,) = receiver.wait_for(1, "/ok?cli=1")
+    assert base64.b64decode(json.loads(got.body)["result"]["stdout"]) == b"from the cli\n"
 
 
 def test_callback_urls_refused_at_submit(cluster: Cluster) -> None:
