@@ -472,6 +472,8 @@ class JobSubmission(BaseModel):
         description="http(s) URL that receives the job's record (POST, JSON, outputs in "
         "base64) once it ends; only public addresses unless the operator allowed more; "
         "each attempt is recorded in the record's `callback`",
+        # documented (the service checks it, with a clearer message than a pattern's)
+        json_schema_extra={"format": "uri", "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"},
     )
 
     @model_validator(mode="after")

@@ -42,6 +42,7 @@ CONTENT_PROBLEMS = frozenset({
     "invalid-module", "no-entry-point", "unknown-language", "compiler-flag-not-allowed",
     "reserved-path", "files-too-large", "file-inside-file", "invalid-date-range",
     "invalid-problem", "invalid-submission", "missing-blobs", "blob-hash-mismatch",
+    "invalid-callback-url",  # the host's rules (credentials, numeric spellings, IDNA)
 })
 
 CONFIG_DICT: dict[str, Any] = {
