@@ -42,13 +42,8 @@ Figures (2-core machine, shared): the module is 30.6 MB; Warden's engine compile
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
-import os
 import shutil
-import subprocess
-import tarfile
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -57,6 +52,7 @@ from typing import Final
 
 from sandboxes.languages.toolchains import wasm_relink as wr
 from sandboxes.languages.toolchains.base import file_lock
+from sandboxes.languages.toolchains.npm_package import NpmPackage, NpmPackageError
 from sandboxes.schema import Grants
 
 NPM_PACKAGE: Final = "@ruby/3.4-wasm-wasi"
@@ -64,6 +60,7 @@ NPM_VERSION: Final = "2.10.1"
 NPM_INTEGRITY: Final = (
     "sha512-qrzIJ/7TGSpsZpFyLJb9OXO6TYAq18XoLd11We17Sr78hWpb5IGGFgMQ9A2Y8Ww5n0k8uKA/I8/P8MJdzlJX0Q=="
 )
+PACKAGE: Final = NpmPackage(NPM_PACKAGE, NPM_VERSION, NPM_INTEGRITY)
 RUBY_VERSION: Final = "3.4.1"
 BUILD: Final = f"ruby.wasm {NPM_VERSION} ({NPM_PACKAGE}), CRuby {RUBY_VERSION} +PRISM [wasm32-wasi]"
 
@@ -376,49 +373,15 @@ def install_dir(toolchain_dir: Path) -> Path:
     return toolchain_dir / f"ruby-{RUBY_VERSION}-npm{NPM_VERSION}-r{RECIPE_VERSION}"
 
 
-def _npm_pack(dest: Path) -> Path:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RubyRuntimeError(
-            "npm is not installed (apt-get install npm): it fetches the Ruby runtime "
-            f"{NPM_PACKAGE}@{NPM_VERSION}"
-        )
-    cmd = [npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", str(dest),
-           "--ignore-scripts", "--silent"]
-    env = {**os.environ, "npm_config_update_notifier": "false", "npm_config_fund": "false"}
+def _members(staged: Path) -> dict[str, bytes]:
+    """The pinned members of the package, fetched with npm into ``staged``."""
+    wanted: dict[str, str | None] = {REACTOR_MEMBER: REACTOR_SHA256, DEBUG_MEMBER: DEBUG_SHA256,
+                                     **dict.fromkeys(LICENSE_MEMBERS)}
     try:
-        done = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RubyRuntimeError(f"npm pack {NPM_PACKAGE}@{NPM_VERSION} failed: {exc}") from None
-    if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace").strip()[-2000:]
-        raise RubyRuntimeError(f"npm pack {NPM_PACKAGE}@{NPM_VERSION} failed: {tail}")
-    tarballs = list(dest.glob("*.tgz"))
-    if len(tarballs) != 1:
-        raise RubyRuntimeError(f"npm pack left {len(tarballs)} tarballs in {dest}")
-    return tarballs[0]
-
-
-def _members(tarball: Path) -> dict[str, bytes]:
-    data = tarball.read_bytes()
-    integrity = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
-    if integrity != NPM_INTEGRITY:
-        raise RubyRuntimeError(f"{tarball.name} has integrity {integrity}, expected the pinned "
-                               f"{NPM_INTEGRITY}")
-    wanted = {REACTOR_MEMBER, DEBUG_MEMBER, *LICENSE_MEMBERS}
-    out: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-        for member in archive:
-            if member.name in wanted and member.isfile() and member.size <= _MAX_MEMBER_BYTES:
-                f = archive.extractfile(member)
-                if f is not None:
-                    out[member.name] = f.read()
-    for name, expected in ((REACTOR_MEMBER, REACTOR_SHA256), (DEBUG_MEMBER, DEBUG_SHA256)):
-        if name not in out:
-            raise RubyRuntimeError(f"{tarball.name} has no {name}")
-        if _sha256(out[name]) != expected:
-            raise RubyRuntimeError(f"{name} in {tarball.name} is not the pinned file")
-    return out
+        return PACKAGE.members(PACKAGE.pack(staged, "the Ruby runtime"), wanted,
+                               _MAX_MEMBER_BYTES)
+    except NpmPackageError as err:
+        raise RubyRuntimeError(str(err)) from None
 
 
 def ensure_installed(toolchain_dir: Path) -> Path:
@@ -433,7 +396,7 @@ def ensure_installed(toolchain_dir: Path) -> Path:
         if not _matches(target):
             staged = Path(tempfile.mkdtemp(prefix=".ruby-", dir=toolchain_dir))
             try:
-                files = _members(_npm_pack(staged))
+                files = _members(staged)
                 command = build_command(files[REACTOR_MEMBER], files[DEBUG_MEMBER])
                 if _sha256(command) != COMMAND_SHA256:
                     raise RubyRuntimeError(
