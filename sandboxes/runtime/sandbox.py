@@ -37,7 +37,7 @@ from sandboxes.runtime.executor import ComponentExecutors
 from sandboxes.runtime.outcome import Outcome, classify
 from sandboxes.runtime.output import CappedSink
 from sandboxes.runtime.stacks import call_with_stack
-from sandboxes.runtime.streams import MAX_COLLECTED_BYTES, MAX_COLLECTED_FILES, RunIO
+from sandboxes.runtime.streams import RunIO
 from sandboxes.runtime.wasmtime_ext import set_deadline_check, set_stdin_bytes
 from sandboxes.schema import (
     MAX_SCRATCH_ENTRIES,
@@ -163,18 +163,22 @@ class Sandbox:
         return self.prepare_timed(source, limits, compile_timeout_s)[0]
 
     def prepare_timed(
-        self, source: bytes | str, limits: Limits, compile_timeout_s: float | None = None
+        self, source: bytes | str, limits: Limits, compile_timeout_s: float | None = None,
+        trusted_module_bytes: int | None = None, instrument: bool = True,
     ) -> tuple[Prepared, float]:
         """``prepare``, and the seconds this call spent compiling (0 on a cache hit).
 
         The compile is bounded by ``limits.compile_time_s`` (under the worker's cap), or by
-        ``compile_timeout_s`` for trusted modules (interpreters). Core modules go to the
-        fuel-instrumented engine (unless disabled in the settings), components to the
-        wasmtime-metered one.
+        ``compile_timeout_s`` for trusted modules (interpreters, compilers). Core modules
+        go to the fuel-instrumented engine (unless disabled in the settings, or
+        ``instrument`` is False: a toolchain too large for the rewriter), components to
+        the wasmtime-metered one. ``trusted_module_bytes``: a trusted module's size bound,
+        in place of the tenant limit's (a compiler can be larger than any job's module).
         """
-        module = decode_module(source, limits.module_bytes)
+        module = decode_module(source, trusted_module_bytes or limits.module_bytes)
         instrumented = (
-            self.settings.fuel_instrumentation and module.kind is ModuleKind.CORE
+            instrument and self.settings.fuel_instrumentation
+            and module.kind is ModuleKind.CORE
         )
         ctx = self.engine_context(limits.stack_bytes, instrumented)
         key = f"{module.kind.value}-{module.sha256}-{ctx.spec.fingerprint}"
@@ -389,7 +393,9 @@ class Sandbox:
                               lambda: control.stop(StopReason.SCRATCH_LIMIT))
                 scratch = (SCRATCH_GUEST_DIR, quota)
             stdin = io.stdin if io is not None and io.stdin is not None else grants.stdin
-            files = RunFiles(stdin, stdout, stderr, grants.files, scratch, control)
+            files = RunFiles(stdin, stdout, stderr, grants.files, scratch, control,
+                             io.system_files if io is not None else None,
+                             io.scratch_seed if io is not None else None)
         ticker = prepared.ctx.ticker
         store.set_wasi(wasi)
         if interrupt is None:
@@ -419,8 +425,7 @@ class Sandbox:
             if io is not None:
                 io.mark_ended()
                 if io.scratch_files is not None and files is not None:
-                    io.scratch_files.update(
-                        files.scratch_files(MAX_COLLECTED_FILES, MAX_COLLECTED_BYTES))
+                    io.scratch_files.update(files.scratch_files(*io.collect_limits))
             if files is not None:
                 files.close_all()
         error, memory_peak = end.error, end.memory_peak

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,10 +68,16 @@ class RunIO:
     stdout_tee: Callable[[bytes], object] | None = None
     scratch_files: dict[str, bytes] | None = None
     ended_at: float | None = None  # monotonic time the guest ended (set by the sandbox)
+    # Warden's own runs (a compiler in the sandbox): read-only files of a toolchain beside
+    # the grants (not bound by the grants' limits: Warden provides them), files the scratch
+    # dir starts with (charged to its quota), and how much of the scratch dir to collect.
+    system_files: Mapping[str, bytes] | None = None
+    scratch_seed: Mapping[str, bytes] | None = None
+    collect_limits: tuple[int, int] = (16, 64 * 1024)  # files, bytes per file
 
     def mark_ended(self) -> None:
         self.ended_at = time.monotonic()
 
 
-MAX_COLLECTED_FILES: Final = 16
-MAX_COLLECTED_BYTES: Final = 64 * 1024  # per file; a checker's message or score
+MAX_COLLECTED_FILES: Final = 16  # RunIO.collect_limits' default: a checker's message or
+MAX_COLLECTED_BYTES: Final = 64 * 1024  # score, per file

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -82,9 +83,11 @@ class RunFiles:
         stdin: bytes | ByteStream,
         stdout: CappedSink,
         stderr: CappedSink,
-        files: dict[str, bytes] | None = None,
+        files: Mapping[str, bytes] | None = None,
         scratch: tuple[str, Quota] | None = None,
         control: RunControl | None = None,
+        system_files: Mapping[str, bytes] | None = None,
+        scratch_seed: Mapping[str, bytes] | None = None,
     ) -> None:
         self._stdin = stdin
         self._control = control  # a stdin stream's reads wait on it
@@ -99,14 +102,20 @@ class RunFiles:
         }
         self._free: set[int] = set()
         self.trees: list[Tree] = []
-        if files:
+        if files or system_files:
             tree = Tree(False, None, inodes)
-            for name, data in files.items():
+            for name, data in (system_files or {}).items():
+                tree.add_file(name, data)
+            for name, data in (files or {}).items():
                 tree.add_file(name, data)
             self._preopen(tree, "/")
         if scratch is not None:
             guest_path, quota = scratch
             self.scratch = Tree(True, quota, inodes)
+            for name, data in (scratch_seed or {}).items():
+                quota.charge_entry()
+                quota.charge_bytes(len(data))
+                self.scratch.add_file(name, bytearray(data))
             self._preopen(self.scratch, guest_path)
 
     def _preopen(self, tree: Tree, guest_path: str) -> None:

@@ -209,7 +209,7 @@ class Tree:
             raise FsError(Errno.PERM)
 
     # -- building the granted tree ---------------------------------------------------------
-    def add_file(self, name: str, data: bytes) -> None:
+    def add_file(self, name: str, data: bytes | bytearray) -> None:
         """Place a granted file (names were validated by the schema: plain components)."""
         *dirs, leaf = name.split("/")
         node = self.root

