@@ -106,6 +106,10 @@ class Prepared:
         return self.ctx.spec.instrumented
 
 
+_TOOLCHAIN_MEMORY_ENTRIES = 16
+_TOOLCHAIN_DISK_BYTES = 4 * 1024**3
+
+
 class Sandbox:
     def __init__(self, settings: Settings | None = None,
                  components_in_process: bool = False) -> None:
@@ -127,6 +131,12 @@ class Sandbox:
         self.cache: ArtifactCache[Prepared | SandboxError] = ArtifactCache(
             cache_dir, self.settings.memory_cache_entries, self.settings.disk_cache_bytes
         )
+        # Trusted modules (interpreters, compilers) are Warden's own, the same for every
+        # data dir: their machine code is kept beside the toolchains, compiled once per
+        # machine (the compiler's takes minutes), never evicted by tenants' modules.
+        self.toolchain_cache: ArtifactCache[Prepared | SandboxError] = ArtifactCache(
+            self.settings.toolchain_dir / "artifacts", _TOOLCHAIN_MEMORY_ENTRIES,
+            _TOOLCHAIN_DISK_BYTES)
 
     def close(self) -> None:
         """Stop the helper processes (compile helper, component executors)."""
@@ -220,8 +230,9 @@ class Sandbox:
         def load(blob: bytes) -> Prepared | SandboxError:
             return _link(module, ctx, blob)
 
+        cache = self.toolchain_cache if trusted else self.cache
         try:  # waiting for another job's compile of the same module counts too
-            prepared = self.cache.get(key, compile_, load, wait_s=budget)
+            prepared = cache.get(key, compile_, load, wait_s=budget)
         except TimeoutError:
             raise CompileTimeoutError(budget) from None
         if isinstance(prepared, SandboxError):

@@ -20,7 +20,9 @@ Compile limits are fuel: a compile bomb stops at the same instruction on every m
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import logging
 import shlex
 import shutil
 import tarfile
@@ -49,6 +51,7 @@ RESOURCES_SHA256: Final = "79eef0c336fe55cf03ff8f5b42b784c8168f929a3603138b2c630
 CLANG_VERSION: Final = "22.0.0git (YoWASP clang 22.0.0-git20542-10)"
 _MAX_MEMBER_BYTES: Final = 128 * MiB
 _CORE_FILE: Final = "llvm.wasm"
+log = logging.getLogger(__name__)
 _RESOURCES_FILE: Final = "llvm-resources.tar"
 
 ARGV0: Final = "llvm"  # the multi-tool's name; argv[1] is the tool
@@ -56,8 +59,25 @@ SYSROOT: Final = "usr"  # where the resources sit (they are a /usr prefix)
 WORK: Final = "/tmp"  # the job's private, writable, in-memory directory
 TARGET: Final = "--target=wasm32-wasip1"
 # flags of every compile, as the jailed zig toolchain used them
-COMMON_FLAGS: Final = ("-O2", "-ferror-limit=20", "-fno-exceptions", "-Wl,--strip-all",
-                       "-Wl,-z,stack-size=16777216", "-Wl,--stack-first")
+COMPILE_FLAGS: Final = ("-O2", "-ferror-limit=20", "-fno-exceptions")
+LINK_FLAGS: Final = ("-Wl,--strip-all", "-Wl,-z,stack-size=16777216", "-Wl,--stack-first")
+
+
+# C++'s common standard headers, parsed once into a precompiled header (the parse is most of
+# a C++ compile: 6.6 G fuel for <iostream> alone). A compile with the default -O and -std
+# includes it first; its own #includes of these are then no-ops. A program that does not
+# compile that way (a name that clashes with one of these headers') is compiled again
+# without it, so the header never changes what compiles.
+PCH_HEADERS: Final = (
+    "algorithm", "array", "bitset", "cassert", "cctype", "chrono", "climits", "cmath",
+    "complex", "cstdint", "cstdio", "cstdlib", "cstring", "deque", "functional", "iomanip",
+    "iostream", "iterator", "limits", "list", "map", "memory", "numeric", "optional",
+    "queue", "random", "set", "sstream", "stack", "string", "string_view", "tuple",
+    "unordered_map", "unordered_set", "utility", "variant", "vector",
+)
+PCH_HEADER: Final = f"{SYSROOT}/warden/std.h"
+PCH_FILE: Final = f"{SYSROOT}/warden/std.pch"
+_PCH_DEFAULTS: Final = ("-O2", "-std=c++20")  # what the header was built with
 
 
 class ClangWasmError(SandboxError):
@@ -100,8 +120,6 @@ def ensure_installed(toolchain_dir: Path) -> Path:
 
 
 def _verified(path: Path, sha256: str) -> bytes:
-    import hashlib
-
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -145,13 +163,15 @@ class ClangWasm:
         self.toolchain_dir = toolchain_dir
         self._plans: dict[tuple[bool, tuple[str, ...]], list[list[str]]] = {}
         self._prepared: Prepared | None = None  # read and hashed once (75 MB)
+        self._files: Mapping[str, bytes] | None = None  # the sysroot (and the PCH)
+        self._has_pch = False
         self._lock = threading.Lock()
 
-    # -- the module ------------------------------------------------------------------------
+    # -- the module and its files ------------------------------------------------------------
     def prepared(self, timeout_s: float = 900.0) -> Prepared:
-        """The compiler, compiled by wasmtime once (minutes; cached on disk like any
-        module, so ``warden warm`` pays it), with wasmtime's own fuel (too large for
-        Warden's rewriter to be worth it)."""
+        """The compiler, compiled by wasmtime once (minutes; cached beside the toolchains,
+        so ``warden warm`` pays it), with wasmtime's own fuel (too large for Warden's
+        rewriter to be worth it)."""
         with self._lock:
             if self._prepared is not None:
                 return self._prepared
@@ -164,17 +184,57 @@ class ClangWasm:
             self._prepared = prepared
         return prepared
 
+    def _system_files(self) -> Mapping[str, bytes]:
+        with self._lock:
+            if self._files is not None:
+                return self._files
+        home = ensure_installed(self.toolchain_dir)
+        files = dict(sysroot_files(home))
+        files[PCH_HEADER] = _pch_header()
+        pch = home / _pch_name()
+        if pch.exists():
+            files[PCH_FILE] = pch.read_bytes()
+        with self._lock:
+            self._files, self._has_pch = files, PCH_FILE in files
+        return files
+
+    def ensure_pch(self, budget: CompileBudget) -> bool:
+        """Build the C++ precompiled header once per machine (trusted input only: the
+        standard headers); whether it is there."""
+        self._system_files()
+        if self._has_pch:
+            return True
+        home = ensure_installed(self.toolchain_dir)
+        with file_lock(home.parent / ".clang-wasm-pch.lock"):
+            target = home / _pch_name()
+            if not target.exists():
+                argv = ["clang++", TARGET, *_PCH_BUILD_FLAGS, "-x", "c++-header",
+                        f"/{PCH_HEADER}", "-o", f"{WORK}/std.pch", "-###"]
+                plan, _ = self._run(argv, {}, budget, budget.fuel, budget.wall_s)
+                jobs = parse_plan(plan.stderr.decode("utf-8", "replace"))
+                built, left = self._run(jobs[0], {}, budget, budget.fuel, budget.wall_s)
+                if built.status is not RunStatus.OK or "std.pch" not in left:
+                    log.warning("the C++ precompiled header was not built: %s",
+                                _describe(built, "the compiler") or built.stderr[-500:])
+                    return False
+                staged = target.with_suffix(".tmp")
+                staged.write_bytes(left["std.pch"])
+                staged.rename(target)
+        with self._lock:
+            self._files = None
+        self._system_files()
+        return self._has_pch
+
     # -- one step ----------------------------------------------------------------------------
     def _run(self, argv: Sequence[str], seed: Mapping[str, bytes], budget: CompileBudget,
              fuel: int, wall_s: float) -> tuple[RunResult, dict[str, bytes]]:
-        home = install_dir(self.toolchain_dir)
         limits = Limits(fuel=max(fuel, 1000), memory_bytes=budget.memory_bytes,
                         wall_time_s=max(wall_s, 0.001), stdout_bytes=budget.output_bytes,
                         stderr_bytes=budget.output_bytes)
         grants = Grants(args=list(argv), scratch=ScratchGrant(quota_bytes=budget.scratch_bytes))
         left: dict[str, bytes] = {}
-        run_io = RunIO(system_files=sysroot_files(home), scratch_seed=seed, scratch_files=left,
-                       collect_limits=(64, MAX_OUTPUT_MODULE_BYTES))
+        run_io = RunIO(system_files=self._system_files(), scratch_seed=seed,
+                       scratch_files=left, collect_limits=(64, MAX_OUTPUT_MODULE_BYTES))
         result = self.sandbox.run_prepared(self.prepared(), limits, grants, argv0=ARGV0,
                                            io=run_io)
         return result, left
@@ -187,7 +247,7 @@ class ClangWasm:
             if key in self._plans:
                 return self._plans[key]
         source = f"{WORK}/main.cpp" if cxx else f"{WORK}/main.c"
-        argv = ["clang++" if cxx else "clang", TARGET, *COMMON_FLAGS,
+        argv = ["clang++" if cxx else "clang", TARGET, *COMPILE_FLAGS, *LINK_FLAGS,
                 "-std=c++20" if cxx else "-std=c17", *flags, source, "-o",
                 f"{WORK}/main.wasm", "-###"]
         seed = {source.removeprefix(f"{WORK}/"): b""}  # the driver checks that it exists
@@ -206,7 +266,22 @@ class ClangWasm:
     # -- a compile ---------------------------------------------------------------------------------
     def compile(self, source: bytes, flags: Sequence[str], cxx: bool,
                 budget: CompileBudget) -> CompileOutcome:
-        """Compile and link ``source``; the module, or the compiler's message."""
+        """Compile and link ``source``; the module, or the compiler's message. C++ with the
+        default -O and -std goes through the precompiled header when there is one."""
+        self._system_files()
+        with_pch = cxx and self._has_pch and not any(
+            f.startswith(("-O", "-std")) and f not in _PCH_DEFAULTS for f in flags)
+        if with_pch:
+            outcome = self._compile(source, [*flags, "-include-pch", f"/{PCH_FILE}"], cxx,
+                                    budget)
+            if outcome.ok or outcome.timed_out:
+                return outcome
+            # a name that clashes with a header the program did not include, or a PCH
+            # refused: the program is judged as it was written, without the header
+        return self._compile(source, flags, cxx, budget)
+
+    def _compile(self, source: bytes, flags: Sequence[str], cxx: bool,
+                 budget: CompileBudget) -> CompileOutcome:
         try:
             jobs = self.plan(cxx, flags, budget)
         except CompilePlanError as err:
@@ -222,8 +297,8 @@ class ClangWasm:
             if text:
                 messages.append(text)
             if result.status is not RunStatus.OK:
-                messages.append(_describe(result, _tool(job)))
-                return CompileOutcome(None, "\n".join(m for m in messages if m),
+                why = _describe(result, _tool(job), budget)
+                return CompileOutcome(None, _joined(messages, budget, why),
                                       timed_out=result.status is RunStatus.WALL_TIMEOUT,
                                       wall_s=budget.wall_s - wall)
             files = left
@@ -231,7 +306,27 @@ class ClangWasm:
         if wasm is None:
             return CompileOutcome(None, "the compiler produced no module",
                                   wall_s=budget.wall_s - wall, transient=True)
-        return CompileOutcome(wasm, "\n".join(messages), wall_s=budget.wall_s - wall)
+        return CompileOutcome(wasm, _joined(messages, budget), wall_s=budget.wall_s - wall)
+
+
+_PCH_BUILD_FLAGS: Final = (*COMPILE_FLAGS, "-std=c++20", "-Xclang", "-fno-pch-timestamp")
+
+
+def _pch_header() -> bytes:
+    return "".join(f"#include <{name}>\n" for name in PCH_HEADERS).encode()
+
+
+def _pch_name() -> str:
+    """The PCH's file, named for everything it depends on (headers, flags, package)."""
+    recipe = hashlib.sha256(_pch_header() + "\0".join(_PCH_BUILD_FLAGS).encode()
+                            + PACKAGE.version.encode()).hexdigest()[:16]
+    return f"std-{recipe}.pch"
+
+
+def _joined(messages: list[str], budget: CompileBudget, why: str = "") -> str:
+    """The steps' messages within the output cap, and why the compile stopped, if it did."""
+    text = "\n".join(m for m in messages if m)[:budget.output_bytes]
+    return "\n".join(part for part in (text, why) if part)
 
 
 class CompilePlanError(Exception):
@@ -260,7 +355,7 @@ def _tool(job: Sequence[str]) -> str:
     return "the compiler" if job and job[0].startswith("clang") else "the linker"
 
 
-def _describe(result: RunResult, what: str) -> str:
+def _describe(result: RunResult, what: str, budget: CompileBudget | None = None) -> str:
     """Why a step failed, for the compile error (the step's own output comes first)."""
     status = result.status
     if status is RunStatus.NONZERO_EXIT:
@@ -273,7 +368,8 @@ def _describe(result: RunResult, what: str) -> str:
     if status is RunStatus.MEMORY_LIMIT:
         return f"[{what} ran out of memory: compile stopped]"
     if status is RunStatus.OUTPUT_LIMIT:
-        return f"[{what}'s output was cut: compile stopped]"
+        cap = f" at {budget.output_bytes} bytes" if budget is not None else ""
+        return f"[compiler output cut{cap}; compile stopped]"
     if status is RunStatus.TRAP:
         return f"[{what} failed: {result.message or 'it trapped'}]"
     return f"[{what} could not run: {result.message or status.value}]"
