@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, le=16 * 1024**2,
         description="Compiler messages kept; a compiler printing more is stopped",
     )
+    source_compile_fuel: int = Field(
+        default=200_000_000_000, ge=1_000_000_000, le=1_000_000_000_000,
+        description="Fuel one C or C++ compile may use (the compiler runs in the sandbox: a "
+        "compile bomb stops at the same point on every machine; C++ with <iostream> takes "
+        "~1-7 G)",
+    )
     compiled_cache_bytes: Bytes = Field(
         default=1024**3, ge=0, description="Compiled source kept on disk (0: none)"
     )

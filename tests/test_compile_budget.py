@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+from sandboxes.compilation.artifacts import ArtifactCache
 from sandboxes.languages.source_runner import SourceRunner
 from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus
@@ -97,6 +98,9 @@ def test_a_first_interpreter_compile_never_holds_a_job_past_its_budget(tmp_path:
     """A worker whose artifact cache is empty compiles the interpreter apart from the job:
     the job waits its compile budget at most, later jobs get the interpreter."""
     runner = SourceRunner(Sandbox(Settings(data_dir=tmp_path)))
+    # trusted modules' machine code is kept beside the toolchains: start from an empty one
+    runner.sandbox.toolchain_cache = ArtifactCache(tmp_path / "toolchain-artifacts", 16,
+                                                   1 << 30)
     try:
         started = time.monotonic()
         early = runner.run("javascript", 'console.log("hi")', Limits(compile_time_s=0.05),

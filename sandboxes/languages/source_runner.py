@@ -22,10 +22,11 @@ from sandboxes.compilation.artifacts import ExpiringCache
 from sandboxes.errors import SandboxError
 from sandboxes.languages.compile_cache import CompileCache, compile_key
 from sandboxes.languages.registry import APP_DIR, LANGUAGES, Language, Toolchain
-from sandboxes.languages.toolchains import python_wasm, ruby_wasm
+from sandboxes.languages.toolchains import clang_wasm, python_wasm, ruby_wasm
 from sandboxes.languages.toolchains import rust as rust_toolchain
 from sandboxes.languages.toolchains import zig as zig_toolchain
 from sandboxes.languages.toolchains.base import CompileOutcome
+from sandboxes.languages.toolchains.clang_wasm import ClangWasm, CompileBudget
 from sandboxes.languages.toolchains.go import GoToolchain, GoUnavailableError, go_available
 from sandboxes.languages.toolchains.jail import JailLimits, check_jail
 from sandboxes.languages.toolchains.python_runtime import select as select_python
@@ -85,6 +86,7 @@ class SourceRunner:
             file_bytes=LIMIT_BOUNDS["module_bytes"].maximum.__int__() * 4,
         )
         self.zig = ZigToolchain(s.toolchain_dir, s.compile_root, limits)
+        self.clang = ClangWasm(sandbox, s.toolchain_dir)
         self.rust = RustToolchain(s.compile_root, limits)
         self.go = GoToolchain(s.toolchain_dir, s.compile_root, limits)
         self.cache = CompileCache(
@@ -243,8 +245,18 @@ class SourceRunner:
             return None
         return _compile_timeout(budget_s)
 
+    def _clang_budget(self, budget_s: float | None) -> CompileBudget:
+        s = self.sandbox.settings
+        wall = s.source_compile_timeout_s if budget_s is None else min(
+            budget_s, s.source_compile_timeout_s)
+        return CompileBudget(fuel=s.source_compile_fuel,
+                             memory_bytes=min(s.source_compile_memory_bytes, 4 * 1024**3),
+                             wall_s=wall, output_bytes=s.compile_output_bytes)
+
     def toolchain_version(self, language: Language) -> str:
         """The compiler's version and Warden's recipe for it (flags, link steps)."""
+        if language.toolchain in (Toolchain.CLANG_C, Toolchain.CLANG_CXX):
+            return f"clang-wasm-{clang_wasm.PACKAGE.version}/{recipe_hash(clang_wasm.__file__)}"
         if language.toolchain is Toolchain.RUSTC:
             return f"{self.rust.version}/{recipe_hash(rust_toolchain.__file__)}"
         if language.toolchain is Toolchain.GO:
@@ -259,6 +271,12 @@ class SourceRunner:
         part, is never paid by a request. ``progress`` is told each step's name as it
         starts (``warden warm`` shows them: on a fresh machine this takes minutes)."""
         step = progress or (lambda _name: None)
+        step("C and C++ compiler (clang as WebAssembly)")
+        try:
+            self.clang.prepared()
+            self.clang.ensure_pch(self._clang_budget(None))
+        except SandboxError as err:  # C and C++ jobs then say why (unsupported)
+            log.warning("clang not warmed: %s", err.message)
         if check_jail() is None:
             step("zig libc and libc++ sysroot")
             self.zig.ensure_sysroot()
@@ -282,13 +300,12 @@ class SourceRunner:
     def _compile_jailed(
         self, language: Language, source: bytes, flags: list[str], budget_s: float | None
     ) -> CompileOutcome:
+        if language.toolchain in (Toolchain.CLANG_C, Toolchain.CLANG_CXX):  # no jail needed
+            return self.clang.compile(source, flags, language.toolchain is Toolchain.CLANG_CXX,
+                                      self._clang_budget(budget_s))
         problem = check_jail()
         if problem is not None:  # fail closed: never compile untrusted source unjailed
             raise SandboxError(RunStatus.UNSUPPORTED, f"compile jail unavailable: {problem}")
-        if language.toolchain is Toolchain.ZIG_C:
-            return self.zig.compile_c(source, flags, cxx=False, budget_s=budget_s)
-        if language.toolchain is Toolchain.ZIG_CXX:
-            return self.zig.compile_c(source, flags, cxx=True, budget_s=budget_s)
         if language.toolchain is Toolchain.ZIG:
             return self.zig.compile_zig(source, flags, budget_s)
         if language.toolchain is Toolchain.RUSTC:

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from sandboxes.settings import get_settings
 from tests import wat_modules as W
 from tests.service.cluster import Cluster, unix
 
@@ -29,7 +30,15 @@ def test_a_job_right_after_ready_runs_at_once(tmp_path: Path) -> None:
     """A fresh data dir: each worker compiles its interpreters from scratch (tens of
     seconds on 2 cores) while the first job arrives. It once took 7.9 s; a hello module
     needs well under a second even on a loaded machine."""
-    cluster = Cluster(tmp_path, lease_s=2, warm_languages=True)
+    # The interpreters' machine code is kept beside the toolchains (once per machine):
+    # a toolchain dir of links to the machine's, without that cache, starts from scratch.
+    toolchains = tmp_path / "toolchains"
+    toolchains.mkdir()
+    real = get_settings().toolchain_dir
+    for entry in real.iterdir():
+        if entry.name != "artifacts":
+            (toolchains / entry.name).symlink_to(entry)
+    cluster = Cluster(tmp_path, lease_s=2, warm_languages=True, toolchain_dir=toolchains)
     try:
         cluster.start_api()
         worker = cluster.start_worker()

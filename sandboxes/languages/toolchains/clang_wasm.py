@@ -48,7 +48,7 @@ CORE_MEMBER: Final = "package/gen/llvm.core.wasm"
 CORE_SHA256: Final = "24fbed474c7b5b4968fd73fc4827440b93fb351c1b6264516130300eff3e7bf5"
 RESOURCES_MEMBER: Final = "package/gen/llvm-resources.tar"
 RESOURCES_SHA256: Final = "79eef0c336fe55cf03ff8f5b42b784c8168f929a3603138b2c6301f4601e4c86"
-CLANG_VERSION: Final = "22.0.0git (YoWASP clang 22.0.0-git20542-10)"
+CLANG_RELEASE: Final = "22.1.0"  # what `clang --version` says of this build
 _MAX_MEMBER_BYTES: Final = 128 * MiB
 _CORE_FILE: Final = "llvm.wasm"
 log = logging.getLogger(__name__)
@@ -257,7 +257,8 @@ class ClangWasm:
             said = "\n".join(line for line in said.splitlines()
                              if line.startswith(("clang", "error", "warning")))
             raise CompilePlanError("\n".join(
-                part for part in (said, _describe(result, "the compiler driver")) if part))
+                part for part in (said, _describe(result, "the compiler driver", budget))
+                if part), result.status is RunStatus.WALL_TIMEOUT)
         jobs = parse_plan(result.stderr.decode("utf-8", "replace"))
         with self._lock:
             self._plans[key] = jobs
@@ -285,7 +286,7 @@ class ClangWasm:
         try:
             jobs = self.plan(cxx, flags, budget)
         except CompilePlanError as err:
-            return CompileOutcome(None, str(err))
+            return CompileOutcome(None, str(err), timed_out=err.timed_out)
         files: dict[str, bytes] = {"main.cpp" if cxx else "main.c": source}
         fuel, wall = budget.fuel, budget.wall_s
         messages: list[str] = []
@@ -293,7 +294,9 @@ class ClangWasm:
             result, left = self._run(job, files, budget, fuel, wall)
             fuel -= result.fuel_used
             wall -= result.wall_time_s
-            text = (result.stdout + result.stderr).decode("utf-8", "replace").strip()
+            # the job dir is the compiler's own: messages name the source as it was sent
+            text = (result.stdout + result.stderr).decode("utf-8", "replace").strip() \
+                .replace(f"{WORK}/", "")
             if text:
                 messages.append(text)
             if result.status is not RunStatus.OK:
@@ -330,7 +333,9 @@ def _joined(messages: list[str], budget: CompileBudget, why: str = "") -> str:
 
 
 class CompilePlanError(Exception):
-    pass
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 def parse_plan(text: str) -> list[list[str]]:
@@ -364,7 +369,8 @@ def _describe(result: RunResult, what: str, budget: CompileBudget | None = None)
     if status is RunStatus.FUEL_EXHAUSTED:
         return f"[{what} ran out of its fuel budget: compile stopped]"
     if status is RunStatus.WALL_TIMEOUT:
-        return f"[{what} ran out of its time budget: compile stopped]"
+        limit = f" of {budget.wall_s:g} s" if budget is not None else ""
+        return f"[compile time limit{limit} exceeded]"
     if status is RunStatus.MEMORY_LIMIT:
         return f"[{what} ran out of memory: compile stopped]"
     if status is RunStatus.OUTPUT_LIMIT:
