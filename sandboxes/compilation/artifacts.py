@@ -38,7 +38,11 @@ class ArtifactCache(Generic[T]):
         self.disk_hits = 0
         self.misses = 0
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError:  # a read-only root (a locked-down pod): memory only, then
+                if not directory.is_dir():
+                    self._dir = None
 
     def get(
         self, key: str, compile_: Callable[[], bytes], load: Callable[[bytes], T],
@@ -94,7 +98,8 @@ class ArtifactCache(Generic[T]):
             payload = _unwrap(key, data)
             if payload is None:
                 raise ValueError("corrupt or foreign artifact")
-            os.utime(path)
+            with contextlib.suppress(OSError):  # recency for eviction; a read-only dir
+                os.utime(path)                  # keeps its files as they are
             return load(payload)
         except Exception:
             with contextlib.suppress(OSError):
@@ -105,7 +110,10 @@ class ArtifactCache(Generic[T]):
         path = self._path(key)
         if path is None or self._dir is None or len(blob) > self._max_disk_bytes:
             return
-        fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-")
+        try:  # a read-only directory (a baked image's toolchains) keeps what it has
+            fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=".tmp-")
+        except OSError:
+            return
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(_wrap(key, blob))
