@@ -45,6 +45,7 @@ class WorkerRuntime:
         )
         self.sandbox = Sandbox(settings)
         self.sources = SourceRunner(self.sandbox)
+        self.languages = tuple(self.sources.served_languages())  # said with each heartbeat
         # Module bytes by sha256 (content-addressed, so never stale): saves a GET per job.
         self._modules: OrderedDict[str, bytes] = OrderedDict()
         self._modules_bytes = 0
@@ -69,7 +70,7 @@ class WorkerRuntime:
         """Start counting this worker for readiness (it now takes jobs and stops cleanly)."""
         self._serving.set()
         try:
-            self.store.heartbeat(WORKER_NAME, self.settings.worker_lanes)
+            self.store.heartbeat(WORKER_NAME, self.settings.worker_lanes, self.languages)
         except redis.RedisError:
             log.warning("could not send the worker heartbeat")
 
@@ -132,7 +133,7 @@ class WorkerRuntime:
         while True:
             if self._serving.is_set():
                 try:
-                    self.store.heartbeat(WORKER_NAME, self.settings.worker_lanes)
+                    self.store.heartbeat(WORKER_NAME, self.settings.worker_lanes, self.languages)
                 except redis.RedisError:
                     log.warning("could not send the worker heartbeat")
             if self._stop.wait(self.settings.lease_s / 3):

@@ -35,6 +35,7 @@ CANCEL: Final = PREFIX + "cancel"
 # (RQ keeps a SIGKILLed worker registered for minutes).
 WORKERS: Final = PREFIX + "workers"
 WORKER_LANES: Final = PREFIX + "worker-lanes"  # worker → its lanes (for /metrics)
+WORKER_LANGUAGES: Final = PREFIX + "worker-languages"  # worker → the languages it serves
 JOBS: Final = PREFIX + "jobs"
 DEFAULT_TENANT: Final = "default"  # the tenant of jobs submitted before tenants existed
 MAX_LISTED: Final = 1_000_000
@@ -461,17 +462,37 @@ class JobStore:
             keys=[TAKEN, job_key(job_id), base_queue_key],
             args=[taken_member(queue_name, rq_id), queue_name, rq_id, job_id]))
 
-    def heartbeat(self, worker: str, lanes: int = 1) -> None:
+    def heartbeat(self, worker: str, lanes: int = 1,
+                  languages: tuple[str, ...] | None = None) -> None:
+        """This worker is alive for another lease, with ``lanes`` and the source
+        ``languages`` it can serve (None: not said)."""
         pipe = self.r.pipeline(transaction=False)
         pipe.zadd(WORKERS, {worker: time.time() + self.lease_s})
         pipe.hset(WORKER_LANES, worker, lanes)
+        if languages is not None:
+            pipe.hset(WORKER_LANGUAGES, worker, ",".join(languages))
         pipe.execute()
 
     def retire(self, worker: str) -> None:
         pipe = self.r.pipeline(transaction=False)
         pipe.zrem(WORKERS, worker)
         pipe.hdel(WORKER_LANES, worker)
+        pipe.hdel(WORKER_LANGUAGES, worker)
         pipe.execute()
+
+    def served_languages(self) -> set[str] | None:
+        """The languages some live worker serves; None when no live worker said (none is
+        up: a job then waits in its queue for one)."""
+        live: list[bytes] = self.r.zrangebyscore(  # type: ignore[assignment]
+            WORKERS, time.time(), "+inf")
+        if not live:
+            return None
+        values: list[bytes | None] = self.r.hmget(  # type: ignore[assignment]
+            WORKER_LANGUAGES, live)
+        said = [v.decode() for v in values if v is not None]
+        if not said:
+            return None
+        return {lang for value in said for lang in value.split(",") if lang}
 
     def live_workers(self) -> int:
         now = time.time()

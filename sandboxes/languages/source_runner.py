@@ -245,6 +245,25 @@ class SourceRunner:
             return None
         return _compile_timeout(budget_s)
 
+    def served_languages(self) -> list[str]:
+        """The languages this process can compile and run: those whose compiler or
+        interpreter runs inside the sandbox always; those compiled natively only where the
+        bwrap jail works (a locked-down worker has none) and the toolchain is installed."""
+        jailed = check_jail() is None
+        served = []
+        for language in LANGUAGES.values():
+            if language.toolchain is Toolchain.RUSTC:
+                ok = jailed and rust_available() is None
+            elif language.toolchain is Toolchain.GO:
+                ok = jailed and go_available() is None
+            elif language.toolchain is Toolchain.ZIG:
+                ok = jailed
+            else:  # inside the sandbox: C and C++ (clang as wasm), the interpreters
+                ok = True
+            if ok:
+                served.append(language.id)
+        return served
+
     def _clang_budget(self, budget_s: float | None) -> CompileBudget:
         s = self.sandbox.settings
         wall = s.source_compile_timeout_s if budget_s is None else min(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import redis
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from sandboxes.languages.registry import LANGUAGES, Language
@@ -41,6 +43,20 @@ async def metrics(state: StateDep) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
+class ServedLanguage(Language):
+    served: bool | None = Field(
+        default=None, description="Whether a live worker serves it now (a locked-down "
+        "worker serves the languages compiled inside the sandbox only); null when no "
+        "worker is up")
+
+
 @router.get("/v1/languages")
-async def languages() -> list[Language]:
-    return list(LANGUAGES.values())
+async def languages(state: StateDep) -> list[ServedLanguage]:
+    """The languages, and which of them the workers up now can serve."""
+    try:  # public and answered with Redis down too: then nobody knows what is served
+        served = await run_in_threadpool(state.store.served_languages)
+    except redis.RedisError:
+        served = None
+    return [ServedLanguage(**lang.model_dump(),
+                           served=None if served is None else lang.id in served)
+            for lang in LANGUAGES.values()]

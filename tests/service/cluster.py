@@ -123,13 +123,16 @@ class Cluster:
             time.sleep(0.05)
         raise RuntimeError("the second API did not start")
 
-    def _spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, *args: str, env: dict[str, str] | None = None,
+               wrapper: list[str] | None = None) -> subprocess.Popen[bytes]:
+        """``wrapper``: a command the process runs under (an outer jail)."""
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         path = logs / f"{args[0]}-{time.monotonic_ns()}.log"
         with path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", *args], env={**self.env, **(env or {})},
+                [*(wrapper or []), sys.executable, "-m", "service.cli", *args],
+                env={**self.env, **(env or {})},
                 cwd=ROOT,
                 stdout=log, stderr=subprocess.STDOUT,
             )
@@ -199,8 +202,8 @@ class Cluster:
             time.sleep(0.05)
         raise RuntimeError("API did not start")
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn("worker")
+    def start_worker(self, wrapper: list[str] | None = None) -> subprocess.Popen[bytes]:
+        proc = self._spawn("worker", wrapper=wrapper)
         self.workers.append(proc)
         return proc
 

@@ -69,6 +69,8 @@ def test_languages_list_is_the_registry(cluster: Cluster) -> None:
     assert [lang["id"] for lang in body] == list(LANGUAGES)
     rust = next(lang for lang in body if lang["id"] == "rust")
     assert "1.63" in rust["version"] and rust["judge0_id"] == 73
+    # these workers have the bwrap jail and every toolchain: they serve every language
+    assert all(lang["served"] is True for lang in body), body
 
 
 @pytest.mark.parametrize(
