@@ -23,11 +23,11 @@ temporary data dir (the compile cache and the tenants' artifacts: nothing left b
    untimed compile first (page cache, the driver's plan for its flags).
 3. Fuel of one sandboxed compile per program and flag set (deterministic): the driver's
    plan run job by job as ``ClangWasm._compile`` does, ``result.fuel_used`` per step.
-4. Compile-cache hit: ``runner.run`` of the a+b program twice (a fresh comment: the first
+4. Output modules: bytes of the .wasm from clang-in-sandbox and from zig, and that both
+   (and the native binary) print the same thing when run (``runner.sandbox.run``).
+5. Compile-cache hit: ``runner.run`` of the a+b program twice (a fresh comment: the first
    is a miss); the second must say ``compile_cached``; its total time, and the median of
    ``--reps`` more hits.
-5. Output modules: bytes of the .wasm from clang-in-sandbox and from zig, and that both
-   (and the native binary) print the same thing when run (``runner.sandbox.run``).
 6. Sizes on disk: the compiler's files in the toolchain dir (llvm.wasm, llvm-resources.tar,
    the std-*.pch) and its serialized machine code in ``toolchain_dir/artifacts``.
 
@@ -267,7 +267,7 @@ def run_bench(sandbox: Sandbox, settings: Settings, native: Native, reps: int,
     runner = SourceRunner(sandbox)
     budget = runner._clang_budget(None)
 
-    # -- 4. warm-up: the compiler loaded in this fresh Sandbox -----------------------------
+    # -- 1. warm-up: the compiler loaded in this fresh Sandbox -----------------------------
     warm: dict[str, Any] = {"rss_before_mib": rss_mib()}
     _, warm["prepared_s"] = timed(runner.clang.prepared)
     cache = sandbox.toolchain_cache
@@ -373,7 +373,7 @@ def run_bench(sandbox: Sandbox, settings: Settings, native: Native, reps: int,
                       f" {f['total_fuel']:>15,} {peak:>12.0f}")
     figures["fuel"] = fuels
 
-    # -- 5. output modules, and what they print ----------------------------------------------
+    # -- 4. output modules, and what they print ----------------------------------------------
     modules: dict[str, dict[str, Any]] = {}
     print("\noutput modules (bytes of the .wasm) and what they print")
     print(f"{'lang':<4} {'program':<6} {'clang-wasm':>11} {'zig':>11} {'native ELF':>11}"
@@ -403,7 +403,7 @@ def run_bench(sandbox: Sandbox, settings: Settings, native: Native, reps: int,
                   f" {native_size}  {same!s:<11}  {printed['clang-wasm'].decode().strip()!r}")
     figures["modules"] = modules
 
-    # -- 2'. compile-cache hit -----------------------------------------------------------------
+    # -- 5. compile-cache hit -----------------------------------------------------------------
     hits: dict[str, Any] = {}
     print("\ncompile-cache hit: runner.run of the a+b program (fresh source), twice")
     for lang in PROGRAMS:
@@ -434,7 +434,7 @@ def run_bench(sandbox: Sandbox, settings: Settings, native: Native, reps: int,
     for name, size in sizes_on_disk.items():
         print(f"  {size / 2**20:8.1f} MiB  {name}")
 
-    # -- 4'. more warm-ups, each in a fresh Sandbox ----------------------------------------------
+    # -- 1'. more warm-ups, each in a fresh Sandbox ----------------------------------------------
     loads = []
     for _ in range(reps):
         box = Sandbox(settings)

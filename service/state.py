@@ -90,6 +90,9 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+_SERVED_TTL_S = 1.0
+
+
 @dataclass
 class AppState:
     settings: Settings
@@ -156,6 +159,21 @@ class AppState:
             self._enqueue_sha = await self.aclient.script_load(script)
             reply = await self.aclient.evalsha(self._enqueue_sha, *args)
         return admitted(reply)
+
+    async def served_languages(self) -> set[str] | None:
+        """What the live workers serve (``JobStore.served_languages``), read at most once
+        a second per API process; None when unknown (no worker up, or Redis unreadable)."""
+        now = time.monotonic()
+        cached = self.extra.get("served")
+        if isinstance(cached, tuple) and now - cached[0] < _SERVED_TTL_S:
+            served: set[str] | None = cached[1]
+            return served
+        try:
+            served = await asyncio.to_thread(self.store.served_languages)
+        except redis.RedisError:
+            served = None
+        self.extra["served"] = (now, served)
+        return served
 
     async def record(self, job_id: str, tenant: str | None = None) -> JobRecord | None:
         """``store.get`` on the asyncio client; None for another tenant's job."""

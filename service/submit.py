@@ -115,3 +115,16 @@ def within_ceilings(sub: JobSubmission, spec: JobSpec, caller: Caller) -> JobSpe
     if not lowered:
         return spec
     return spec.model_copy(update={"limits": spec.limits.model_copy(update=lowered)})
+
+
+def language_unavailable(language: str | None, served: set[str] | None) -> Problem | None:
+    """503 for a source job that no live worker can compile (it would wait in the queue
+    for nothing): the workers up run locked down, without the native compile jail that
+    language needs. Unknown (no worker up yet): it is queued and waits for one."""
+    if language is None or served is None or language in served \
+            or language not in LANGUAGES:  # an unknown one is the 422 to_spec gives
+        return None
+    return Problem(503, "language-unavailable", "No worker up can run this language",
+                   f"no worker up now can compile {language} (it compiles natively, in "
+                   "the bwrap jail, which the workers up cannot create); languages served "
+                   f"now: {', '.join(sorted(served))}", headers={"Retry-After": "30"})

@@ -29,6 +29,7 @@ from service.judge0.submissions import (
     InvalidFieldsError,
     Judge0Submission,
     NotUtf8Error,
+    by_judge0_id,
     job_id_of,
     listing_key,
     parse_fields,
@@ -38,7 +39,7 @@ from service.judge0.submissions import (
 )
 from service.routes.jobs import callback_writes, enqueue_checked, wait_for_record
 from service.state import AppState
-from service.submit import to_spec, within_ceilings
+from service.submit import language_unavailable, to_spec, within_ceilings
 from tenancy.models import Caller
 from workers.queue import Submission
 from workers.store import job_key, new_job_id, record_from_fields
@@ -184,6 +185,11 @@ def _prepare(state: AppState, caller: Caller, body: Judge0Submission,
 async def _prepared(state: AppState, caller: Caller, body: Judge0Submission,
                     base64_encoded: bool) -> tuple[Submission, list[tuple[Any, ...]]]:
     """``_prepare``, off the event loop when there is an archive to unpack."""
+    language = by_judge0_id(body.language_id) if body.language_id is not None else None
+    unavailable = language_unavailable(language.id if language else None,
+                                       await state.served_languages())
+    if unavailable is not None:
+        raise Judge0Error(503, unavailable.detail or unavailable.title, unavailable.headers)
     if body.additional_files:
         return await run_in_threadpool(_prepare, state, caller, body, base64_encoded)
     return _prepare(state, caller, body, base64_encoded)

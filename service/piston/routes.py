@@ -18,7 +18,7 @@ from service.piston import catalog
 from service.piston.execute import PistonError, response, to_job
 from service.routes.jobs import enqueue_checked, wait_for_record
 from service.state import AppState
-from service.submit import to_spec, within_ceilings
+from service.submit import language_unavailable, to_spec, within_ceilings
 from tenancy.models import Caller
 from workers.store import new_job_id
 
@@ -67,6 +67,9 @@ async def execute(request: Request, state: StateDep,
         raise PistonError(400, f"the request body is not valid JSON: {err}"[:300]) from None
     fuel_per_second = state.settings.judge_fuel_per_second
     job, language = to_job(body, fuel_per_second, state.settings.max_wait_s)
+    unavailable = language_unavailable(language.id, await state.served_languages())
+    if unavailable is not None:
+        raise PistonError(503, unavailable.detail or unavailable.title, unavailable.headers)
     job_id = new_job_id()
     fut = state.waiter.register(job_id)
     try:

@@ -29,7 +29,7 @@ from service.http_errors import Problem, quota_exceeded
 from service.openapi import problem_responses
 from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
-from service.submit import to_spec, within_ceilings
+from service.submit import language_unavailable, to_spec, within_ceilings
 from service.waiting import wait_until_ended
 from tenancy.models import Caller
 from workers.callback_queue import callback_fields
@@ -153,6 +153,10 @@ def callback_writes(state: AppState, url: str | None, job_id: str,
 async def _submit(state: AppState, request: Request, caller: Caller, sub: JobSubmission,
                   job_id: str) -> None:
     writes = callback_writes(state, sub.callback_url, job_id)
+    if sub.language is not None:
+        unavailable = language_unavailable(sub.language, await state.served_languages())
+        if unavailable is not None:
+            raise unavailable
     if _inline(sub):
         spec, module = to_spec(sub)
     else:
@@ -222,6 +226,14 @@ async def submit_batch(
     queued (one atomic step: never some queued and the rest refused). A job that is
     refused names its index. With ``wait``, the records once all have ended (200) or the
     wait runs out (202)."""
+    languages = {sub.language for sub in batch.jobs if sub.language is not None}
+    if languages:
+        served = await state.served_languages()
+        for index, sub in enumerate(batch.jobs):
+            unavailable = language_unavailable(sub.language, served)
+            if unavailable is not None:
+                unavailable.detail = f"jobs[{index}]: {unavailable.detail}"
+                raise unavailable
     prepared = await run_in_threadpool(_batch_specs, batch, caller)
     submissions = [(spec, module, new_job_id()) for spec, module in prepared]
     writes: list[tuple[Any, ...]] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from tests.service.cluster import Cluster
+from tests.service.cluster import Cluster, assert_problem
 
 SANDBOXED = {"c", "cpp", "python", "javascript", "ruby"}
 JAILED = {"rust", "go", "zig"}
@@ -34,10 +34,23 @@ def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> 
             '"locked down\\n"; }\n'})
         assert r.status_code == 200, r.text
         assert base64.b64decode(r.json()["result"]["stdout"]) == b"locked down\n", r.json()
-        r = cluster.http.post("/v1/jobs", params={"wait": 60}, json={
+        # refused at submit (no worker up could compile it), not left queued; Judge0's
+        # and Piston's APIs say so their way
+        r = cluster.http.post("/v1/jobs", json={
             "language": "rust", "source": 'fn main() { println!("no"); }\n'})
-        result = r.json()["result"]
-        assert result["status"] == "unsupported", result
-        assert "compile jail unavailable" in result["message"], result
+        problem = assert_problem(r, 503, "language-unavailable")
+        assert "no worker up now can compile rust" in problem["detail"], problem
+        assert r.headers["Retry-After"] == "30"
+        r = cluster.http.post("/v1/jobs/batch", json={"jobs": [
+            {"wat": "(module)"}, {"language": "go", "source": "package main"}]})
+        assert r.status_code == 503 and "jobs[1]" in r.json()["detail"], r.text
+        r = cluster.http.post("/judge0/submissions", json={
+            "source_code": "fn main() {}", "language_id": 73})
+        assert r.status_code == 503 and "rust" in r.json()["error"], r.text
+        r = cluster.http.post("/piston/api/v2/execute", json={
+            "language": "rust", "version": "*", "files": [{"content": "fn main() {}"}]})
+        assert r.status_code == 503 and "rust" in r.json()["message"], r.text
+        jobs = cluster.http.get("/v1/jobs", params={"limit": 100}).json()["jobs"]
+        assert len(jobs) == 1, jobs  # the C++ job only: nothing refused was queued
     finally:
         cluster.close()
