@@ -22,10 +22,11 @@ def _locked_down(tmp_path: Path, *command: str) -> subprocess.CompletedProcess[b
     (the toolchains and their machine code, built by `warden warm`, are read-only)."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
-    jail = ["bwrap", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--bind", str(data), str(data),
+    (data / "tmp").mkdir(exist_ok=True)
+    jail = ["bwrap", "--ro-bind", "/", "/", "--bind", str(data), str(data),
             "--dev", "/dev", "--proc", "/proc", "--unshare-user", "--disable-userns",
             "--cap-drop", "ALL", "--die-with-parent", "--setenv", "WARDEN_DATA_DIR", str(data),
-            "--chdir", str(ROOT), "--"]
+            "--setenv", "TMPDIR", str(data / "tmp"), "--chdir", str(ROOT), "--"]
     return subprocess.run([*jail, *command], capture_output=True, timeout=600, check=False)
 
 

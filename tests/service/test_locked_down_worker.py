@@ -15,9 +15,11 @@ JAILED = {"rust", "go", "zig"}
 
 
 def _locked_down(data_dir: Path) -> list[str]:
-    return ["bwrap", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--bind", str(data_dir),
-            str(data_dir), "--dev", "/dev", "--proc", "/proc", "--unshare-user",
-            "--disable-userns", "--cap-drop", "ALL", "--die-with-parent", "--"]
+    (data_dir / "tmp").mkdir(exist_ok=True)  # the only writable places: the data dir
+    return ["bwrap", "--ro-bind", "/", "/", "--bind", str(data_dir), str(data_dir),
+            "--dev", "/dev", "--proc", "/proc", "--unshare-user", "--disable-userns",
+            "--cap-drop", "ALL", "--die-with-parent", "--setenv", "TMPDIR",
+            str(data_dir / "tmp"), "--"]
 
 
 def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> None:

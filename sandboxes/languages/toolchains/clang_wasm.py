@@ -19,6 +19,7 @@ Compile limits are fuel: a compile bomb stops at the same instruction on every m
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -273,20 +274,24 @@ class ClangWasm:
         with_pch = cxx and self._has_pch and not any(
             f.startswith(("-O", "-std")) and f not in _PCH_DEFAULTS for f in flags)
         if with_pch:
-            outcome = self._compile(source, [*flags, "-include-pch", f"/{PCH_FILE}"], cxx,
-                                    budget)
+            outcome, fuel = self._compile(source, [*flags, "-include-pch", f"/{PCH_FILE}"],
+                                          cxx, budget)
             if outcome.ok or outcome.timed_out:
                 return outcome
             # a name that clashes with a header the program did not include, or a PCH
-            # refused: the program is judged as it was written, without the header
-        return self._compile(source, flags, cxx, budget)
+            # refused: the program is judged as it was written, without the header, in
+            # what is left of the same budget
+            budget = dataclasses.replace(budget, fuel=max(budget.fuel - fuel, 1000),
+                                         wall_s=max(budget.wall_s - outcome.wall_s, 0.001))
+        return self._compile(source, flags, cxx, budget)[0]
 
     def _compile(self, source: bytes, flags: Sequence[str], cxx: bool,
-                 budget: CompileBudget) -> CompileOutcome:
+                 budget: CompileBudget) -> tuple[CompileOutcome, int]:
+        """The outcome, and the fuel its steps used."""
         try:
             jobs = self.plan(cxx, flags, budget)
         except CompilePlanError as err:
-            return CompileOutcome(None, str(err), timed_out=err.timed_out)
+            return CompileOutcome(None, str(err), timed_out=err.timed_out), 0
         files: dict[str, bytes] = {"main.cpp" if cxx else "main.c": source}
         fuel, wall = budget.fuel, budget.wall_s
         messages: list[str] = []
@@ -303,13 +308,15 @@ class ClangWasm:
                 why = _describe(result, _tool(job), budget)
                 return CompileOutcome(None, _joined(messages, budget, why),
                                       timed_out=result.status is RunStatus.WALL_TIMEOUT,
-                                      wall_s=budget.wall_s - wall)
+                                      wall_s=budget.wall_s - wall), budget.fuel - fuel
             files = left
         wasm = files.get("main.wasm")
+        used = budget.fuel - fuel
         if wasm is None:
             return CompileOutcome(None, "the compiler produced no module",
-                                  wall_s=budget.wall_s - wall, transient=True)
-        return CompileOutcome(wasm, _joined(messages, budget), wall_s=budget.wall_s - wall)
+                                  wall_s=budget.wall_s - wall, transient=True), used
+        return CompileOutcome(wasm, _joined(messages, budget),
+                              wall_s=budget.wall_s - wall), used
 
 
 _PCH_BUILD_FLAGS: Final = (*COMPILE_FLAGS, "-std=c++20", "-Xclang", "-fno-pch-timestamp")
