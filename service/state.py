@@ -105,6 +105,7 @@ class AppState:
     aclient: aioredis.Redis | None = None
     _enqueue_sha: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    _served: tuple[float, set[str] | None] | None = None  # (read at, served_languages)
     http_metrics: HttpMetrics = field(init=False)
     metrics: CollectorRegistry = field(init=False)
     problems: ProblemStore = field(init=False)
@@ -164,15 +165,14 @@ class AppState:
         """What the live workers serve (``JobStore.served_languages``), read at most once
         a second per API process; None when unknown (no worker up, or Redis unreadable)."""
         now = time.monotonic()
-        cached = self.extra.get("served")
-        if isinstance(cached, tuple) and now - cached[0] < _SERVED_TTL_S:
-            served: set[str] | None = cached[1]
-            return served
+        if self._served is not None and now - self._served[0] < _SERVED_TTL_S:
+            return self._served[1]
+        served: set[str] | None
         try:
             served = await asyncio.to_thread(self.store.served_languages)
         except redis.RedisError:
             served = None
-        self.extra["served"] = (now, served)
+        self._served = (now, served)
         return served
 
     async def record(self, job_id: str, tenant: str | None = None) -> JobRecord | None:

@@ -43,6 +43,12 @@ class Toolchain(StrEnum):
     def interpreted(self) -> bool:
         return self in (Toolchain.PYTHON, Toolchain.QUICKJS, Toolchain.RUBY)
 
+    @property
+    def jailed(self) -> bool:
+        """Compiled natively, in the bwrap jail (every other toolchain runs inside the
+        sandbox, and a worker without user namespaces still serves it)."""
+        return self in (Toolchain.ZIG, Toolchain.RUSTC, Toolchain.GO)
+
 
 class Language(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -249,20 +249,20 @@ class SourceRunner:
         """The languages this process can compile and run: those whose compiler or
         interpreter runs inside the sandbox always; those compiled natively only where the
         bwrap jail works (a locked-down worker has none) and the toolchain is installed."""
-        jailed = check_jail() is None
-        served = []
-        for language in LANGUAGES.values():
-            if language.toolchain is Toolchain.RUSTC:
-                ok = jailed and rust_available() is None
-            elif language.toolchain is Toolchain.GO:
-                ok = jailed and go_available() is None
-            elif language.toolchain is Toolchain.ZIG:
-                ok = jailed
-            else:  # inside the sandbox: C and C++ (clang as wasm), the interpreters
-                ok = True
-            if ok:
-                served.append(language.id)
-        return served
+        jail = check_jail() is None
+
+        def serves(toolchain: Toolchain) -> bool:
+            if not toolchain.jailed:  # inside the sandbox: C, C++, the interpreters
+                return True
+            if not jail:
+                return False
+            if toolchain is Toolchain.RUSTC:
+                return rust_available() is None
+            if toolchain is Toolchain.GO:
+                return go_available() is None
+            return True
+
+        return [language.id for language in LANGUAGES.values() if serves(language.toolchain)]
 
     def _clang_budget(self, budget_s: float | None) -> CompileBudget:
         s = self.sandbox.settings
@@ -319,7 +319,7 @@ class SourceRunner:
     def _compile_jailed(
         self, language: Language, source: bytes, flags: list[str], budget_s: float | None
     ) -> CompileOutcome:
-        if language.toolchain in (Toolchain.CLANG_C, Toolchain.CLANG_CXX):  # no jail needed
+        if not language.toolchain.jailed:  # C and C++: clang inside the sandbox
             return self.clang.compile(source, flags, language.toolchain is Toolchain.CLANG_CXX,
                                       self._clang_budget(budget_s))
         problem = check_jail()

@@ -58,6 +58,10 @@ class ByteStream:
             return data
 
 
+MAX_COLLECTED_FILES: Final = 16  # RunIO.collect_limits' default: a checker's message or
+MAX_COLLECTED_BYTES: Final = 64 * 1024  # score, per file
+
+
 @dataclass
 class RunIO:
     """What a run gets besides its grants: a stdin stream (instead of ``grants.stdin``), a
@@ -73,11 +77,10 @@ class RunIO:
     # dir starts with (charged to its quota), and how much of the scratch dir to collect.
     system_files: Mapping[str, bytes] | None = None
     scratch_seed: Mapping[str, bytes] | None = None
-    collect_limits: tuple[int, int] = (16, 64 * 1024)  # files, bytes per file
+    collect_limits: tuple[int, int] = (MAX_COLLECTED_FILES, MAX_COLLECTED_BYTES)  # files,
+    # bytes per file
 
     def mark_ended(self) -> None:
         self.ended_at = time.monotonic()
 
 
-MAX_COLLECTED_FILES: Final = 16  # RunIO.collect_limits' default: a checker's message or
-MAX_COLLECTED_BYTES: Final = 64 * 1024  # score, per file

@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from sandboxes.schema import JobSpec
 from service.auth import bearer_key
 from service.callbacks import bodies
 from service.compat_auth import compat_caller
@@ -35,14 +34,14 @@ from service.judge0.submissions import (
     parse_fields,
     to_job,
     token_of,
-    view,
+    view_of_fields,
 )
 from service.routes.jobs import callback_writes, enqueue_checked, wait_for_record
 from service.state import AppState
 from service.submit import language_unavailable, to_spec, within_ceilings
 from tenancy.models import Caller
 from workers.queue import Submission
-from workers.store import job_key, new_job_id, record_from_fields
+from workers.store import job_key, new_job_id
 
 # Judge0's texts
 _BATCH_TOO_LARGE = f"number of submissions in a batch should be less than or equal to " \
@@ -225,16 +224,10 @@ def _from_problem(problem: Problem) -> Judge0Error:
 def _shown(state: AppState, caller: Caller, job_id: str, raw: dict[bytes, bytes],
            fields: tuple[str, ...] | None, base64_encoded: bool,
            not_utf8: str = _NOT_UTF8) -> dict[str, Any] | None:
-    """A job hash as Judge0 shows the submission; None if the caller has no such
-    submission (another tenant's, or a job that did not come through Judge0)."""
-    record = record_from_fields(job_id, raw, caller.tenant)
-    if record is None or FIELD.encode() not in raw:
-        return None
-    kept = json.loads(raw[FIELD.encode()])
-    kept.setdefault("fuel_per_second", state.settings.judge_fuel_per_second)
-    spec = JobSpec.model_validate_json(raw[b"spec"]) if b"spec" in raw else None
+    """The caller's submission as Judge0 shows it; None if the caller has no such one."""
     try:
-        return view(record, kept, fields, base64_encoded, spec)
+        return view_of_fields(job_id, raw, fields, base64_encoded,
+                              state.settings.judge_fuel_per_second, caller.tenant)
     except NotUtf8Error:
         raise Judge0Error(400, not_utf8) from None
 

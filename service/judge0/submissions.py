@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import math
 import shlex
 import uuid
@@ -36,7 +37,7 @@ from sandboxes.schema import (
     TrapKind,
 )
 from service.judge0.catalog import MAX_EXTRACT_BYTES, STATUSES, language_name
-from workers.store import PREFIX
+from workers.store import PREFIX, record_from_fields
 
 FIELD: Final = "judge0"  # the job record's field with the Judge0-only attributes
 DEFAULT_FIELDS: Final = ("token", "time", "memory", "stdout", "stderr", "compile_output",
@@ -370,6 +371,21 @@ def view(record: JobRecord, kept: dict[str, Any], fields: tuple[str, ...] | None
     if fields is None:
         return everything
     return {name: everything[name] for name in fields}
+
+
+def view_of_fields(job_id: str, raw: dict[bytes, bytes], fields: tuple[str, ...] | None,
+                   base64_encoded: bool, fuel_per_second: int,
+                   tenant: str | None = None) -> dict[str, Any] | None:
+    """A job's hash as Judge0 shows the submission; None if there is no such submission
+    (gone, ``tenant``'s other than its owner, or a job that did not come through Judge0).
+    NotUtf8Error as ``view``."""
+    record = record_from_fields(job_id, raw, tenant)
+    if record is None or FIELD.encode() not in raw:
+        return None
+    kept = json.loads(raw[FIELD.encode()])
+    kept.setdefault("fuel_per_second", fuel_per_second)
+    spec = JobSpec.model_validate_json(raw[b"spec"]) if b"spec" in raw else None
+    return view(record, kept, fields, base64_encoded, spec)
 
 
 AVAILABLE_FIELDS: Final = (

@@ -226,8 +226,7 @@ async def submit_batch(
     queued (one atomic step: never some queued and the rest refused). A job that is
     refused names its index. With ``wait``, the records once all have ended (200) or the
     wait runs out (202)."""
-    languages = {sub.language for sub in batch.jobs if sub.language is not None}
-    if languages:
+    if any(sub.language is not None for sub in batch.jobs):
         served = await state.served_languages()
         for index, sub in enumerate(batch.jobs):
             unavailable = language_unavailable(sub.language, served)

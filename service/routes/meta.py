@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import redis
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
@@ -53,10 +52,7 @@ class ServedLanguage(Language):
 @router.get("/v1/languages")
 async def languages(state: StateDep) -> list[ServedLanguage]:
     """The languages, and which of them the workers up now can serve."""
-    try:  # public and answered with Redis down too: then nobody knows what is served
-        served = await run_in_threadpool(state.store.served_languages)
-    except redis.RedisError:
-        served = None
+    served = await state.served_languages()  # None with Redis down: still answered
     return [ServedLanguage(**lang.model_dump(),
                            served=None if served is None else lang.id in served)
             for lang in LANGUAGES.values()]
