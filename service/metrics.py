@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workers.accounting import METRICS, SECONDS_BUCKETS, bucket
+from workers.pools import Pool, pool_queue_base
 from workers.scheduling import tenant_queue_name
 from workers.store import LEASES, WORKER_LANES, WORKERS
 
@@ -126,22 +127,28 @@ class ClusterCollector(Collector):
                                   value=t.get("compile_cache_misses", 0))
 
     def _queues(self, queue_keys: set[bytes]) -> Iterator[Metric]:
-        prefix = "rq:queue:" + tenant_queue_name(self.queue_name, "")
         names = sorted(k.decode() for k in queue_keys)
-        tenants = [(k[len(prefix):], k) for k in names if k.startswith(prefix)]
+        queues: list[tuple[str, str, str]] = []  # (pool, tenant, key)
+        for pool in Pool:
+            prefix = "rq:queue:" + tenant_queue_name(pool_queue_base(self.queue_name, pool), "")
+            queues += [(pool.value, k[len(prefix):], k) for k in names if k.startswith(prefix)]
         pipe = self.r.pipeline(transaction=False)
-        for _, key in tenants:
+        for _, _, key in queues:
             pipe.llen(key)
         pipe.llen("rq:queue:" + self.queue_name)
         depths = pipe.execute()
-        labels = ["tenant"] if self.tenant_labels else []
-        family = GaugeMetricFamily("warden_queue_depth", "Jobs waiting in the queue",
-                                   labels=labels)
-        if self.tenant_labels:
-            for (tenant, _), depth in zip(tenants, depths, strict=False):
-                family.add_metric([tenant], depth)
-        else:
-            family.add_metric([], sum(depths))
+        labels = ["pool", "tenant"] if self.tenant_labels else ["pool"]
+        family = GaugeMetricFamily("warden_queue_depth", "Jobs waiting in the queue, by "
+                                   "worker pool", labels=labels)
+        by_pool = {pool.value: 0 for pool in Pool}
+        by_pool[Pool.SANDBOX.value] += depths[-1]  # jobs queued before per-tenant queues
+        for (name, tenant, _), depth in zip(queues, depths, strict=False):
+            by_pool[name] += depth
+            if self.tenant_labels:
+                family.add_metric([name, tenant], depth)
+        if not self.tenant_labels:
+            for name, depth in by_pool.items():
+                family.add_metric([name], depth)
         yield family
 
     def _http(self, raw: dict[bytes, bytes]) -> Iterator[Metric]:

@@ -41,7 +41,9 @@ class Waiter:
     def _listen(self) -> None:
         while True:
             try:
-                pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+                # Any: redis-py's typing of pubsub changed between releases (5 to 8)
+                client: Any = self._client
+                pubsub = client.pubsub()
                 pubsub.subscribe(EVENTS)
                 for message in pubsub.listen():
                     if message["type"] == "subscribe":

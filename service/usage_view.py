@@ -21,6 +21,7 @@ from tenancy.usage import (
     usage_key,
     utc_day,
 )
+from workers.pools import Pool
 from workers.scheduling import running_key
 
 MAX_DAYS: Final = 366
@@ -51,13 +52,16 @@ async def quota_status(state: AppState, tenant: str, quotas: Quotas) -> QuotaSta
     today = utc_day(now).isoformat()
     pipe = state.aclient.pipeline(transaction=False)
     pipe.zcount(running_key(tenant), now, "+inf")
-    pipe.llen(state.queue.tenant_rq(tenant).key)
+    for key in state.queue.queued(tenant):
+        pipe.llen(key)
     pipe.get(fuel_key(tenant, today))
     pipe.hgetall(stored_key(tenant))
     pipe.get(rate_key(tenant, "submissions"))
     pipe.get(rate_key(tenant, "reads"))
     pipe.time()
-    running, queued, fuel, buckets, sub_tat, read_tat, redis_time = await pipe.execute()
+    replies = await pipe.execute()
+    running, queued = replies[0], sum(replies[1:1 + len(Pool)])
+    fuel, buckets, sub_tat, read_tat, redis_time = replies[1 + len(Pool):]
     oldest = int(now // STORED_BUCKET_S) - state.settings.job_ttl_s // STORED_BUCKET_S
     stored = sum(int(v) for k, v in buckets.items() if int(k) >= oldest)
     clock = float(redis_time[0]) + float(redis_time[1]) / 1e6

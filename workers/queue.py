@@ -12,6 +12,7 @@ from rq import Queue
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec
 from tenancy.limits import GCRA, STORED_BUCKET_S, Admission
 from tenancy.quotas import Quotas
+from workers.pools import Pool, pool_of, pool_queue_base
 from workers.scheduling import RING, TAKE, TAKE_SCAN, tenant_queue_name
 from workers.store import DEFAULT_TENANT, REPLAY, JobStore, flatten, job_key, new_job_id
 
@@ -23,10 +24,12 @@ TASK: Final = "workers.tasks.execute"
 BACKSTOP_MARGIN_S: Final = 60
 
 
-# KEYS[1]=the tenant's RQ queue ARGV: Warden's queue cap, then Admission (tenancy/limits.py):
+# KEYS[1], KEYS[2]=the tenant's RQ queues (sandbox and jail pools: their sum is what it has
+# queued) ARGV: Warden's queue cap, then Admission (tenancy/limits.py):
 # max_queued, jobs, tenant, submission interval (s), burst, fuel to reserve, daily fuel,
 # day, seconds left in it, input bytes, stored-bytes quota, first stored bucket counted,
-# current bucket, usage retention (s); then each command as (argc, command, args...).
+# current bucket, usage retention (s), the pools the jobs are queued in (space-separated);
+# then each command as (argc, command, args...).
 # Every check and the submission's writes in one atomic step (one round trip, and no
 # check-then-enqueue race between API processes): a batch is admitted whole or not at all,
 # and nothing of a refused one is charged. Replies: {1, remaining, reset} queued (the
@@ -44,7 +47,7 @@ local function refuse(code, quota, limit, used, wait)
 end
 if n > burst then return refuse(-2, 'submission_burst', burst, n, 0) end
 if not ok then return refuse(-1, 'submissions_per_minute', burst, burst - rem, retry) end
-local queued = redis.call('LLEN', KEYS[1])
+local queued = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
 if queued + n > tonumber(ARGV[2]) then return refuse(-1, 'max_queued', ARGV[2], queued, 1) end
 if queued + n > tonumber(ARGV[1]) then return {0} end
 local fuel_key = 'warden:fuel:' .. tenant .. ':' .. day
@@ -67,9 +70,11 @@ redis.call('INCRBY', fuel_key, reserve)
 redis.call('EXPIRE', fuel_key, 3 * 86400)
 redis.call('HINCRBY', stored_key, ARGV[14], size)
 redis.call('EXPIRE', stored_key, (tonumber(ARGV[14]) - oldest + 2) * 600)
-replay(16)
-join_ring(tenant)
-ring(n)
+replay(17)
+for pool in string.gmatch(ARGV[16], '%S+') do
+  join_ring(tenant, pool)
+  ring(n, pool)
+end
 return {1, tostring(rem), tostring(reset)}
 """
 
@@ -127,39 +132,52 @@ class JobQueue:
         self.name = name
         self.rq = Queue(name, connection=client)  # jobs queued before queues were per tenant
         self.max_length = max_length
-        self._queues: dict[str, Queue] = {}
+        self._queues: dict[tuple[str, Pool], Queue] = {}
         self._take = client.register_script(TAKE)
 
-    def tenant_rq(self, tenant: str) -> Queue:
-        """The RQ queue of ``tenant``'s jobs."""
-        queue = self._queues.get(tenant)
+    def tenant_rq(self, tenant: str, pool: Pool = Pool.SANDBOX) -> Queue:
+        """The RQ queue of ``tenant``'s jobs in ``pool``."""
+        queue = self._queues.get((tenant, pool))
         if queue is None:
-            queue = Queue(tenant_queue_name(self.name, tenant), connection=self.client)
-            self._queues[tenant] = queue
+            queue = Queue(tenant_queue_name(pool_queue_base(self.name, pool), tenant),
+                          connection=self.client)
+            self._queues[(tenant, pool)] = queue
         return queue
+
+    def queued(self, tenant: str) -> list[str]:
+        """The keys of ``tenant``'s RQ queues, one per pool (their lengths: what it has
+        queued)."""
+        return [self.tenant_rq(tenant, pool).key for pool in Pool]
 
     def load_scripts(self) -> None:
         self._take.sha = self.client.script_load(self._take.script)
 
-    def take_args(self, lease_s: float) -> list[Any]:
+    def take_args(self, lease_s: float, pools: tuple[Pool, ...] = (Pool.SANDBOX,)
+                  ) -> list[Any]:
         """``EVALSHA`` arguments of :data:`TAKE` (for a pipeline; scripts loaded first)."""
-        return [self._take.sha, 2, *self._take_keys_args(lease_s)]
+        return [self._take.sha, 2, *self._take_keys_args(lease_s, pools)]
 
-    def take(self, lease_s: float) -> tuple[str, str, str] | None:
-        """(rq id, queue name, tenant) of the next job any tenant may run now, or None."""
-        keys_args = self._take_keys_args(lease_s)
+    def take(self, lease_s: float, pools: tuple[Pool, ...] = (Pool.SANDBOX,)
+             ) -> tuple[str, str, str] | None:
+        """(rq id, queue name, tenant) of the next job any tenant may run now in one of
+        ``pools`` (tried in order), or None."""
+        keys_args = self._take_keys_args(lease_s, pools)
         return taken_reply(self._take(keys=keys_args[:2], args=keys_args[2:]))
 
-    def _take_keys_args(self, lease_s: float) -> list[Any]:
+    def _take_keys_args(self, lease_s: float, pools: tuple[Pool, ...]) -> list[Any]:
         now = time.time()
-        return [self.rq.key, self.intermediate_key, repr(now), now + lease_s, self.name,
-                _DEFAULTS.max_running, _DEFAULTS.weight, TAKE_SCAN]
+        args: list[Any] = [self.rq.key, self.intermediate_key, repr(now), now + lease_s,
+                           self.name, _DEFAULTS.max_running, _DEFAULTS.weight, TAKE_SCAN]
+        for pool in pools:
+            args += [pool.value, pool_queue_base(self.name, pool)]
+        return args
 
     def queue_names(self) -> list[str]:
-        """The base queue and every tenant queue RQ knows of (RQ's own ``rq:queues``)."""
-        prefix = self.name + "."
+        """The base queue and every tenant queue of every pool RQ knows of (RQ's own
+        ``rq:queues``)."""
+        prefixes = tuple(pool_queue_base(self.name, pool) + "." for pool in Pool)
         tenants = sorted(q.name for q in Queue.all(connection=self.client)
-                         if q.name.startswith(prefix))
+                         if q.name.startswith(prefixes))
         return [self.name, *tenants]
 
     def submit(self, spec: JobSpec, module: tuple[str, bytes] | None = None,
@@ -199,10 +217,11 @@ class JobQueue:
         bucket = int(now // STORED_BUCKET_S)
         oldest = bucket - a.stored_window_s // STORED_BUCKET_S
         cap = _INTERNAL_CAP if internal else self.max_length
-        args: list[Any] = [1, self.tenant_rq(tenant).key, cap, a.max_queued,
+        pools = sorted({pool_of(spec).value for spec, _, _ in submissions})
+        args: list[Any] = [2, *self.queued(tenant), cap, a.max_queued,
                            len(submissions), tenant, 60 / a.submissions_per_minute,
                            a.submission_burst, fuel, a.daily_fuel, day, a.day_left_s, size,
-                           a.stored_bytes, oldest, bucket, a.retention_s]
+                           a.stored_bytes, oldest, bucket, a.retention_s, " ".join(pools)]
         for spec, module, job_id in submissions:
             args.extend(flatten(self.commands(spec, module, job_id, tenant, day)))
         args.extend(flatten(extra or []))
@@ -221,10 +240,11 @@ class JobQueue:
     def _pipeline(self, spec: JobSpec, module: tuple[str, bytes] | None,
                   job_id: str, tenant: str, fuel_day: str | None) -> redis.client.Pipeline:
         pipe = self.client.pipeline(transaction=True)
-        self._enqueue(job_id, job_id, spec.limits.wall_time_s, pipe, tenant)  # RQ opens MULTI
+        pool = pool_of(spec)
+        self._enqueue(job_id, job_id, spec.limits.wall_time_s, pipe, tenant, pool)  # MULTI
         if module is not None:
             self.store.put_module(module[0], module[1], pipe)
-        self.store.create(job_id, spec, pipe, tenant, fuel_day)
+        self.store.create(job_id, spec, pipe, tenant, fuel_day, pool.value)
         return pipe
 
     @property
@@ -240,13 +260,14 @@ class JobQueue:
         wall_time_s = spec.limits.wall_time_s if spec else LIMIT_BOUNDS["wall_time_s"].maximum
         rq_id = f"{job_id}-{uuid.uuid4().hex[:12]}"
         pipe = self.client.pipeline(transaction=True)
-        self._enqueue(job_id, rq_id, wall_time_s, pipe, tenant)
+        pool = pool_of(spec) if spec else Pool.SANDBOX
+        self._enqueue(job_id, rq_id, wall_time_s, pipe, tenant, pool)
         pipe.hset(job_key(job_id), "rq_id", rq_id)  # a cancel while queued removes this entry
         return _stack(pipe)
 
     def _enqueue(self, job_id: str, rq_id: str, wall_time_s: float,
-                 pipe: redis.client.Pipeline | None, tenant: str) -> None:
-        self.tenant_rq(tenant).enqueue_call(
+                 pipe: redis.client.Pipeline | None, tenant: str, pool: Pool) -> None:
+        self.tenant_rq(tenant, pool).enqueue_call(
             TASK,
             args=(job_id,),
             timeout=int(wall_time_s) + BACKSTOP_MARGIN_S,

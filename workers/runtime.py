@@ -11,6 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -18,6 +19,7 @@ from sandboxes.languages.source_runner import SourceRunner
 from sandboxes.runtime.control import CancelToken
 from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.settings import Settings, get_settings
+from workers.pools import served_pools
 from workers.queue import JobQueue, warden_id
 from workers.store import CANCEL, WORKER_NAME, JobStore
 
@@ -46,6 +48,7 @@ class WorkerRuntime:
         self.sandbox = Sandbox(settings)
         self.sources = SourceRunner(self.sandbox)
         self.languages = tuple(self.sources.served_languages())  # said with each heartbeat
+        self.pools = served_pools(self.languages)  # the queues its lanes take from
         # Module bytes by sha256 (content-addressed, so never stale): saves a GET per job.
         self._modules: OrderedDict[str, bytes] = OrderedDict()
         self._modules_bytes = 0
@@ -150,9 +153,9 @@ class WorkerRuntime:
     def _cancel_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]
-                    ignore_subscribe_messages=True
-                )
+                # Any: redis-py's typing of pubsub changed between releases (5 to 8)
+                client: Any = self.client
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(CANCEL)
                 for message in pubsub.listen():
                     job_id = message["data"].decode()

@@ -17,20 +17,20 @@ Keys (prefix ``warden:``): ``ready`` zset of tenants with waiting jobs by pass; 
 hash tenant → pass (kept while a tenant is idle); ``vtime`` the virtual time; ``running:{t}``;
 ``taken`` zset of "<queue name> <rq id>" taken off a queue and not yet started, by time
 (a worker that dies between the two steps leaves its entry to the reaper); ``doorbell`` list
-idle lanes block on (``BLPOP``), rung by every enqueue.
+idle lanes block on (``BLPOP``), rung by every enqueue. Each worker pool
+(workers/pools.py) has its own ring: the jail pool's keys end in ``:jail``; ``running:{t}``
+and ``taken`` are shared (a tenant's running cap counts its jobs in every pool).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from workers.pools import POOL_KEY, Pool, pool_key
+
 PREFIX: Final = "warden:"
-READY: Final = PREFIX + "ready"
-PASSES: Final = PREFIX + "passes"
-VTIME: Final = PREFIX + "vtime"
+READY: Final = pool_key("ready", Pool.SANDBOX)
 TAKEN: Final = PREFIX + "taken"
-DOORBELL: Final = PREFIX + "doorbell"
-DOORBELL_MAX: Final = 1024  # rings kept for lanes that are not listening yet
 TAKE_SCAN: Final = 32  # tenants at their running cap a take looks past, at most
 
 
@@ -48,61 +48,73 @@ def taken_member(queue_name: str, rq_id: str) -> str:
     return f"{queue_name} {rq_id}"
 
 
-# Lua: join_ring(tenant) puts a tenant with waiting work in the ring at no less than the
-# virtual time; ring(n) rings the doorbell for n new jobs. Used by every script that queues.
-RING: Final = """
-local function join_ring(tenant)
-  if redis.call('ZSCORE', 'warden:ready', tenant) then return end
-  local vt = tonumber(redis.call('GET', 'warden:vtime') or '0')
-  local pass = tonumber(redis.call('HGET', 'warden:passes', tenant) or '0')
+# Lua: join_ring(tenant, pool) puts a tenant with waiting work in a pool's ring at no less
+# than that ring's virtual time; ring(n, pool) rings the pool's doorbell for n new jobs. Used
+# by every script that queues (a nil pool is the sandbox pool: workers/pools.py).
+RING: Final = POOL_KEY + """
+local function join_ring(tenant, pool)
+  local ready = pool_key('ready', pool)
+  if redis.call('ZSCORE', ready, tenant) then return end
+  local vt = tonumber(redis.call('GET', pool_key('vtime', pool)) or '0')
+  local pass = tonumber(redis.call('HGET', pool_key('passes', pool), tenant) or '0')
   if pass < vt then pass = vt end
-  redis.call('ZADD', 'warden:ready', pass, tenant)
+  redis.call('ZADD', ready, pass, tenant)
 end
-local function ring(n)
-  for _ = 1, math.min(n, 64) do redis.call('RPUSH', 'warden:doorbell', '1') end
-  redis.call('LTRIM', 'warden:doorbell', -1024, -1)
+local function ring(n, pool)
+  local bell = pool_key('doorbell', pool)
+  for _ = 1, math.min(n, 64) do redis.call('RPUSH', bell, '1') end
+  redis.call('LTRIM', bell, -1024, -1)
 end
 """
 
 # KEYS[1]=base RQ queue (jobs queued before per-tenant queues) KEYS[2]=its intermediate list
-# ARGV: now, lease expiry, base queue name, default max_running, default weight, scan
+# ARGV: now, lease expiry, base queue name, default max_running, default weight, scan, then
+# the pools to take from in order, each as (pool, its queues' base name).
 # Returns {rq id, queue name, tenant} or false (nothing any tenant may run now).
-TAKE: Final = """
+TAKE: Final = POOL_KEY + """
 local now = tonumber(ARGV[1])
-local ready = redis.call('ZRANGE', 'warden:ready', 0, tonumber(ARGV[6]) - 1, 'WITHSCORES')
-for i = 1, #ready, 2 do
-  local tenant, pass = ready[i], tonumber(ready[i + 1])
-  local qname = ARGV[3] .. '.' .. tenant
-  local queue = 'rq:queue:' .. qname
-  local running = 'warden:running:' .. tenant
-  local max_running, weight = tonumber(ARGV[4]), tonumber(ARGV[5])
-  local quotas = redis.call('HGET', 'warden:tenant:' .. tenant, 'quotas')
-  if quotas then
-    local q = cjson.decode(quotas)
-    max_running = tonumber(q['max_running']) or max_running
-    weight = tonumber(q['weight']) or weight
-  end
-  redis.call('ZREMRANGEBYSCORE', running, '-inf', now)  -- slots of dead workers' jobs
-  if redis.call('LLEN', queue) == 0 then
-    redis.call('ZREM', 'warden:ready', tenant)
-  elseif redis.call('ZCARD', running) < max_running then
-    local rq = redis.call('LMOVE', queue, queue .. ':intermediate', 'LEFT', 'RIGHT')
-    local vt = tonumber(redis.call('GET', 'warden:vtime') or '0')
-    if pass > vt then
-      vt = pass
-      redis.call('SET', 'warden:vtime', tostring(vt))
+local function take_from(pool, base)
+  local ready_key, vtime_key = pool_key('ready', pool), pool_key('vtime', pool)
+  local ready = redis.call('ZRANGE', ready_key, 0, tonumber(ARGV[6]) - 1, 'WITHSCORES')
+  for i = 1, #ready, 2 do
+    local tenant, pass = ready[i], tonumber(ready[i + 1])
+    local qname = base .. '.' .. tenant
+    local queue = 'rq:queue:' .. qname
+    local running = 'warden:running:' .. tenant
+    local max_running, weight = tonumber(ARGV[4]), tonumber(ARGV[5])
+    local quotas = redis.call('HGET', 'warden:tenant:' .. tenant, 'quotas')
+    if quotas then
+      local q = cjson.decode(quotas)
+      max_running = tonumber(q['max_running']) or max_running
+      weight = tonumber(q['weight']) or weight
     end
-    local next_pass = vt + 1 / weight
-    redis.call('HSET', 'warden:passes', tenant, tostring(next_pass))
+    redis.call('ZREMRANGEBYSCORE', running, '-inf', now)  -- slots of dead workers' jobs
     if redis.call('LLEN', queue) == 0 then
-      redis.call('ZREM', 'warden:ready', tenant)
-    else
-      redis.call('ZADD', 'warden:ready', next_pass, tenant)
+      redis.call('ZREM', ready_key, tenant)
+    elseif redis.call('ZCARD', running) < max_running then
+      local rq = redis.call('LMOVE', queue, queue .. ':intermediate', 'LEFT', 'RIGHT')
+      local vt = tonumber(redis.call('GET', vtime_key) or '0')
+      if pass > vt then
+        vt = pass
+        redis.call('SET', vtime_key, tostring(vt))
+      end
+      local next_pass = vt + 1 / weight
+      redis.call('HSET', pool_key('passes', pool), tenant, tostring(next_pass))
+      if redis.call('LLEN', queue) == 0 then
+        redis.call('ZREM', ready_key, tenant)
+      else
+        redis.call('ZADD', ready_key, next_pass, tenant)
+      end
+      redis.call('ZADD', running, ARGV[2], string.match(rq, '^[^-]+'))
+      redis.call('ZADD', 'warden:taken', now, qname .. ' ' .. rq)
+      return {rq, qname, tenant}
     end
-    redis.call('ZADD', running, ARGV[2], string.match(rq, '^[^-]+'))
-    redis.call('ZADD', 'warden:taken', now, qname .. ' ' .. rq)
-    return {rq, qname, tenant}
   end
+  return nil
+end
+for p = 7, #ARGV, 2 do
+  local taken = take_from(ARGV[p], ARGV[p + 1])
+  if taken then return taken end
 end
 local rq = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not rq then return false end

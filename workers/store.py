@@ -25,6 +25,7 @@ import redis
 from sandboxes.schema import JobRecord, JobSpec, JobState, RunResult, RunStatus
 from workers.accounting import ACCOUNT
 from workers.callback_queue import CALLBACK_DUE, callback_status
+from workers.pools import JAIL_SUFFIX
 from workers.scheduling import RING, TAKEN, taken_member
 
 PREFIX: Final = "warden:"
@@ -138,9 +139,10 @@ redis.call('PUBLISH', KEYS[3], ARGV[7])
 return 1
 """
 
-# KEYS[1]=job KEYS[2]=events KEYS[3]=cancel KEYS[4]=base RQ queue ARGV: now, ttl, job_id,
-# result. A queued job also leaves its tenant's RQ queue (or the base queue it was put on
-# before queues were per tenant) and its RQ job hash: it no longer takes a queue slot.
+# KEYS[1]=job KEYS[2]=events KEYS[3]=cancel KEYS[4]=base RQ queue KEYS[5]=the jail pool's
+# base ARGV: now, ttl, job_id, result. A queued job also leaves its tenant's RQ queue (of
+# either pool, or the base queue it was put on before queues were per tenant) and its RQ
+# job hash: it no longer takes a queue slot.
 _CANCEL = CALLBACK_DUE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'queued' then
@@ -149,6 +151,7 @@ if state == 'queued' then
   local tenant = redis.call('HGET', KEYS[1], 'tenant') or 'default'
   redis.call('LREM', KEYS[4] .. '.' .. tenant, 0, rq)
   redis.call('LREM', KEYS[4], 0, rq)
+  redis.call('LREM', KEYS[5] .. '.' .. tenant, 0, rq)
   local fuel = redis.call('HMGET', KEYS[1], 'fuel_day', 'fuel_reserved')
   if fuel[1] and fuel[2] then  -- it will use none of the fuel it reserved
     redis.call('DECRBY', 'warden:fuel:' .. tenant .. ':' .. fuel[1], fuel[2])
@@ -183,8 +186,9 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
 elseif attempts < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'lease', '')
   replay(6)  -- the RQ enqueue, in the same step
-  join_ring(redis.call('HGET', KEYS[1], 'tenant') or 'default')
-  ring(1)
+  local pool = redis.call('HGET', KEYS[1], 'pool')
+  join_ring(redis.call('HGET', KEYS[1], 'tenant') or 'default', pool)
+  ring(1, pool)
   return 'requeue'
 else
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'lease', '',
@@ -207,8 +211,9 @@ if redis.call('LREM', queue .. ':intermediate', 1, ARGV[3]) == 0 then return 0 e
 redis.call('ZREM', slot(KEYS[2]), ARGV[4])
 if redis.call('HGET', KEYS[2], 'state') ~= 'queued' then return 0 end
 redis.call('LPUSH', queue, ARGV[3])
-if queue ~= KEYS[3] then join_ring(redis.call('HGET', KEYS[2], 'tenant') or 'default') end
-ring(1)
+local pool = redis.call('HGET', KEYS[2], 'pool')
+if queue ~= KEYS[3] then join_ring(redis.call('HGET', KEYS[2], 'tenant') or 'default', pool) end
+ring(1, pool)
 return 1
 """
 
@@ -287,9 +292,12 @@ class JobStore:
 
     # -- records -----------------------------------------------------------------------
     def create(self, job_id: str, spec: JobSpec, pipe: Any = None,
-               tenant: str = DEFAULT_TENANT, fuel_day: str | None = None) -> None:
+               tenant: str = DEFAULT_TENANT, fuel_day: str | None = None,
+               pool: str = "sandbox") -> None:
         """The queued record; ``fuel_day``: the UTC day whose fuel budget the job's fuel
-        limit is reserved from (settled when it ends, released if cancelled queued)."""
+        limit is reserved from (settled when it ends, released if cancelled queued);
+        ``pool``: the worker pool it is queued for (workers/pools.py), read when it is
+        queued again."""
         client = pipe or self.r
         now = time.time()
         fields: dict[Any, Any] = {
@@ -298,6 +306,7 @@ class JobStore:
             "created_at": repr(now),
             "attempts": 0,
             "tenant": tenant,
+            "pool": pool,
         }
         if fuel_day is not None:
             fields |= {"fuel_day": fuel_day, "fuel_reserved": spec.limits.fuel}
@@ -413,10 +422,11 @@ class JobStore:
     def cancel(self, job_id: str, rq_queue_key: str) -> str:
         """'dequeued' (it was queued: cancelled now), 'cancelling' (running: its worker
         stops it), 'missing', or the terminal state it had already reached.
-        ``rq_queue_key``: the base queue's key (a tenant's queue is ``<key>.<tenant>``)."""
+        ``rq_queue_key``: the base queue's key (a tenant's queue is ``<key>.<tenant>``, or
+        ``<key>-jail.<tenant>`` in the jail pool)."""
         result = RunResult(status=RunStatus.CANCELLED, message="cancelled before it ran")
         outcome = self._cancel(
-            keys=[job_key(job_id), EVENTS, CANCEL, rq_queue_key],
+            keys=[job_key(job_id), EVENTS, CANCEL, rq_queue_key, rq_queue_key + JAIL_SUFFIX],
             args=[repr(time.time()), self.job_ttl_s, job_id, result.model_dump_json()],
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)

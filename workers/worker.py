@@ -50,9 +50,10 @@ from sandboxes.runtime.stacks import start_guest_thread
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStatus
 from workers.accounting import account_args
 from workers.judging import JUDGE_FIELD, judge_worker
+from workers.pools import pool_key
 from workers.queue import BACKSTOP_MARGIN_S, taken_reply, warden_id
 from workers.runtime import WorkerRuntime, runtime
-from workers.scheduling import DOORBELL, TAKEN, taken_member
+from workers.scheduling import TAKEN, taken_member
 from workers.store import job_key
 from workers.tasks import run_spec
 
@@ -136,13 +137,14 @@ class WardenWorker(SimpleWorker):
                 time.sleep(_HOUSEKEEPING_S)
                 continue
             try:
-                taken = self.rt.queue.take(self.rt.settings.lease_s)
+                taken = self.rt.queue.take(self.rt.settings.lease_s, self.rt.pools)
                 if taken is None:
                     if burst:
                         return
                     # Idle: sleep until an enqueue rings (or a second passes: a tenant at
                     # its running cap has work again when one of its jobs ends elsewhere).
-                    self.connection.blpop([DOORBELL], _LANE_BLOCK_S)
+                    self.connection.blpop([pool_key("doorbell", p) for p in self.rt.pools],
+                                         _LANE_BLOCK_S)
                     continue
                 backoff = 0.5
             except (redis.ConnectionError, redis.TimeoutError) as err:
@@ -270,7 +272,7 @@ class WardenWorker(SimpleWorker):
         pipe.hincrby(self.key, "successful_job_count", 1)
         pipe.hincrbyfloat(self.key, "total_working_time", elapsed_s)
         if take_next:
-            pipe.evalsha(*self.rt.queue.take_args(self.rt.settings.lease_s))
+            pipe.evalsha(*self.rt.queue.take_args(self.rt.settings.lease_s, self.rt.pools))
         else:
             self._busy_change(-1, pipe)
         try:

@@ -1,14 +1,17 @@
 """A worker that runs locked down (no user namespaces, no capabilities, a read-only root)
 says which languages it serves: those compiled or interpreted inside the sandbox. The API
 reports them, the worker runs them, and a job in a language it cannot compile ends
-``unsupported`` with a clear message."""
+``unsupported`` with a clear message; beside a worker whose jail works, jobs that need the
+jail reach that one only (the worker pools)."""
 
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 from tests.service.cluster import Cluster, assert_problem
+from workers.store import job_key
 
 SANDBOXED = {"c", "cpp", "python", "javascript", "ruby"}
 JAILED = {"rust", "go", "zig"}
@@ -22,13 +25,17 @@ def _locked_down(data_dir: Path) -> list[str]:
             str(data_dir / "tmp"), "--"]
 
 
+def _served(cluster: Cluster) -> dict[str, bool | None]:
+    return {lang["id"]: lang["served"] for lang in cluster.http.get("/v1/languages").json()}
+
+
 def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, lease_s=2)
     try:
         cluster.start_api()
         cluster.start_worker(wrapper=_locked_down(tmp_path))
         cluster.wait_ready(1)
-        served = {lang["id"]: lang["served"] for lang in cluster.http.get("/v1/languages").json()}
+        served = _served(cluster)
         assert {lang for lang, ok in served.items() if ok} == SANDBOXED, served
         assert all(served[lang] is False for lang in JAILED), served
         r = cluster.http.post("/v1/jobs", params={"wait": 120}, json={
@@ -54,5 +61,23 @@ def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> 
         assert r.status_code == 503 and "rust" in r.json()["message"], r.text
         jobs = cluster.http.get("/v1/jobs", params={"limit": 100}).json()["jobs"]
         assert len(jobs) == 1, jobs  # the C++ job only: nothing refused was queued
+
+        # A worker whose jail works joins: Rust is served now, and every Rust job reaches
+        # it (the jail pool), never the idle locked-down worker.
+        jail_worker = cluster.start_worker()
+        cluster.wait_ready(2)
+        deadline = time.monotonic() + 10  # the API reads what workers serve once a second
+        while not _served(cluster)["rust"]:
+            assert time.monotonic() < deadline, "rust not served with a jail worker up"
+            time.sleep(0.2)
+        ids = [cluster.submit({"language": "rust",
+                               "source": f'fn main() {{ println!("r{i}"); }}\n'})
+               for i in range(4)]
+        for i, job_id in enumerate(ids):
+            record = cluster.wait_state(job_id, timeout_s=120)
+            assert record["state"] == "finished", record
+            assert base64.b64decode(record["result"]["stdout"]) == f"r{i}\n".encode(), record
+            worker = cluster.client.hget(job_key(job_id), "worker")
+            assert worker is not None and worker.decode().endswith(f":{jail_worker.pid}")
     finally:
         cluster.close()

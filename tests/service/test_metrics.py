@@ -44,7 +44,8 @@ def test_metrics_count_jobs_across_processes_and_pass_promtool(cluster: Cluster)
     posted = ("warden_http_request_duration_seconds_count",
               (("code", "200"), ("method", "POST"), ("route", "/v1/jobs")))
     assert after[posted] - before.get(posted, 0) == 6
-    assert ("warden_queue_depth", ()) in after
+    assert ("warden_queue_depth", (("pool", "sandbox"),)) in after
+    assert ("warden_queue_depth", (("pool", "jail"),)) in after
     assert not any(name == "warden_jobs_total" and dict(labels).get("tenant")
                    for name, labels in after)  # no tenant labels unless configured
 
