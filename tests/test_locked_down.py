@@ -1,8 +1,8 @@
 """A worker with no user namespaces, no capabilities and a read-only root (what a
 Kubernetes pod with the default seccomp profile and a read-only root filesystem gives)
-serves WebAssembly, C, C++, Python, JavaScript and Ruby: their compilers and interpreters
-run inside the sandbox. Rust, which still compiles natively in the bwrap jail, is refused
-with a clear message. ``warden run`` is the worker's own code path (a SourceRunner)."""
+serves WebAssembly, C, C++, Go, Python, JavaScript and Ruby: their compilers and
+interpreters run inside the sandbox. Rust, which still compiles natively in the bwrap jail,
+is refused with a clear message. ``warden run`` is the worker's own code path (a SourceRunner)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def test_the_outer_jail_really_denies_namespaces(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("example", "expected"), [
     ("hello.wat", b"hello"), ("hello.c", b"hello"), ("hello.cpp", b"hello"),
-    ("hello.py", b"hello"), ("hello.js", b"hello"), ("hello.rb", b"hello"),
+    ("hello.go", b"hello"), ("hello.py", b"hello"), ("hello.js", b"hello"),
+    ("hello.rb", b"hello"),
 ])
 def test_locked_down_worker_serves_the_sandboxed_languages(
         tmp_path: Path, example: str, expected: bytes) -> None:

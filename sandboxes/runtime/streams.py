@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from sandboxes.runtime.control import RunControl, StopReason
+from sandboxes.wasi.memfs import ReadOnlyData
 
 _STOP_POLL_S: Final = 0.05  # how soon a blocked read notices a stop (data wakes it at once)
 
@@ -75,7 +76,7 @@ class RunIO:
     # Warden's own runs (a compiler in the sandbox): read-only files of a toolchain beside
     # the grants (not bound by the grants' limits: Warden provides them), files the scratch
     # dir starts with (charged to its quota), and how much of the scratch dir to collect.
-    system_files: Mapping[str, bytes] | None = None
+    system_files: Mapping[str, ReadOnlyData] | None = None
     scratch_seed: Mapping[str, bytes] | None = None
     collect_limits: tuple[int, int] = (MAX_COLLECTED_FILES, MAX_COLLECTED_BYTES)  # files,
     # bytes per file

@@ -32,9 +32,11 @@ from sandboxes.wasi.memfs import (
     MAX_PATH_BYTES,
     Dir,
     File,
+    FileData,
     FsError,
     Node,
     Quota,
+    ReadOnlyData,
     Tree,
     lookup,
     lookup_parent,
@@ -86,7 +88,7 @@ class RunFiles:
         files: Mapping[str, bytes] | None = None,
         scratch: tuple[str, Quota] | None = None,
         control: RunControl | None = None,
-        system_files: Mapping[str, bytes] | None = None,
+        system_files: Mapping[str, ReadOnlyData] | None = None,
         scratch_seed: Mapping[str, bytes] | None = None,
     ) -> None:
         self._stdin = stdin
@@ -231,7 +233,7 @@ class RunFiles:
         mem.put_u32(nread_ptr, self._scatter(mem, bufs, desc.file.data, offset))
 
     @staticmethod
-    def _scatter(mem: GuestMemory, bufs: list[tuple[int, int]], data: bytes | bytearray,
+    def _scatter(mem: GuestMemory, bufs: list[tuple[int, int]], data: FileData,
                  offset: int) -> int:
         """Copy ``data[offset:]`` into the guest's buffer (one copy); the count copied."""
         ptr, length = bufs[0]

@@ -14,15 +14,20 @@ the guest gets; ``QuotaExceeded`` (an FsError) also tells the run to stop.
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Final, TypeAlias
 
 from sandboxes.wasi.abi import Errno, Filetype
 
 MAX_PATH_BYTES: Final = 4096  # PATH_MAX: a longer path argument is ENAMETOOLONG
 MAX_NAME_BYTES: Final = 255  # NAME_MAX
 DIR_SIZE: Final = 4096  # what st_size says for a directory (as ext4 does)
+# A read-only file's bytes: in memory, or a read-only map of a trusted toolchain file (its
+# pages shared by every process that maps it, and read only when a guest reads them).
+ReadOnlyData: TypeAlias = bytes | mmap.mmap
+FileData: TypeAlias = ReadOnlyData | bytearray
 
 
 class FsError(Exception):
@@ -91,7 +96,7 @@ class File(Node):
 
     __slots__ = ("data", "links", "opened")
 
-    def __init__(self, tree: Tree, data: bytes | bytearray) -> None:
+    def __init__(self, tree: Tree, data: FileData) -> None:
         super().__init__(tree)
         self.data = data
         self.links = 1
@@ -209,7 +214,7 @@ class Tree:
             raise FsError(Errno.PERM)
 
     # -- building the granted tree ---------------------------------------------------------
-    def add_file(self, name: str, data: bytes | bytearray) -> None:
+    def add_file(self, name: str, data: FileData) -> None:
         """Place a granted file (names were validated by the schema: plain components)."""
         *dirs, leaf = name.split("/")
         node = self.root

@@ -13,8 +13,8 @@ from pathlib import Path
 from tests.service.cluster import Cluster, assert_problem
 from workers.store import job_key
 
-SANDBOXED = {"c", "cpp", "python", "javascript", "ruby"}
-JAILED = {"rust", "go", "zig"}
+SANDBOXED = {"c", "cpp", "go", "python", "javascript", "ruby"}
+JAILED = {"rust", "zig"}
 
 
 def _locked_down(data_dir: Path) -> list[str]:
@@ -43,6 +43,11 @@ def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> 
             '"locked down\\n"; }\n'})
         assert r.status_code == 200, r.text
         assert base64.b64decode(r.json()["result"]["stdout"]) == b"locked down\n", r.json()
+        r = cluster.http.post("/v1/jobs", params={"wait": 120}, json={
+            "language": "go", "source": 'package main\n\nimport "fmt"\n\nfunc main() '
+            '{ fmt.Println("go locked down") }\n'})
+        assert r.status_code == 200, r.text
+        assert base64.b64decode(r.json()["result"]["stdout"]) == b"go locked down\n", r.json()
         # refused at submit (no worker up could compile it), not left queued; Judge0's
         # and Piston's APIs say so their way
         r = cluster.http.post("/v1/jobs", json={
@@ -51,7 +56,7 @@ def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> 
         assert "no worker up now can compile rust" in problem["detail"], problem
         assert r.headers["Retry-After"] == "30"
         r = cluster.http.post("/v1/jobs/batch", json={"jobs": [
-            {"wat": "(module)"}, {"language": "go", "source": "package main"}]})
+            {"wat": "(module)"}, {"language": "zig", "source": "pub fn main() void {}"}]})
         assert r.status_code == 503 and "jobs[1]" in r.json()["detail"], r.text
         r = cluster.http.post("/judge0/submissions", json={
             "source_code": "fn main() {}", "language_id": 73})
@@ -60,7 +65,7 @@ def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> 
             "language": "rust", "version": "*", "files": [{"content": "fn main() {}"}]})
         assert r.status_code == 503 and "rust" in r.json()["message"], r.text
         jobs = cluster.http.get("/v1/jobs", params={"limit": 100}).json()["jobs"]
-        assert len(jobs) == 1, jobs  # the C++ job only: nothing refused was queued
+        assert len(jobs) == 2, jobs  # the C++ and Go jobs only: nothing refused was queued
 
         # A worker whose jail works joins: Rust is served now, and every Rust job reaches
         # it (the jail pool), never the idle locked-down worker.

@@ -30,16 +30,22 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from sandboxes.errors import SandboxError
-from sandboxes.languages.toolchains.base import MAX_OUTPUT_MODULE_BYTES, CompileOutcome, file_lock
+from sandboxes.languages.toolchains.base import CompileOutcome, file_lock
 from sandboxes.languages.toolchains.npm_package import NpmPackage, NpmPackageError
+from sandboxes.languages.toolchains.wasm_tools import (
+    WORK,
+    CompileBudget,
+    ToolStep,
+    describe,
+    run_steps,
+    run_tool,
+)
 from sandboxes.runtime.sandbox import Prepared, Sandbox
-from sandboxes.runtime.streams import RunIO
-from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus, ScratchGrant
+from sandboxes.schema import Limits, MiB, RunResult, RunStatus
 
 PACKAGE: Final = NpmPackage(
     "@yowasp/clang", "22.0.0-git20542-10",
@@ -57,7 +63,6 @@ _RESOURCES_FILE: Final = "llvm-resources.tar"
 
 ARGV0: Final = "llvm"  # the multi-tool's name; argv[1] is the tool
 SYSROOT: Final = "usr"  # where the resources sit (they are a /usr prefix)
-WORK: Final = "/tmp"  # the job's private, writable, in-memory directory
 TARGET: Final = "--target=wasm32-wasip1"
 # flags of every compile, as the jailed zig toolchain used them
 COMPILE_FLAGS: Final = ("-O2", "-ferror-limit=20", "-fno-exceptions")
@@ -145,17 +150,6 @@ def sysroot_files(home: Path) -> Mapping[str, bytes]:
     return files
 
 
-@dataclass(frozen=True)
-class CompileBudget:
-    """What one compile (all its steps together) may use."""
-
-    fuel: int
-    memory_bytes: int
-    wall_s: float
-    output_bytes: int
-    scratch_bytes: int = 256 * MiB
-
-
 class ClangWasm:
     """The toolchain in one Sandbox: the prepared module, the plans, the compiles."""
 
@@ -216,7 +210,7 @@ class ClangWasm:
                 built, left = self._run(jobs[0], {}, budget, budget.fuel, budget.wall_s)
                 if built.status is not RunStatus.OK or "std.pch" not in left:
                     log.warning("the C++ precompiled header was not built: %s",
-                                _describe(built, "the compiler") or built.stderr[-500:])
+                                describe(built, "the compiler") or built.stderr[-500:])
                     return False
                 staged = target.with_suffix(".tmp")
                 staged.write_bytes(left["std.pch"])
@@ -229,16 +223,12 @@ class ClangWasm:
     # -- one step ----------------------------------------------------------------------------
     def _run(self, argv: Sequence[str], seed: Mapping[str, bytes], budget: CompileBudget,
              fuel: int, wall_s: float) -> tuple[RunResult, dict[str, bytes]]:
-        limits = Limits(fuel=max(fuel, 1000), memory_bytes=budget.memory_bytes,
-                        wall_time_s=max(wall_s, 0.001), stdout_bytes=budget.output_bytes,
-                        stderr_bytes=budget.output_bytes)
-        grants = Grants(args=list(argv), scratch=ScratchGrant(quota_bytes=budget.scratch_bytes))
-        left: dict[str, bytes] = {}
-        run_io = RunIO(system_files=self._system_files(), scratch_seed=seed,
-                       scratch_files=left, collect_limits=(64, MAX_OUTPUT_MODULE_BYTES))
-        result = self.sandbox.run_prepared(self.prepared(), limits, grants, argv0=ARGV0,
-                                           io=run_io)
-        return result, left
+        return run_tool(self.sandbox, self._step(argv), self._system_files(), seed, budget,
+                        fuel, wall_s)
+
+    def _step(self, argv: Sequence[str]) -> ToolStep:
+        """A job of the multi-tool: argv[0] is ``llvm``, argv[1] the tool."""
+        return ToolStep(self.prepared(), ARGV0, list(argv), _tool(argv))
 
     # -- the driver's plan ---------------------------------------------------------------------
     def plan(self, cxx: bool, flags: Sequence[str], budget: CompileBudget) -> list[list[str]]:
@@ -258,7 +248,7 @@ class ClangWasm:
             said = "\n".join(line for line in said.splitlines()
                              if line.startswith(("clang", "error", "warning")))
             raise CompilePlanError("\n".join(
-                part for part in (said, _describe(result, "the compiler driver", budget))
+                part for part in (said, describe(result, "the compiler driver", budget))
                 if part), result.status is RunStatus.WALL_TIMEOUT)
         jobs = parse_plan(result.stderr.decode("utf-8", "replace"))
         with self._lock:
@@ -293,30 +283,8 @@ class ClangWasm:
         except CompilePlanError as err:
             return CompileOutcome(None, str(err), timed_out=err.timed_out), 0
         files: dict[str, bytes] = {"main.cpp" if cxx else "main.c": source}
-        fuel, wall = budget.fuel, budget.wall_s
-        messages: list[str] = []
-        for job in jobs:
-            result, left = self._run(job, files, budget, fuel, wall)
-            fuel -= result.fuel_used
-            wall -= result.wall_time_s
-            # the job dir is the compiler's own: messages name the source as it was sent
-            text = (result.stdout + result.stderr).decode("utf-8", "replace").strip() \
-                .replace(f"{WORK}/", "")
-            if text:
-                messages.append(text)
-            if result.status is not RunStatus.OK:
-                why = _describe(result, _tool(job), budget)
-                return CompileOutcome(None, _joined(messages, budget, why),
-                                      timed_out=result.status is RunStatus.WALL_TIMEOUT,
-                                      wall_s=budget.wall_s - wall), budget.fuel - fuel
-            files = left
-        wasm = files.get("main.wasm")
-        used = budget.fuel - fuel
-        if wasm is None:
-            return CompileOutcome(None, "the compiler produced no module",
-                                  wall_s=budget.wall_s - wall, transient=True), used
-        return CompileOutcome(wasm, _joined(messages, budget),
-                              wall_s=budget.wall_s - wall), used
+        return run_steps(self.sandbox, [self._step(job) for job in jobs],
+                         self._system_files(), files, budget)
 
 
 _PCH_BUILD_FLAGS: Final = (*COMPILE_FLAGS, "-std=c++20", "-Xclang", "-fno-pch-timestamp")
@@ -331,12 +299,6 @@ def _pch_name() -> str:
     recipe = hashlib.sha256(_pch_header() + "\0".join(_PCH_BUILD_FLAGS).encode()
                             + PACKAGE.version.encode()).hexdigest()[:16]
     return f"std-{recipe}.pch"
-
-
-def _joined(messages: list[str], budget: CompileBudget, why: str = "") -> str:
-    """The steps' messages within the output cap, and why the compile stopped, if it did."""
-    text = "\n".join(m for m in messages if m)[:budget.output_bytes]
-    return "\n".join(part for part in (text, why) if part)
 
 
 class CompilePlanError(Exception):
@@ -365,24 +327,3 @@ def parse_plan(text: str) -> list[list[str]]:
 
 def _tool(job: Sequence[str]) -> str:
     return "the compiler" if job and job[0].startswith("clang") else "the linker"
-
-
-def _describe(result: RunResult, what: str, budget: CompileBudget | None = None) -> str:
-    """Why a step failed, for the compile error (the step's own output comes first)."""
-    status = result.status
-    if status is RunStatus.NONZERO_EXIT:
-        return "" if result.stderr or result.stdout else f"{what} exited with status " \
-            f"{result.exit_code}"
-    if status is RunStatus.FUEL_EXHAUSTED:
-        return f"[{what} ran out of its fuel budget: compile stopped]"
-    if status is RunStatus.WALL_TIMEOUT:
-        limit = f" of {budget.wall_s:g} s" if budget is not None else ""
-        return f"[compile time limit{limit} exceeded]"
-    if status is RunStatus.MEMORY_LIMIT:
-        return f"[{what} ran out of memory: compile stopped]"
-    if status is RunStatus.OUTPUT_LIMIT:
-        cap = f" at {budget.output_bytes} bytes" if budget is not None else ""
-        return f"[compiler output cut{cap}; compile stopped]"
-    if status is RunStatus.TRAP:
-        return f"[{what} failed: {result.message or 'it trapped'}]"
-    return f"[{what} could not run: {result.message or status.value}]"

