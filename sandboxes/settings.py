@@ -103,9 +103,9 @@ class Settings(BaseSettings):
     )
     source_compile_fuel: int = Field(
         default=200_000_000_000, ge=1_000_000_000, le=1_000_000_000_000,
-        description="Fuel one C or C++ compile may use (the compiler runs in the sandbox: a "
-        "compile bomb stops at the same point on every machine; C++ with <iostream> takes "
-        "~1-7 G)",
+        description="Fuel one C, C++ or Go compile may use (the compiler runs in the sandbox: "
+        "a compile bomb stops at the same point on every machine; C++ with <iostream> "
+        "takes ~1-7 G, a Go hello ~1.9 G)",
     )
     compiled_cache_bytes: Bytes = Field(
         default=1024**3, ge=0, description="Compiled source kept on disk (0: none)"
