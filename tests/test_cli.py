@@ -288,8 +288,8 @@ def test_warm_shows_each_step_and_a_summary_of_times(data_dir: Path) -> None:
     proc = warden("warm", "--no-python", data_dir=data_dir, env={"COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr
     progress, summary = proc.stderr.decode(), proc.stdout.decode()
-    steps = ["C and C++ compiler (clang as WebAssembly)", "zig libc and libc++ sysroot",
-             "Go standard library for wasip1",
+    steps = ["C and C++ compiler (clang as WebAssembly)",
+             "Go standard library, compiler and linker for wasip1", "zig libc and libc++ sysroot",
              "python interpreter", "javascript interpreter", "ruby interpreter"]
     for step in steps:
         assert f"… {step}\n" in progress, progress  # as it starts

@@ -207,8 +207,15 @@ def compare(
     env: list[tuple[str, str]] | None = None,
     imports: Imports | None = None,
     startup: int = 0,
+    trap_fuel: bool = True,
 ) -> tuple[Run, Run]:
     """Both runs; asserts they are equal in everything but the limit mechanism.
+
+    ``trap_fuel=False``: after a guest trap, do not compare the fuel reported. Both meters
+    keep fuel in a variable flushed at calls and exits, at different points, so the fuel
+    a trapped run reports is under-counted by each differently (the known limitation
+    ``test_fuel_used_covers_work_before_a_guest_trap`` records); the trap itself, its point
+    and the state it leaves are still compared.
 
     ``startup``: what wasmtime's instantiation charges beyond the start function itself.
     Since wasmtime 50 instantiation runs a synthesized, fuel-metered startup function
@@ -221,6 +228,9 @@ def compare(
     ours = instantiate(wasm, tmp, argv, env, imports).run(budget)
     assert ours.trap_flag == 0, ours
     assert (ours.outcome, ours.stdout, ours.state) == (theirs.outcome, theirs.stdout, theirs.state)
+    if not trap_fuel and ours.outcome.startswith("trap"):
+        assert ours.init_fuel + startup == theirs.init_fuel
+        return theirs, ours
     assert (ours.fuel, ours.init_fuel + startup) == (theirs.fuel, theirs.init_fuel)
     return theirs, ours
 
