@@ -260,6 +260,12 @@ def warm(
     python: Annotated[
         bool, typer.Option("--python/--no-python", help="Build Warden's CPython (~5 min once)")
     ] = True,
+    jail_toolchains: Annotated[
+        bool | None, typer.Option(
+            "--jail-toolchains/--no-jail-toolchains",
+            help="Build the jail pool's zig sysroot (default: when the bwrap jail works here; "
+            "an image build, where it does not, says --jail-toolchains)")
+    ] = None,
 ) -> None:
     """Build the toolchains and compile the interpreters, showing each step.
 
@@ -286,7 +292,7 @@ def warm(
             if problem is not None:  # Python jobs still run, on the slower pinned build
                 steps.note(f"{problem}; Python uses the pinned -O0 build")
         runner = SourceRunner(Sandbox())
-        runner.warm(progress=steps.start)
+        runner.warm(progress=steps.start, jail_toolchains=jail_toolchains)
     out = Console()
     out.print(steps.summary())
     out.print(f"warden: toolchains ready in {steps.total_s:.1f}s "

@@ -104,7 +104,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """``/readyz``: ready when Redis answers and at least one worker is live."""
+    """``/readyz``: ready when Redis answers (workers may be none: ``workers`` says)."""
 
     model_config = ConfigDict(frozen=True)
 

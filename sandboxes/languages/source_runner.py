@@ -286,12 +286,16 @@ class SourceRunner:
         return f"zig-{self.zig.version}/{recipe_hash(zig_toolchain.__file__)}"
 
     def warm(self, in_worker: bool = False,
-             progress: Callable[[str], None] | None = None) -> None:
+             progress: Callable[[str], None] | None = None,
+             jail_toolchains: bool | None = None) -> None:
         """Build or load everything a first request would otherwise wait for. A worker
         keeps Ruby (93 MB of machine code, 0.4 s to load from the artifact cache that
         ``warden warm`` filled) out of memory until a Ruby job comes: the compile, the slow
         part, is never paid by a request. ``progress`` is told each step's name as it
-        starts (``warden warm`` shows them: on a fresh machine this takes minutes)."""
+        starts (``warden warm`` shows them: on a fresh machine this takes minutes).
+        ``jail_toolchains``: build what the jailed compilers need (zig's sysroot: a trusted
+        build, no jail needed) even where the jail does not work (an image build); by
+        default only where it does."""
         step = progress or (lambda _name: None)
         step("C and C++ compiler (clang as WebAssembly)")
         try:
@@ -304,7 +308,7 @@ class SourceRunner:
             self.go_wasm.warm()
         except GoUnavailableError as exc:  # Go jobs then say why (unsupported)
             log.warning("go not warmed: %s", exc)
-        if check_jail() is None:
+        if jail_toolchains or (jail_toolchains is None and check_jail() is None):
             step("zig libc and libc++ sysroot")
             self.zig.ensure_sysroot()
         for language_id in self._interpreters:

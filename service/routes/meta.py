@@ -22,14 +22,14 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> dict[str, object]:
-    """Redis answers and at least one worker's heartbeat is fresh (within a lease)."""
+    """This API process can take jobs: Redis answers. Workers are not required (jobs wait
+    for them; scaling workers to zero must not take the API out of its Service); how many
+    are live now (a heartbeat within a lease) is in the body."""
     try:
         workers = await run_in_threadpool(state.store.live_workers)
     except Exception:
         raise Problem(503, "not-ready", "Redis is not reachable",
                       headers={"Retry-After": "1"}) from None
-    if workers == 0:
-        raise Problem(503, "not-ready", "No worker is running", headers={"Retry-After": "1"})
     return {"status": "ready", "workers": workers}
 
 

@@ -117,11 +117,13 @@ def test_too_many_ids_is_a_422_problem(client: WardenClient) -> None:
     assert err.value.detail == "101 ids given; at most 100 per request"
 
 
-def test_not_ready_without_workers(fresh_cluster: Cluster) -> None:
+def test_ready_without_workers_and_not_ready_without_redis(fresh_cluster: Cluster) -> None:
     fresh_cluster.start_api()
     with WardenClient(f"http://127.0.0.1:{fresh_cluster.port}",
                       api_key=fresh_cluster.admin_key) as client:
-        assert client.ready() == Readiness(ready=False, workers=0, reason="No worker is running")
+        assert client.ready() == Readiness(ready=True, workers=0)  # jobs wait for workers
+        fresh_cluster.redis.kill()
+        assert client.ready() == Readiness(ready=False, reason="Redis is not reachable")
         assert client.health().status == "ok"
 
 
