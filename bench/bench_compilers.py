@@ -22,7 +22,7 @@ temporary data dir (the compile cache and the tenants' artifacts: nothing left b
    flag that bypasses the precompiled header: what the header saves). Each column gets one
    untimed compile first (page cache, the driver's plan for its flags).
 3. Fuel of one sandboxed compile per program and flag set (deterministic): the driver's
-   plan run job by job as ``ClangWasm._compile`` does, ``result.fuel_used`` per step.
+   plan's jobs as ``ClangWasm.run`` runs them, ``result.fuel_used`` per step.
 4. Output modules: bytes of the .wasm from clang-in-sandbox and from zig, and that both
    (and the native binary) print the same thing when run (``runner.sandbox.run``).
 5. Compile-cache hit: ``runner.run`` of the a+b program twice (a fresh comment: the first
@@ -53,16 +53,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import bench_go  # beside this file (bench/ is on sys.path when run as a script)
+from bench_figures import fmt, fresh, load, rss_mib, stats, step_figures, timed
 
 from sandboxes.languages.source_runner import SourceRunner
 from sandboxes.languages.toolchains import clang_wasm
@@ -146,41 +144,6 @@ NATIVE = {"c": ("gcc", ["-O2"], ["-lm"]), "cpp": ("g++", ["-O2", "-std=c++20"], 
 NO_PCH_FLAGS = ["-O1"]  # not the header's -O2: C++ compiles without the precompiled header
 
 
-def fresh(source: str) -> bytes:
-    """The source with a unique comment: new to every cache."""
-    return (source + f"// bench {uuid.uuid4()}\n").encode()
-
-
-def rss_mib() -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            out[name] = int(value.split()[0]) / 1024
-    return out
-
-
-def stats(times: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000,
-            "max_ms": max(times) * 1000}
-
-
-def fmt(s: dict[str, float] | None) -> str:
-    if s is None:
-        return f"{'-':>22}"
-    return f"{s['median_ms']:7.0f} {s['min_ms']:6.0f} {s['max_ms']:7.0f}"
-
-
-def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    t = time.perf_counter()
-    value = fn(*args)
-    return value, time.perf_counter() - t
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 class Native:
     """gcc/g++ on the host, in a temp dir (a baseline, not a sandbox)."""
 
@@ -209,23 +172,12 @@ class Native:
 
 def clang_fuel(runner: SourceRunner, source: bytes, flags: list[str],
                cxx: bool) -> dict[str, Any]:
-    """One compile's steps run by hand, as ``ClangWasm._compile`` runs them: fuel each."""
-    clang = runner.clang
+    """One compile exactly as given (``ClangWasm.run``): the fuel of each job of the plan."""
     budget = runner._compile_budget(None)
-    jobs = clang.plan(cxx, flags, budget)
-    files: dict[str, bytes] = {"main.cpp" if cxx else "main.c": source}
-    fuel, wall = budget.fuel, budget.wall_s
-    steps = []
-    for job in jobs:
-        result, left = clang._run(job, files, budget, fuel, wall)
-        assert result.status is RunStatus.OK, (job[0], result.status, result.stderr[-2000:])
-        fuel -= result.fuel_used
-        wall -= result.wall_time_s
-        steps.append({"tool": job[0], "fuel": result.fuel_used,
-                      "wall_ms": result.wall_time_s * 1000,
-                      "memory_peak_mib": result.memory_peak_bytes / 2**20})
-        files = left
-    assert "main.wasm" in files
+    outcome, results = runner.clang.run(source, flags, cxx, budget)
+    assert outcome.ok, outcome.message
+    jobs = runner.clang.plan(cxx, flags, budget)  # cached: the jobs that ran
+    steps = step_figures([job[0] for job in jobs], results)
     return {"steps": steps, "total_fuel": sum(s["fuel"] for s in steps)}
 
 
@@ -366,7 +318,7 @@ def run_bench(sandbox: Sandbox, settings: Settings, native: Native, reps: int,
 
     # -- 3. fuel -------------------------------------------------------------------------------
     fuels: dict[str, dict[str, Any]] = {}
-    print("\nfuel of one clang-wasm compile (the plan's jobs run by hand; deterministic)")
+    print("\nfuel of one clang-wasm compile (ClangWasm.run, each job of the plan; deterministic)")
     print(f"{'lang':<4} {'program':<6} {'flags':<16} {'cc1 fuel':>15} {'link fuel':>15}"
           f" {'total':>15} {'cc1 peak MiB':>12}")
     for lang, programs in PROGRAMS.items():

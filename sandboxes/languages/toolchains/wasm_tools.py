@@ -66,14 +66,16 @@ def run_tool(sandbox: Sandbox, step: ToolStep, system_files: Mapping[str, ReadOn
 def run_steps(sandbox: Sandbox, steps: Sequence[ToolStep],
               system_files: Mapping[str, ReadOnlyData], files: dict[str, bytes],
               budget: CompileBudget, env: Mapping[str, str] | None = None,
-              ) -> tuple[CompileOutcome, int]:
+              ) -> tuple[CompileOutcome, list[RunResult]]:
     """Run the steps in order, each with what is left of the budget, stopping at the first
     that fails; the outcome (``main.wasm`` of the last, or the messages and why it stopped)
-    and the fuel the steps used."""
+    and the result of each step that ran (its fuel, time, memory)."""
     fuel, wall = budget.fuel, budget.wall_s
     messages: list[str] = []
+    results: list[RunResult] = []
     for step in steps:
         result, left = run_tool(sandbox, step, system_files, files, budget, fuel, wall, env)
+        results.append(result)
         fuel -= result.fuel_used
         wall -= result.wall_time_s
         # the job dir is the compiler's own: messages name the source as it was sent
@@ -85,14 +87,13 @@ def run_steps(sandbox: Sandbox, steps: Sequence[ToolStep],
             why = describe(result, step.what, budget)
             return CompileOutcome(None, joined(messages, budget, why),
                                   timed_out=result.status is RunStatus.WALL_TIMEOUT,
-                                  wall_s=budget.wall_s - wall), budget.fuel - fuel
+                                  wall_s=budget.wall_s - wall), results
         files = left
     wasm = files.get(OUTPUT)
-    used = budget.fuel - fuel
     if wasm is None:
         return CompileOutcome(None, "the compiler produced no module",
-                              wall_s=budget.wall_s - wall, transient=True), used
-    return CompileOutcome(wasm, joined(messages, budget), wall_s=budget.wall_s - wall), used
+                              wall_s=budget.wall_s - wall, transient=True), results
+    return CompileOutcome(wasm, joined(messages, budget), wall_s=budget.wall_s - wall), results
 
 
 def joined(messages: list[str], budget: CompileBudget, why: str = "") -> str:
