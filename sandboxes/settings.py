@@ -155,6 +155,15 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="Jobs one worker process runs at once (threads: "
         "wasmtime releases the GIL); a stopping worker finishes its lanes' jobs",
     )
+    worker_health_file: Path | None = Field(
+        default=None, description="File a worker's main loop rewrites every second with "
+        "its state, for `python -m workers.health live|ready` (a Kubernetes exec probe: a "
+        "worker listens on no port); unset: none",
+    )
+    worker_health_max_age_s: Seconds = Field(
+        default=30.0, gt=0, le=600, description="A health file older than this means the "
+        "worker's main loop is stuck (liveness fails)",
+    )
     queue_name: str = Field(default="warden", description="RQ queue the jobs go through")
     job_ttl_s: WholeSeconds = Field(
         default=86_400, ge=60, description="How long finished jobs are kept"

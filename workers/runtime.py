@@ -19,6 +19,7 @@ from sandboxes.languages.source_runner import SourceRunner
 from sandboxes.runtime.control import CancelToken
 from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.settings import Settings, get_settings
+from workers.health import Health, write_health
 from workers.pools import served_pools
 from workers.queue import JobQueue, warden_id
 from workers.store import CANCEL, WORKER_NAME, JobStore
@@ -58,6 +59,9 @@ class WorkerRuntime:
         # Readiness means "taking jobs": the heartbeat starts only once the worker has its
         # signal handlers (a SIGTERM before then kills the process with no retire).
         self._serving = threading.Event()
+        self.warmed = threading.Event()  # warm-up done (or not asked for): ready for probes
+        if not settings.warm_languages:
+            self.warmed.set()
         self._renewer = threading.Thread(
             target=self._renew_loop, name="warden-lease-renewer", daemon=True
         )
@@ -130,6 +134,20 @@ class WorkerRuntime:
             self.sources.warm(in_worker=True)
         except Exception:
             log.exception("warming the language toolchains failed (source jobs will retry)")
+        self.warmed.set()  # even after a failure: jobs retry the warm-up themselves
+
+    def report_health(self, redis_ok: bool, serving: bool | None = None) -> None:
+        """Rewrite the health file probes read (workers/health.py), if one is configured.
+        A file that cannot be written is logged, never fatal: the probe then fails."""
+        path = self.settings.worker_health_file
+        if path is None:
+            return
+        state = Health(serving=self._serving.is_set() if serving is None else serving,
+                       redis=redis_ok, warm=self.warmed.is_set())
+        try:
+            write_health(path, state)
+        except OSError as err:
+            log.warning("could not write the health file %s: %s", path, err)
 
     def _renew_loop(self) -> None:
         """Renew running jobs' leases and this worker's own heartbeat (for /readyz)."""

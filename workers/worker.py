@@ -90,7 +90,9 @@ class WardenWorker(SimpleWorker):
         last_heartbeat = time.monotonic()
         try:
             self.rt.serve()
+            self.rt.report_health(redis_ok=True)
             while not self._stop_requested and any(t.is_alive() for t in threads):
+                redis_ok = True
                 try:
                     time.sleep(_HOUSEKEEPING_S)
                     if time.monotonic() - last_heartbeat >= _HEARTBEAT_S:
@@ -102,10 +104,13 @@ class WardenWorker(SimpleWorker):
                 except StopRequested:
                     break
                 except redis.RedisError as err:
+                    redis_ok = False
                     log.warning("worker housekeeping: %s", err)
+                self.rt.report_health(redis_ok)
         except StopRequested:
             pass
         finally:
+            self.rt.report_health(redis_ok=False, serving=False)  # not ready while stopping
             self._lanes_stop.set()  # warm stop: each lane finishes the job it holds
             for t in threads:
                 t.join()
@@ -122,6 +127,20 @@ class WardenWorker(SimpleWorker):
                 self.log.info("Worker %s: suspended, run `rq resume` to resume", self.name)
         elif self._paused.is_set():
             self._paused.clear()
+
+    def unsubscribe(self) -> None:
+        """RQ's, with a bounded wait. redis-py 8's ``PubSubWorkerThread.stop()`` joins the
+        thread, and after a Redis restart that thread sits in ``get_message`` for RQ's 60 s
+        ``sleep_time`` (its subscription gone), so a worker took a minute to stop after any
+        Redis outage. The thread is a daemon: stop it, wait a second at most, go on."""
+        thread = self.pubsub_thread
+        if thread is None:
+            return
+        self.pubsub.unsubscribe()
+        stopper = threading.Thread(target=thread.stop, name="warden-pubsub-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout=1)
+        self.pubsub.close()
 
     def run_maintenance_tasks(self) -> None:
         """RQ's registry maintenance for every tenant's queue, not just the base queue."""

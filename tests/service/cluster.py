@@ -186,6 +186,10 @@ class Cluster:
             self.redis.kill()
         else:
             self.redis.stop()
+        self.start_redis_again()
+
+    def start_redis_again(self) -> None:
+        """Start the (stopped or killed) Redis on its port and data dir."""
         self.redis = EmbeddedRedis(
             self.data_dir / "redis", port=self.redis.port, fsync=self.redis.fsync
         ).start()
@@ -202,8 +206,9 @@ class Cluster:
             time.sleep(0.05)
         raise RuntimeError("API did not start")
 
-    def start_worker(self, wrapper: list[str] | None = None) -> subprocess.Popen[bytes]:
-        proc = self._spawn("worker", wrapper=wrapper)
+    def start_worker(self, wrapper: list[str] | None = None,
+                     env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        proc = self._spawn("worker", wrapper=wrapper, env=env)
         self.workers.append(proc)
         return proc
 
