@@ -194,8 +194,8 @@ class Cluster:
             self.data_dir / "redis", port=self.redis.port, fsync=self.redis.fsync
         ).start()
 
-    def start_api(self) -> None:
-        self.api = self._spawn("api")
+    def start_api(self, wrapper: list[str] | None = None) -> None:
+        self.api = self._spawn("api", wrapper=wrapper)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -1,4 +1,5 @@
-"""A worker that runs locked down (no user namespaces, no capabilities, a read-only root)
+"""A worker that runs locked down (no user namespaces, no capabilities, a read-only root,
+beside an API locked down the same way, as the Helm chart runs them)
 says which languages it serves: those compiled or interpreted inside the sandbox. The API
 reports them, the worker runs them, and a job in a language it cannot compile ends
 ``unsupported`` with a clear message; beside a worker whose jail works, jobs that need the
@@ -32,7 +33,7 @@ def _served(cluster: Cluster) -> dict[str, bool | None]:
 def test_a_locked_down_worker_serves_the_sandboxed_languages(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path, lease_s=2)
     try:
-        cluster.start_api()
+        cluster.start_api(wrapper=_locked_down(tmp_path))  # as the chart runs both
         cluster.start_worker(wrapper=_locked_down(tmp_path))
         cluster.wait_ready(1)
         served = _served(cluster)
