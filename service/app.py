@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from service.ratelimit_headers import RateLimitHeadersMiddleware
 from service.routes import admin, jobs, meta, problems, usage
 from service.state import AppState
 from tenancy.bootstrap import ensure_bootstrap_key
+from workers.reaper import Reaper
 
 DOCS_ASSETS = "/docs/assets"
 
@@ -40,7 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assert state.aclient is not None
         callbacks = CallbackDispatcher(state.aclient, settings)
         delivering = asyncio.create_task(callbacks.run(), name="warden-callbacks")
+        # Dead workers' jobs are put back from here too: recovery needs no live worker.
+        reaping = threading.Event()
+        Reaper(state.store, state.queue, settings.lease_s, settings.max_attempts).start(reaping)
         yield
+        reaping.set()
         delivering.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await delivering

@@ -261,15 +261,18 @@ class JobQueue:
         rq_id = f"{job_id}-{uuid.uuid4().hex[:12]}"
         pipe = self.client.pipeline(transaction=True)
         pool = pool_of(spec) if spec else Pool.SANDBOX
-        self._enqueue(job_id, rq_id, wall_time_s, pipe, tenant, pool)
+        # at the front: it already waited its turn once, it must not wait behind the backlog
+        self._enqueue(job_id, rq_id, wall_time_s, pipe, tenant, pool, at_front=True)
         pipe.hset(job_key(job_id), "rq_id", rq_id)  # a cancel while queued removes this entry
         return _stack(pipe)
 
     def _enqueue(self, job_id: str, rq_id: str, wall_time_s: float,
-                 pipe: redis.client.Pipeline | None, tenant: str, pool: Pool) -> None:
+                 pipe: redis.client.Pipeline | None, tenant: str, pool: Pool,
+                 at_front: bool = False) -> None:
         self.tenant_rq(tenant, pool).enqueue_call(
             TASK,
             args=(job_id,),
+            at_front=at_front,
             timeout=int(wall_time_s) + BACKSTOP_MARGIN_S,
             result_ttl=0,
             failure_ttl=3600,

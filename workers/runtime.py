@@ -21,7 +21,8 @@ from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.settings import Settings, get_settings
 from workers.health import Health, write_health
 from workers.pools import served_pools
-from workers.queue import JobQueue, warden_id
+from workers.queue import JobQueue
+from workers.reaper import Reaper
 from workers.store import CANCEL, WORKER_NAME, JobStore
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,10 @@ class WorkerRuntime:
             target=self._renew_loop, name="warden-lease-renewer", daemon=True
         )
         self._renewer.start()
+        self.reaper = Reaper(self.store, self.queue, settings.lease_s, settings.max_attempts)
+        self.reaper.start(self._stop)
         for target, name in (
             (self._cancel_loop, "cancel-listener"),
-            (self._reap_loop, "reaper"),
             *([(self._warm, "warm-languages")] if settings.warm_languages else []),
         ):
             threading.Thread(target=target, name=f"warden-{name}", daemon=True).start()
@@ -183,28 +185,6 @@ class WorkerRuntime:
                         job.cancel.cancel()
             except redis.RedisError:
                 time.sleep(0.5)
-
-    def _reap_loop(self) -> None:
-        period = min(2.0, self.settings.lease_s / 2)
-        while not self._stop.wait(period):
-            try:
-                for job_id in self.store.expired_leases():
-                    outcome = self.store.reap(job_id, self.settings.max_attempts,
-                                              self.queue.requeue_commands(job_id))
-                    if outcome == "requeue":
-                        log.warning("job %s: its worker died; running it again", job_id)
-                self._unstick()
-            except redis.RedisError:
-                log.warning("reaper could not reach Redis")
-
-    def _unstick(self) -> None:
-        """Jobs a worker took off a queue but has not started for a whole lease: that
-        worker died between the two steps (a live one starts a job within milliseconds)."""
-        for queue_name, rq_id in self.store.stuck_takes(self.settings.lease_s):
-            if self.store.unstick(self.queue.rq.key, queue_name, rq_id, warden_id(rq_id)):
-                log.warning("job %s: taken by a worker that never started it; queued again",
-                            rq_id)
-
 
 _runtime: WorkerRuntime | None = None
 _runtime_lock = threading.Lock()

@@ -331,3 +331,39 @@ def test_a_job_taken_by_a_worker_that_died_before_starting_it_still_runs(
     assert stdout_of(record) == b"rescued\n"
     assert record["attempts"] == 1
     assert c.client.llen(f"{queue_key}:intermediate") == 0
+
+
+def test_a_dead_workers_job_is_put_back_with_no_worker_alive_and_runs_first(
+        fresh_cluster: Cluster) -> None:
+    """Recovery does not wait for a worker (the API reaps too), and the job that already
+    waited its turn goes to the front of its queue, not behind the backlog."""
+    c = fresh_cluster  # lease 2 s
+    c.start_api()
+    worker = c.start_worker()
+    c.wait_ready(1)
+    job_id = c.submit({"wat": W.sleep(30), "limits": {"wall_time_s": 60}})
+    _running_on(c, job_id, 1)
+    behind = [c.submit({"wat": W.hello(f"behind {n}\n")}) for n in range(4)]  # one lane: wait
+    worker.kill()
+    worker.wait()
+    killed = time.monotonic()
+    c.workers.clear()
+    record = c.wait_state(job_id, ("queued",), timeout_s=30)  # by the API's reaper
+    assert time.monotonic() - killed < 3 * 2 + 2  # within a lease and a half, and a pass
+    assert record["attempts"] == 1
+    rq_id = c.client.hget(f"warden:job:{job_id}", "rq_id")
+    tenant = c.client.hget(f"warden:job:{job_id}", "tenant")
+    assert rq_id is not None and tenant is not None
+    queue = f"rq:queue:warden.{tenant.decode()}"
+    assert c.client.llen(queue) == 5
+    assert c.client.lindex(queue, 0) == rq_id  # at the front: next to run
+
+    c.start_worker()
+    first = _running_on(c, job_id, 2)
+    assert first["started_at"] is not None
+    for other in behind:
+        assert c.get(other)["state"] == "queued"  # nothing overtook it
+    r = c.http.delete(f"/v1/jobs/{job_id}")  # it sleeps 30 s: stop it, the rest follow
+    assert r.status_code in (200, 202), r.text
+    for other in behind:
+        assert c.wait_state(other, timeout_s=30)["result"]["status"] == "ok"

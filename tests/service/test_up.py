@@ -152,6 +152,19 @@ def test_up_runs_jobs_restarts_a_dead_worker_and_stops_cleanly_on_ctrl_c(up: Up)
         time.sleep(0.1)
     up.wait_ready()
     assert "restarting" in up.output()
+    # Killed again and again, as soon as it is back: each restart still comes within 2 s
+    # (the backoff is capped there; it once climbed to 10 s and left no worker alive).
+    for _ in range(4):
+        victim = next(p for p in children(up.proc.pid)
+                      if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes())
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while victim in children(up.proc.pid) or len(children(up.proc.pid)) < 3:
+            assert time.monotonic() < deadline, up.output()
+            time.sleep(0.05)
+    delays = [float(d) for d in re.findall(r"restarting in ([0-9.]+)s", up.output())]
+    assert len(delays) == 5 and max(delays) <= 2.0, up.output()
+    up.wait_ready()
 
     everything = children(up.proc.pid)
     os.killpg(up.proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
