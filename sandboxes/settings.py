@@ -177,6 +177,10 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Queued jobs of one tenant beyond this get 503 + "
         "Retry-After (each tenant's own max_queued quota is a 429 below it)"
     )
+    idempotency_window_s: WholeSeconds = Field(
+        default=86_400, ge=1, description="How long an Idempotency-Key returns its first "
+        "request's jobs (at most WARDEN_JOB_TTL_S: the jobs must still exist)",
+    )
     usage_retention_days: int = Field(
         default=90, ge=1, le=3660, description="Days a tenant's daily usage is kept")
     metrics_tenant_labels: bool = Field(

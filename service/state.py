@@ -23,7 +23,7 @@ from tenancy.limits import Admission
 from tenancy.quotas import Quotas
 from tenancy.registry import TenantRegistry
 from workers.problem_store import ProblemStore
-from workers.queue import JobQueue, Submission, admitted
+from workers.queue import Idempotency, JobQueue, Submission, admitted
 from workers.store import DEFAULT_TENANT, EVENTS, JobStore, job_key, record_from_fields
 
 
@@ -144,16 +144,19 @@ class AppState:
 
     async def submit(self, submissions: list[Submission], tenant: str = DEFAULT_TENANT,
                      quotas: Quotas | None = None,
-                     extra: list[tuple[Any, ...]] | None = None) -> tuple[int, float]:
+                     extra: list[tuple[Any, ...]] | None = None,
+                     idempotency: Idempotency | None = None) -> tuple[int, float]:
         """``queue.submit`` in one async round trip: a script checks the queue's cap and
         the tenant's quotas and runs the submissions' writes (built by RQ's own enqueue
         code) atomically, so a batch is queued whole or not at all. The submission rate's
-        (remaining, reset s) after it; QueueFullError, QuotaExceededError."""
+        (remaining, reset s) after it; QueueFullError, QuotaExceededError,
+        AlreadySubmittedError (an Idempotency-Key seen before: nothing queued)."""
         assert self.aclient is not None
         script = self.queue.guarded_enqueue_script
         admission = Admission.of(quotas or Quotas(), time.time(), self.settings.job_ttl_s,
                                  self.usage_retention_s)
-        args = self.queue.guarded_enqueue_args(submissions, tenant, admission, extra)
+        args = self.queue.guarded_enqueue_args(submissions, tenant, admission, extra,
+                                               idempotency=idempotency)
         if self._enqueue_sha is None:
             self._enqueue_sha = await self.aclient.script_load(script)
         try:

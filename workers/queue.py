@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import redis
 from rq import Queue
@@ -37,6 +37,11 @@ BACKSTOP_MARGIN_S: Final = 60
 # remaining, reset} over a quota (-2: one that waiting will never satisfy).
 _GUARDED_ENQUEUE = REPLAY + RING + GCRA + """
 local n, tenant, day, retention = tonumber(ARGV[3]), ARGV[4], ARGV[9], tonumber(ARGV[15])
+local idem = ARGV[17]  -- an Idempotency-Key's record ('' for none): seen, nothing is queued
+if idem ~= '' then
+  local seen = redis.call('GET', idem)
+  if seen then return {2, seen} end
+end
 local interval, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
 local rate = 'warden:rate:' .. tenant .. ':submissions'
 local ok, rem, reset, retry = gcra(rate, interval, burst, n, false)
@@ -70,7 +75,8 @@ redis.call('INCRBY', fuel_key, reserve)
 redis.call('EXPIRE', fuel_key, 3 * 86400)
 redis.call('HINCRBY', stored_key, ARGV[14], size)
 redis.call('EXPIRE', stored_key, (tonumber(ARGV[14]) - oldest + 2) * 600)
-replay(17)
+replay(20)
+if idem ~= '' then redis.call('SET', idem, ARGV[18], 'EX', tonumber(ARGV[19])) end
 for pool in string.gmatch(ARGV[16], '%S+') do
   join_ring(tenant, pool)
   ring(n, pool)
@@ -83,6 +89,24 @@ Submission = tuple[JobSpec, tuple[str, bytes] | None, str]  # spec, module, job 
 
 class QueueFullError(Exception):
     pass
+
+
+class Idempotency(NamedTuple):
+    """An ``Idempotency-Key``'s record: written in the step that queues the jobs, so a
+    retry finds it exactly when the first attempt's jobs exist (nothing in between)."""
+
+    key: str  # its Redis key (per tenant)
+    value: str  # what a retry gets back (the request's fingerprint and its ids)
+    ttl_s: int
+
+
+class AlreadySubmittedError(Exception):
+    """An earlier request with the same Idempotency-Key queued its jobs: nothing was
+    queued now; ``previous`` is that request's record (``Idempotency.value``)."""
+
+    def __init__(self, previous: str) -> None:
+        super().__init__("already submitted under this idempotency key")
+        self.previous = previous
 
 
 class QuotaExceededError(Exception):
@@ -104,6 +128,8 @@ def admitted(reply: Any) -> tuple[int, float]:
     the error its reply stands for."""
     values = [v.decode() if isinstance(v, bytes) else v for v in reply]
     code = int(values[0])
+    if code == 2:
+        raise AlreadySubmittedError(str(values[1]))
     if code == 1:
         return int(float(values[1])), float(values[2])
     if code == 0:
@@ -203,12 +229,14 @@ class JobQueue:
                              tenant: str = DEFAULT_TENANT,
                              admission: Admission | None = None,
                              extra: list[tuple[Any, ...]] | None = None,
-                             internal: bool = False) -> list[Any]:
+                             internal: bool = False,
+                             idempotency: Idempotency | None = None) -> list[Any]:
         """``EVAL`` arguments after the script: the submissions' commands, run only if they
         all fit below the queue's cap and the tenant's quotas (``admission``; None: the
         default quotas). ``extra``: more writes made in the same step (a judge submission's
         record); ``internal``: jobs an admitted submission spawns (a judge's tests), past
-        Warden's queue cap."""
+        Warden's queue cap; ``idempotency``: the request's Idempotency-Key record, checked
+        first (AlreadySubmittedError) and written with the jobs."""
         now = time.time()
         a = admission or Admission.of(_DEFAULTS, now, self.store.job_ttl_s, 86_400)
         day = a.day
@@ -221,7 +249,8 @@ class JobQueue:
         args: list[Any] = [2, *self.queued(tenant), cap, a.max_queued,
                            len(submissions), tenant, 60 / a.submissions_per_minute,
                            a.submission_burst, fuel, a.daily_fuel, day, a.day_left_s, size,
-                           a.stored_bytes, oldest, bucket, a.retention_s, " ".join(pools)]
+                           a.stored_bytes, oldest, bucket, a.retention_s, " ".join(pools),
+                           *(idempotency or ("", "", 0))]
         for spec, module, job_id in submissions:
             args.extend(flatten(self.commands(spec, module, job_id, tenant, day)))
         args.extend(flatten(extra or []))

@@ -205,11 +205,11 @@ async def _enqueue(state: AppState, request: Request, caller: Caller,
     extra += [("ZADD", listing, repr(now + i * 1e-6), job_id)
               for i, ((_, _, job_id), _) in enumerate(prepared)]
     extra.append(("ZREMRANGEBYRANK", listing, 0, -LISTED_PER_TENANT - 1))
-    try:
-        await enqueue_checked(state, request, caller, [sub for sub, _ in prepared], extra)
+    try:  # the first request's ids for a retry with the same Idempotency-Key
+        return await enqueue_checked(state, request, caller, [sub for sub, _ in prepared],
+                                     extra)
     except Problem as problem:
         raise _from_problem(problem) from None
-    return [job_id for (_, _, job_id), _ in prepared]
 
 
 def _from_problem(problem: Problem) -> Judge0Error:

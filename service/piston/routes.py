@@ -76,13 +76,16 @@ async def execute(request: Request, state: StateDep,
         try:
             spec, _ = to_spec(job)
             spec = within_ceilings(job, spec, caller)
-            await enqueue_checked(state, request, caller, [(spec, None, job_id)])
+            (queued,) = await enqueue_checked(state, request, caller, [(spec, None, job_id)])
         except Problem as problem:
             raise PistonError(problem.status if problem.status != 422 else 400,
                               problem.detail or problem.title, problem.headers) from None
     except BaseException:
         state.waiter.discard(job_id, fut)
         raise
+    if queued != job_id:  # a retry with the same Idempotency-Key: the first one's job
+        state.waiter.discard(job_id, fut)
+        job_id, fut = queued, state.waiter.register(queued)
     record = await wait_for_record(state, caller, job_id, state.settings.max_wait_s, fut)
     if not record.state.terminal:
         outcome = await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)

@@ -26,6 +26,7 @@ from service.callbacks import bodies
 from service.callbacks.targets import submitted_url_problem
 from service.deps import StateDep
 from service.http_errors import Problem, quota_exceeded
+from service.idempotency import idempotency_of, replayed_ids
 from service.openapi import problem_responses
 from service.render import Encoding, EncodingQuery, list_response, record_response
 from service.state import AppState
@@ -33,7 +34,7 @@ from service.submit import language_unavailable, to_spec, within_ceilings
 from service.waiting import wait_until_ended
 from tenancy.models import Caller
 from workers.callback_queue import callback_fields
-from workers.queue import QueueFullError, QuotaExceededError, Submission
+from workers.queue import AlreadySubmittedError, QueueFullError, QuotaExceededError, Submission
 from workers.store import CURSOR_PATTERN, job_key, new_job_id
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -104,18 +105,29 @@ def _over_quota(err: QuotaExceededError) -> Problem:
 
 async def enqueue_checked(state: AppState, request: Request, caller: Caller,
                           submissions: list[Submission],
-                          extra: list[tuple[Any, ...]] | None = None) -> None:
+                          extra: list[tuple[Any, ...]] | None = None,
+                          ids: list[str] | None = None) -> list[str]:
     """Queue under the caller's quotas; the RateLimit headers report the submission rate.
-    ``extra``: more writes in the same atomic step (a judge submission's record)."""
+    ``extra``: more writes in the same atomic step (a judge submission's record). Returns
+    ``ids`` (what the response names: by default the jobs' ids), or, for a retry with the
+    same Idempotency-Key (service/idempotency.py), the ids the first request made; nothing
+    is queued then."""
     q = caller.quotas
+    ids = ids if ids is not None else [job_id for _, _, job_id in submissions]
+    window_s = min(state.settings.idempotency_window_s, state.settings.job_ttl_s)
+    idempotency = await idempotency_of(request, caller.tenant, ids, window_s)
     try:
-        remaining, reset_s = await state.submit(submissions, caller.tenant, q, extra)
+        remaining, reset_s = await state.submit(submissions, caller.tenant, q, extra,
+                                                idempotency)
+    except AlreadySubmittedError as err:
+        return await replayed_ids(request, err)
     except QuotaExceededError as err:
         remember_rate(request, submission_rate(q, *err.rate))
         raise _over_quota(err) from None
     except QueueFullError:
         raise _queue_full() from None
     remember_rate(request, submission_rate(q, remaining, reset_s))
+    return ids
 
 
 def _queue_full() -> Problem:
@@ -151,7 +163,9 @@ def callback_writes(state: AppState, url: str | None, job_id: str,
 
 
 async def _submit(state: AppState, request: Request, caller: Caller, sub: JobSubmission,
-                  job_id: str) -> None:
+                  job_id: str) -> str:
+    """Queue ``sub`` as ``job_id``; the id of the job it is (another for a retry with the
+    same Idempotency-Key)."""
     writes = callback_writes(state, sub.callback_url, job_id)
     if sub.language is not None:
         unavailable = language_unavailable(sub.language, await state.served_languages())
@@ -162,7 +176,8 @@ async def _submit(state: AppState, request: Request, caller: Caller, sub: JobSub
     else:
         spec, module = await run_in_threadpool(to_spec, sub)  # WAT parsing, validation: CPU
     spec = within_ceilings(sub, spec, caller)
-    await enqueue_checked(state, request, caller, [(spec, module, job_id)], writes)
+    (queued,) = await enqueue_checked(state, request, caller, [(spec, module, job_id)], writes)
+    return queued
 
 
 async def wait_for_record(
@@ -198,11 +213,21 @@ async def submit_job(
     job_id = new_job_id()
     fut = state.waiter.register(job_id) if wait > 0 else None
     try:
-        await _submit(state, request, caller, sub, job_id)
+        queued = await _submit(state, request, caller, sub, job_id)
     except BaseException:
         if fut is not None:
             state.waiter.discard(job_id, fut)
         raise
+    if queued != job_id:  # a retry: the first request's job, whatever its state now
+        if fut is not None:
+            state.waiter.discard(job_id, fut)
+            fut = state.waiter.register(queued)
+        job_id = queued
+        if fut is None:
+            response.headers["Location"] = f"/v1/jobs/{job_id}"
+            earlier = await state.record(job_id, caller.tenant)
+            return JobAccepted(id=job_id, state=JobState.QUEUED if earlier is None
+                               else earlier.state)
     if fut is None:
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return JobAccepted(id=job_id, state=JobState.QUEUED)
@@ -243,8 +268,7 @@ async def submit_batch(
             problem.detail = f"jobs[{index}]: {problem.detail}"
             problem.extra["index"] = index
             raise
-    await enqueue_checked(state, request, caller, submissions, writes)
-    ids = [job_id for _, _, job_id in submissions]
+    ids = await enqueue_checked(state, request, caller, submissions, writes)
     if wait <= 0:
         return BatchAccepted(ids=ids)
     records = await asyncio.gather(*(wait_for_record(state, caller, job_id, wait)

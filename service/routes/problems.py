@@ -180,11 +180,17 @@ async def submit(problem_id: ProblemId, body: SubmissionCreate, state: StateDep,
     ]
     fut = state.waiter.register(submission_id) if wait > 0 else None
     try:
-        await enqueue_checked(state, request, caller, [(spec, module, job_id)], extra)
+        (queued,) = await enqueue_checked(state, request, caller, [(spec, module, job_id)],
+                                          extra, ids=[submission_id])
     except BaseException:
         if fut is not None:
             state.waiter.discard(submission_id, fut)
         raise
+    if queued != submission_id:  # a retry with the same Idempotency-Key: the first one's
+        if fut is not None:
+            state.waiter.discard(submission_id, fut)
+            fut = state.waiter.register(queued)
+        submission_id = queued
     location = {"Location": f"/v1/problems/{problem_id}/submissions/{submission_id}"}
     if fut is None:
         accepted = SubmissionAccepted(id=submission_id, state=JobState.QUEUED)
