@@ -455,6 +455,11 @@ class JobStore:
         )
         return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
 
+    def rq_id(self, job_id: str) -> str:
+        """The RQ id of the job's current run: its own id, or the one a re-queue gave it."""
+        value = self.r.hget(job_key(job_id), "rq_id")
+        return value.decode() if isinstance(value, bytes) and value else job_id
+
     def stuck_takes(self, older_than_s: float) -> list[tuple[str, str]]:
         """(queue name, rq id) of jobs taken off a queue longer ago than ``older_than_s`` and
         never started: a live worker starts a job within milliseconds of taking it."""

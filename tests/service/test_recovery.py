@@ -75,6 +75,11 @@ def test_worker_killed_mid_job_the_job_runs_again_once(fresh_cluster: Cluster) -
     assert record["error"] is None
     assert _events(sub, job_id) == 1  # recorded (and announced) exactly once
     assert c.client.zscore("warden:leases", job_id) is None
+    # nothing of the killed run is left for RQ to call a failure (its rq id is the job id)
+    assert c.client.exists(f"rq:job:{job_id}", f"rq:executions:{job_id}") == 0
+    leftovers = [k for k in c.client.scan_iter("rq:wip:*") if c.client.zcard(k)]
+    assert leftovers == [], leftovers
+    assert [k for k in c.client.scan_iter("rq:execution:*")] == []
 
 
 def test_worker_killed_on_every_attempt_the_job_fails_clearly(fresh_cluster: Cluster) -> None:
