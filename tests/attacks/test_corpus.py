@@ -9,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,7 @@ class Canaries:
 
 class Corpus:
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.canaries = Canaries(root)
         self.cluster = Cluster(root / "service", lease_s=2, max_body_bytes=8_000_000,
                                warm_languages="true")
@@ -140,7 +142,12 @@ def _run_judge(corpus: Corpus, case: dict[str, Any]) -> str:
     spec = case["judge"]
     http = corpus.cluster.http
     problem_id = re.sub(r"[^a-z0-9-]", "-", spec["problem"].lower())
-    upload(http, problem_id, load_package(HERE / "problems" / spec["problem"]))
+    package = corpus.root / "problems" / problem_id  # with the placeholders filled in
+    shutil.copytree(HERE / "problems" / spec["problem"], package, dirs_exist_ok=True)
+    for path in package.rglob("*"):
+        if path.is_file():
+            path.write_text(corpus.canaries.substitute(path.read_text()))
+    upload(http, problem_id, load_package(package))
     r = http.post(f"/v1/problems/{problem_id}/submissions", params={"wait": 60},
                   json={"language": spec["language"], "source": spec["source"]})
     assert r.status_code in (200, 202), r.text
@@ -149,6 +156,10 @@ def _run_judge(corpus: Corpus, case: dict[str, Any]) -> str:
         view = http.get(f"/v1/problems/{problem_id}/submissions/{view['id']}",
                         params={"wait": 60}).json()
     assert view["verdict"] == case["expect_verdict"], view
+    if "expect_message" in case:
+        messages = [test.get("message") or "" for test in view.get("tests") or []]
+        assert any(case["expect_message"] in m for m in messages), messages
+        assert all(len(m) <= 64 * 1024 for m in messages), "a judge message is not capped"
     return json.dumps(view)
 
 
