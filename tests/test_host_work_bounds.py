@@ -334,3 +334,35 @@ def test_host_work_costs_the_same_fuel_on_both_engines(
     for box in (sandbox, metered_sandbox):
         result = box.run(LISTING_LOOP, short, grants)
         assert (result.status, result.fuel_used) == (RunStatus.FUEL_EXHAUSTED, short.fuel)
+
+
+ENVIRON_LOOP = """(module
+  (import "wasi_snapshot_preview1" "environ_get" (func $get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $sizes (param i32 i32) (result i32)))
+  (memory (export "memory") 16)
+  (func (export "_start") (local $n i32)
+    (drop (call $sizes (i32.const 0) (i32.const 4)))
+    (local.set $n (i32.const 1000))
+    (loop $l
+      (drop (call $get (i32.const 16) (i32.const 4096)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br_if $l (local.get $n)))))"""
+
+
+def test_environ_get_is_paid_for_by_the_bytes_it_copies(sandbox: Sandbox) -> None:
+    """Found by the attack corpus: environ_get and args_get were wasmtime's own, charged
+    only the call instruction, while each copies every granted string (128 variables of
+    4 KiB: 1 M fuel bought 9.5 s of worker CPU). They are Warden's now: a call costs
+    CALL_FUEL plus the bytes copied / BYTES_PER_FUEL, the same under both meterings."""
+    env = {f"V{i}": "x" * 4000 for i in range(8)}  # 8 strings of 4,004 bytes (with "V0=")
+    limits = Limits(fuel=10**12)
+    bare = sandbox.run(ENVIRON_LOOP, limits)
+    paid = sandbox.run(ENVIRON_LOOP, limits, Grants(env=env))
+    assert bare.status is paid.status is RunStatus.OK, (bare, paid)
+    per_call = (paid.fuel_used - bare.fuel_used) / 1000
+    assert per_call >= 8 * 4004 // 4 - 8, per_call  # every byte copied is paid for
+    assert bare.fuel_used >= 1000 * 5_000  # and each call, even with nothing to copy
+    bomb = sandbox.run(ENVIRON_LOOP.replace("i32.const 1000", "i32.const 100000000"),
+                       Limits(fuel=5_000_000, wall_time_s=5), Grants(env=env))
+    assert bomb.status is RunStatus.FUEL_EXHAUSTED, bomb
+    assert bomb.wall_time_s < 1.0, bomb  # fuel, not the wall clock, ends it

@@ -414,7 +414,8 @@ class Sandbox:
         else:  # the ticker thread checks the deadline; any stop trips the page
             control.attach_interrupt(interrupt.trip)
             ticker.watch(id(control), control.check)
-        bind_run(control, files, interrupt is not None)
+        bind_run(control, files, interrupt is not None, (argv0, *grants.args),
+                 tuple(grants.env.items()))
         end = _CoreEnd()
         try:
             if is_component:
