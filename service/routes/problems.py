@@ -217,7 +217,10 @@ async def get_submission(problem_id: ProblemId, submission_id: SubmissionId,
 @router.get("/problems/{problem_id}/submissions", response_model=SubmissionList)
 async def list_submissions(problem_id: ProblemId, state: StateDep, caller: CallerDep,
                            limit: int = 20) -> SubmissionList:
-    """The problem's most recent submissions, newest first (their tests left out)."""
+    """The problem's most recent submissions, newest first (their tests left out); 404
+    for a problem the tenant does not have (as every other route under it)."""
+    if await run_in_threadpool(state.problems.record, caller.tenant, problem_id) is None:
+        raise _no_problem(problem_id)
     limit = max(1, min(limit, 100))
     ids = await run_in_threadpool(state.problems.list_submissions, caller.tenant,
                                   problem_id, limit)
