@@ -4,6 +4,7 @@ clients send the Warden key as ``Authorization`` (``Bearer <key>`` or the bare k
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -83,10 +84,11 @@ async def execute(request: Request, state: StateDep,
     except BaseException:
         state.waiter.discard(job_id, fut)
         raise
-    if queued != job_id:  # a retry with the same Idempotency-Key: the first one's job
-        state.waiter.discard(job_id, fut)
-        job_id, fut = queued, state.waiter.register(queued)
-    record = await wait_for_record(state, caller, job_id, state.settings.max_wait_s, fut)
+    waiting: asyncio.Future[None] | None = fut
+    if queued != job_id:  # a retry with the same Idempotency-Key: the first one's job, which
+        state.waiter.discard(job_id, fut)  # may have ended already: read its record first
+        job_id, waiting = queued, None
+    record = await wait_for_record(state, caller, job_id, state.settings.max_wait_s, waiting)
     if not record.state.terminal:
         outcome = await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
         ended = await state.record(job_id, caller.tenant)

@@ -219,10 +219,15 @@ async def submit_job(
             state.waiter.discard(job_id, fut)
         raise
     if queued != job_id:  # a retry: the first request's job, whatever its state now
-        if fut is not None:
+        if fut is not None:  # it may have ended already: the wait reads its record first
             state.waiter.discard(job_id, fut)
-            fut = state.waiter.register(queued)
+            fut = None
         job_id = queued
+        if wait > 0:
+            record = await wait_for_record(state, caller, job_id, wait)
+            reply = record_response(record, encoding, _still_running(record))
+            reply.headers["Location"] = f"/v1/jobs/{job_id}"
+            return reply
         if fut is None:
             response.headers["Location"] = f"/v1/jobs/{job_id}"
             earlier = await state.record(job_id, caller.tenant)

@@ -186,14 +186,17 @@ async def submit(problem_id: ProblemId, body: SubmissionCreate, state: StateDep,
         if fut is not None:
             state.waiter.discard(submission_id, fut)
         raise
-    if queued != submission_id:  # a retry with the same Idempotency-Key: the first one's
-        if fut is not None:
+    replayed = queued != submission_id  # a retry with the same Idempotency-Key: the first
+    if replayed:                           # one's submission, maybe judged already, so the
+        if fut is not None:                # wait reads its record first
             state.waiter.discard(submission_id, fut)
-            fut = state.waiter.register(queued)
+            fut = None
         submission_id = queued
     location = {"Location": f"/v1/problems/{problem_id}/submissions/{submission_id}"}
-    if fut is None:
-        accepted = SubmissionAccepted(id=submission_id, state=JobState.QUEUED)
+    if wait <= 0:
+        now = ((await _wait(state, caller, problem_id, submission_id, 0)).state
+               if replayed else JobState.QUEUED)
+        accepted = SubmissionAccepted(id=submission_id, state=now)
         return JSONResponse(accepted.model_dump(mode="json"), 202, headers=location)
     view = await _wait(state, caller, problem_id, submission_id, wait, fut)
     return JSONResponse(view.model_dump(mode="json"), 200 if view.state.terminal else 202,
