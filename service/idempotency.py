@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Final
+from typing import Any, Final
 
 from fastapi import Request
 
@@ -44,6 +44,14 @@ async def idempotency_of(request: Request, tenant: str, ids: list[str],
     digest = hashlib.sha256(raw.encode()).hexdigest()
     value = json.dumps({"fingerprint": await _fingerprint(request), "ids": ids})
     return Idempotency(f"warden:idem:{tenant}:{digest}", value, window_s)
+
+
+def forget(client: Any, request: Request, tenant: str) -> None:
+    """Drop this request's key (a run the API itself cancelled, e.g. Piston's wait ran
+    out): a retry with the same key then runs afresh instead of replaying the cancel."""
+    raw = request.headers.get(HEADER)
+    if raw is not None and _KEY.fullmatch(raw):
+        client.delete(f"warden:idem:{tenant}:{hashlib.sha256(raw.encode()).hexdigest()}")
 
 
 async def replayed_ids(request: Request, err: AlreadySubmittedError) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 import wasmtime
 
 from sandboxes.languages.source_runner import SourceRunner
+from sandboxes.metering.host_costs import ITEM_FUEL
 from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.schema import Grants, Limits, RunStatus, ScratchGrant
 from sandboxes.settings import Settings
@@ -362,6 +363,8 @@ def test_environ_get_is_paid_for_by_the_bytes_it_copies(sandbox: Sandbox) -> Non
     per_call = (paid.fuel_used - bare.fuel_used) / 1000
     assert per_call >= 8 * 4004 // 4 - 8, per_call  # every byte copied is paid for
     assert bare.fuel_used >= 1000 * 5_000  # and each call, even with nothing to copy
+    many = sandbox.run(ENVIRON_LOOP, limits, Grants(env={f"E{i}": "" for i in range(120)}))
+    assert (many.fuel_used - bare.fuel_used) / 1000 >= 120 * ITEM_FUEL  # and each string
     bomb = sandbox.run(ENVIRON_LOOP.replace("i32.const 1000", "i32.const 100000000"),
                        Limits(fuel=5_000_000, wall_time_s=5), Grants(env=env))
     assert bomb.status is RunStatus.FUEL_EXHAUSTED, bomb

@@ -61,6 +61,8 @@ class WorkerRuntime:
         # signal handlers (a SIGTERM before then kills the process with no retire).
         self._serving = threading.Event()
         self.warmed = threading.Event()  # warm-up done (or not asked for): ready for probes
+        if settings.worker_health_file is not None:  # a crashed predecessor's file (the
+            settings.worker_health_file.unlink(missing_ok=True)  # emptyDir outlives it)
         if not settings.warm_languages:
             self.warmed.set()
         self._renewer = threading.Thread(

@@ -123,7 +123,9 @@ def _sizes_get(kind: str) -> Callable[..., Any]:
 def _strings_get(kind: str) -> Callable[..., Any]:
     def call(_files: RunFiles, _control: RunControl, mem: GuestMemory, ptrs: int,
              buf: int) -> None:
-        for index, item in enumerate(_current.strings[kind]):
+        items: list[bytes] = _current.strings[kind]
+        mem.cost += ITEM_FUEL * len(items)  # per string, as per directory entry: an empty
+        for index, item in enumerate(items):  # one still costs a pointer and a copy
             mem.put_u32(ptrs + 4 * index, buf)
             mem.write(buf, item)
             buf += len(item)

@@ -289,7 +289,11 @@ async def create_batch(request: Request, state: StateDep, caller: Judge0Submitte
             if err.status != 422:
                 raise
             answers.append(err.body if err.body is not None else {"base": [err.message]})
-    ids = iter(await _enqueue(state, request, caller, accepted) if accepted else [])
+    tokens = await _enqueue(state, request, caller, accepted) if accepted else []
+    if len(tokens) != len(accepted):  # a retry whose entries are now accepted otherwise
+        raise Judge0Error(422, "this Idempotency-Key came with a batch whose accepted "
+                               "submissions differ from the first one's: send a new key")
+    ids = iter(tokens)
     answers = [{"token": token_of(next(ids))} if a is None else a for a in answers]
     return JSONResponse(answers, 201 if accepted else 422)
 

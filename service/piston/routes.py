@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from sandboxes.schema import JobState
 from service.compat_auth import compat_caller
 from service.deps import StateDep
 from service.http_errors import Problem
+from service.idempotency import forget
 from service.piston import catalog
 from service.piston.execute import PistonError, response, to_job
 from service.routes.jobs import enqueue_checked, wait_for_record
@@ -85,18 +87,25 @@ async def execute(request: Request, state: StateDep,
         state.waiter.discard(job_id, fut)
         raise
     waiting: asyncio.Future[None] | None = fut
-    if queued != job_id:  # a retry with the same Idempotency-Key: the first one's job, which
-        state.waiter.discard(job_id, fut)  # may have ended already: read its record first
+    replayed = queued != job_id
+    if replayed:  # a retry with the same Idempotency-Key: the first one's job, which may
+        state.waiter.discard(job_id, fut)  # have ended already: read its record first
         job_id, waiting = queued, None
     record = await wait_for_record(state, caller, job_id, state.settings.max_wait_s, waiting)
+    busy = (f"the job did not end within {state.settings.max_wait_s:g} s (the queue is busy); "
+            "it was cancelled: try again")
     if not record.state.terminal:
         outcome = await run_in_threadpool(state.store.cancel, job_id, state.queue.rq.key)
         ended = await state.record(job_id, caller.tenant)
         if outcome not in ("finished", "failed") or ended is None:
-            raise PistonError(503, f"the job did not end within "
-                                   f"{state.settings.max_wait_s:g} s (the queue is busy); it "
-                                   "was cancelled: try again")
+            # the key must not replay this cancel for a day: a retry runs it afresh
+            await run_in_threadpool(forget, state.client, request, caller.tenant)
+            raise PistonError(503, busy)
         record = ended  # it ended between the wait and the cancel
+    elif replayed and record.state is JobState.CANCELLED:
+        # a retry of a run an earlier request's wait cancelled: the same answer, not a 500
+        await run_in_threadpool(forget, state.client, request, caller.tenant)
+        raise PistonError(503, busy)
     return response(record, language, fuel_per_second)
 
 

@@ -26,6 +26,7 @@ from workers.health import check
 
 HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.toml"))
+FIXTURES = HERE.parent / "fixtures"
 # Output of a run over this many bytes is not scanned beyond it (outputs are capped anyway).
 _SCAN_BYTES = 4 * 1024 * 1024
 # Workers' RSS may grow by caches (compiled modules, toolchains loaded on first use); more
@@ -97,7 +98,9 @@ class Corpus:
     def files(self) -> set[str]:
         """Every file the service keeps, but its caches, Redis, logs and key file."""
         data = self.cluster.data_dir
-        kept = {"artifacts", "compiled", "redis", "logs", "api-key"}
+        # "files": components' granted files, a bounded read-only cache by content that host
+        # code writes before the guest starts (sandboxes/wasi/workspace.py)
+        kept = {"artifacts", "compiled", "redis", "logs", "api-key", "files"}
         # the jail's parent dir is made once; each compile's own dir in it must go
         found = {str(p.relative_to(data)) for p in data.rglob("*")
                  if p.relative_to(data).parts[0] not in kept and p != data / "compile-jobs"}
@@ -132,7 +135,11 @@ def _expected(case: dict[str, Any]) -> set[str]:
 
 
 def _run_job(corpus: Corpus, case: dict[str, Any]) -> str:
-    r = corpus.cluster.http.post("/v1/jobs", params={"wait": 60}, json=case["job"])
+    job = dict(case["job"])
+    fixture = job.pop("wasm_fixture", None)  # a binary from tests/fixtures (components)
+    if fixture is not None:
+        job["wasm_base64"] = base64.b64encode((FIXTURES / fixture).read_bytes()).decode()
+    r = corpus.cluster.http.post("/v1/jobs", params={"wait": 60}, json=job)
     if "expect_http" in case:
         assert r.status_code == case["expect_http"], r.text
         if "expect_problem" in case:

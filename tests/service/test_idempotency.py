@@ -136,3 +136,23 @@ def test_judge_judge0_and_piston_submissions_are_idempotent(cluster: Cluster) ->
     assert time.monotonic() - started < 10, "the retry waited for an end already past"
     assert rerun.status_code == 200 and rerun.json() == run.json()
     assert len(_jobs(http)) == before
+
+
+def test_a_piston_retry_after_its_wait_ran_out_runs_afresh(tmp_path: Path) -> None:
+    """Piston cancels a run its wait gave up on and answers 503 "try again": the key must
+    not replay that cancel (a 500 for a day); the retry queues a new run."""
+    cluster = Cluster(tmp_path, lease_s=2, max_wait_s=1)
+    try:
+        cluster.start_api()
+        cluster.start_worker()
+        cluster.wait_ready(1)
+        spin = "int main(void) { volatile unsigned long n = 0; for (;;) n++; }\n"
+        body = {"language": "c", "version": "*", "files": [{"content": spin}]}
+        key = {"Idempotency-Key": "slow-1"}
+        answers = [cluster.http.post("/piston/api/v2/execute", json=body, headers=key)
+                   for _ in range(2)]
+        assert [r.status_code for r in answers] == [503, 503], [r.text for r in answers]
+        assert all("try again" in r.json()["message"] for r in answers)
+        assert len(_jobs(cluster.http)) == 2  # the retry ran afresh (and was cut again)
+    finally:
+        cluster.close()
