@@ -231,8 +231,9 @@ async def submit_job(
         if fut is None:
             response.headers["Location"] = f"/v1/jobs/{job_id}"
             earlier = await state.record(job_id, caller.tenant)
-            return JobAccepted(id=job_id, state=JobState.QUEUED if earlier is None
-                               else earlier.state)
+            if earlier is None:  # the first request's job was deleted or has expired
+                raise _not_found(job_id)
+            return JobAccepted(id=job_id, state=earlier.state)
     if fut is None:
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return JobAccepted(id=job_id, state=JobState.QUEUED)
