@@ -21,10 +21,10 @@ from tests.service.test_judge_api import upload
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 KATTIS = Path(__file__).resolve().parents[1] / "fixtures" / "kattis"
-# per operation and phase (~3,000 requests a run). One worker: under several, CPython
+# per operation and phase (~2,000 requests a run). One worker: under several, CPython
 # 3.11 ast.parse (Hypothesis describing a filter) hit "AST constructor recursion depth
 # mismatch" once, a runtime error of the fuzzer, not of Warden.
-EXAMPLES = 12
+EXAMPLES = 8
 
 
 def _fuzz(cluster: Cluster, key: str, report_dir: Path) -> subprocess.CompletedProcess[str]:

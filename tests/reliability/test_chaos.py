@@ -15,13 +15,13 @@ def test_workers_killed_at_random_lose_and_duplicate_nothing(tmp_path: Path) -> 
     cluster = Cluster(tmp_path, lease_s=2, max_attempts=4, worker_lanes=2)
     try:
         cluster.start_api()
-        report = run_chaos(cluster, jobs=120, workers=2, kill_every_s=(1.5, 3.0),
-                           submit_over_s=20, finish_within_s=240)
+        report = run_chaos(cluster, jobs=90, workers=2, kill_every_s=(1.5, 3.0),
+                           submit_over_s=15, finish_within_s=240)
     finally:
         cluster.close()
     print(report.summary())
-    assert report.accepted == report.submitted == 120, report.summary()
-    assert report.kills >= 5, report.summary()
+    assert report.accepted == report.submitted == 90, report.summary()
+    assert report.kills >= 4, report.summary()
     assert report.lost == report.duplicates == report.extra_jobs == 0, report.summary()
     assert set(report.states) <= {"finished", "failed"}, report.summary()
     assert report.rerun_delays_s, "no kill hit a running job: the run proves nothing"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import httpx
@@ -224,7 +225,15 @@ def test_a_bootstrap_key_from_a_secret_opens_an_empty_store(tmp_path: Path) -> N
         assert not (tmp_path / "data" / "api-key").exists()
     finally:
         api.terminate()
-        out, _ = api.communicate(timeout=30)
+        try:
+            out, _ = api.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Once in a clean-clone CI the API took more than 30 s to stop on SIGTERM (not
+            # reproduced in 30 tries, loaded or not). Its shutdown is not this test's subject
+            # (tests/service/test_up.py covers stopping): warn, and still check the output.
+            api.kill()
+            out, _ = api.communicate(timeout=30)
+            warnings.warn("warden api took over 30 s to stop on SIGTERM", stacklevel=1)
         store.stop()
     assert secret not in out.decode()
     bad = subprocess.run([sys.executable, "-m", "service.cli", "api"], cwd=ROOT,
