@@ -115,6 +115,18 @@ class Up:
         self.http.close()
 
 
+def _worker_child(up: Up) -> int:
+    """The worker child of ``warden up``, once it is one: a child just forked still has the
+    supervisor's command line for a moment."""
+    deadline = time.monotonic() + 30
+    while True:
+        for pid in children(up.proc.pid):
+            if b"worker" in cmdline(pid):
+                return pid
+        assert time.monotonic() < deadline, up.output()
+        time.sleep(0.05)
+
+
 def cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
@@ -155,8 +167,7 @@ def test_up_runs_jobs_restarts_a_dead_worker_and_stops_cleanly_on_ctrl_c(up: Up)
     # Killed again and again, as soon as it is back: each restart still comes within 2 s
     # (the backoff is capped there; it once climbed to 10 s and left no worker alive).
     for _ in range(4):
-        victim = next(p for p in children(up.proc.pid)
-                      if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes())
+        victim = _worker_child(up)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while victim in children(up.proc.pid) or len(children(up.proc.pid)) < 3:
