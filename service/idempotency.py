@@ -41,9 +41,12 @@ async def idempotency_of(request: Request, tenant: str, ids: list[str],
     if not _KEY.fullmatch(raw):
         raise Problem(400, "invalid-idempotency-key", "The Idempotency-Key is not valid",
                       f"{HEADER} must be 1 to 255 visible ASCII characters")
-    digest = hashlib.sha256(raw.encode()).hexdigest()
     value = json.dumps({"fingerprint": await _fingerprint(request), "ids": ids})
-    return Idempotency(f"warden:idem:{tenant}:{digest}", value, window_s)
+    return Idempotency(_record_key(tenant, raw), value, window_s)
+
+
+def _record_key(tenant: str, raw: str) -> str:
+    return f"warden:idem:{tenant}:{hashlib.sha256(raw.encode()).hexdigest()}"
 
 
 def forget(client: Any, request: Request, tenant: str) -> None:
@@ -51,7 +54,7 @@ def forget(client: Any, request: Request, tenant: str) -> None:
     out): a retry with the same key then runs afresh instead of replaying the cancel."""
     raw = request.headers.get(HEADER)
     if raw is not None and _KEY.fullmatch(raw):
-        client.delete(f"warden:idem:{tenant}:{hashlib.sha256(raw.encode()).hexdigest()}")
+        client.delete(_record_key(tenant, raw))
 
 
 async def replayed_ids(request: Request, err: AlreadySubmittedError) -> list[str]:

@@ -218,25 +218,20 @@ async def submit_job(
         if fut is not None:
             state.waiter.discard(job_id, fut)
         raise
-    if queued != job_id:  # a retry: the first request's job, whatever its state now
+    replayed = queued != job_id  # a retry: the first request's job, whatever its state now
+    if replayed:
         if fut is not None:  # it may have ended already: the wait reads its record first
             state.waiter.discard(job_id, fut)
             fut = None
         job_id = queued
-        if wait > 0:
-            record = await wait_for_record(state, caller, job_id, wait)
-            reply = record_response(record, encoding, _still_running(record))
-            reply.headers["Location"] = f"/v1/jobs/{job_id}"
-            return reply
-        if fut is None:
-            response.headers["Location"] = f"/v1/jobs/{job_id}"
-            earlier = await state.record(job_id, caller.tenant)
-            if earlier is None:  # the first request's job was deleted or has expired
-                raise _not_found(job_id)
-            return JobAccepted(id=job_id, state=earlier.state)
-    if fut is None:
+    if wait <= 0:
         response.headers["Location"] = f"/v1/jobs/{job_id}"
-        return JobAccepted(id=job_id, state=JobState.QUEUED)
+        if not replayed:
+            return JobAccepted(id=job_id, state=JobState.QUEUED)
+        earlier = await state.record(job_id, caller.tenant)
+        if earlier is None:  # the first request's job was deleted or has expired
+            raise _not_found(job_id)
+        return JobAccepted(id=job_id, state=earlier.state)
     record = await wait_for_record(state, caller, job_id, wait, fut)
     reply = record_response(record, encoding, _still_running(record))
     reply.headers["Location"] = f"/v1/jobs/{job_id}"
