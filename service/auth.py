@@ -23,11 +23,12 @@ from tenancy.keys import digest, key_id_of, matches
 from tenancy.limits import RateState, rate_state
 from tenancy.models import Caller
 from tenancy.quotas import Quotas
-from tenancy.registry import AUTH_SCRIPT, api_key_key, caller_from_auth_reply
+from tenancy.registry import AUTH_SCRIPT, auth_keys, auth_reply_tenant, caller_from_auth_reply
 from tenancy.usage import utc_day
 
 _CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="warden"'}
 SESSION_COOKIE: Final = "warden_session"
+_KEY_TENANTS_MAX: Final = 10_000  # key id → tenant, remembered (a key never moves)
 
 
 def _invalid(detail: str) -> Problem:
@@ -68,9 +69,23 @@ async def check_key(state: AppState, key: str, policy: str = "reads",
     if script is None:
         script = state.extra["auth_script"] = state.aclient.register_script(AUTH_SCRIPT)
     day = utc_day(time.time()).isoformat()
-    reply = await script(  # type: ignore[operator]
-        keys=[api_key_key(key_id)],
-        args=[digest(key), policy, "1" if charge else "0", day, state.usage_retention_s])
+    tenants = state.extra.setdefault("key_tenants", {})
+    assert isinstance(tenants, dict)
+    tenant = tenants.get(key_id, "")  # a key's tenant never changes: its keys are declared
+    for _ in range(2):
+        reply = await script(  # type: ignore[operator]
+            keys=auth_keys(key_id, tenant, policy, day),
+            args=[digest(key), policy, "1" if charge else "0", day, state.usage_retention_s])
+        answered = auth_reply_tenant(reply)
+        if answered is None:
+            break
+        tenant = answered
+    else:
+        raise RuntimeError(f"key {key_id}: its tenant's keys could not be declared")
+    if reply and tenant:
+        if len(tenants) >= _KEY_TENANTS_MAX:
+            tenants.clear()
+        tenants[key_id] = tenant
     found = caller_from_auth_reply(reply, key_id)
     if found is None or not matches(key, found[1]):
         raise _invalid(f"no key {key_id} with this secret")

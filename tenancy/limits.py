@@ -17,10 +17,11 @@ that UTC day; ``stored:{tenant}`` hash of input bytes submitted per 10-minute bu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from tenancy.quotas import Quotas
+from tenancy.usage import usage_key
 
 PREFIX: Final = "warden:"
 STORED_BUCKET_S: Final = 600
@@ -38,16 +39,29 @@ def stored_key(tenant: str) -> str:
     return f"{PREFIX}stored:{tenant}"
 
 
-# Lua: now() is Redis's clock in seconds. gcra(key, interval, burst, cost, commit) →
+def problem_bytes_key(tenant: str) -> str:
+    """The bytes of problem packages the tenant owns (counted with its stored bytes)."""
+    return f"{PREFIX}problem-bytes:{tenant}"
+
+
+REJECTIONS: Final = f"{PREFIX}metrics:rejections"  # "<quota>|<tenant>" → count
+
+
+def rejection_keys(tenant: str, day: str) -> list[str]:
+    """The keys ``count_rejection`` touches (a script that may refuse declares them)."""
+    return [usage_key(tenant, date.fromisoformat(day)), REJECTIONS]
+
+
+# Lua: now() is Redis's clock in seconds. gcra(bucket, interval, burst, cost, commit) →
 # allowed, remaining, reset (s until the bucket is full), retry (s until cost fits).
 GCRA: Final = """
 local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
-local function gcra(key, interval, burst, cost, commit)
+local function gcra(bucket, interval, burst, cost, commit)
   local t = now()
-  local tat = tonumber(redis.call('GET', key) or '0')
+  local tat = tonumber(redis.call('GET', bucket) or '0')
   if tat < t then tat = t end
   local new_tat = tat + cost * interval
   local allow_at = new_tat - burst * interval
@@ -56,15 +70,15 @@ local function gcra(key, interval, burst, cost, commit)
            tat - t, allow_at - t
   end
   if commit then
-    redis.call('SET', key, tostring(new_tat), 'PX', math.ceil((new_tat - t) * 1000) + 1000)
+    redis.call('SET', bucket, tostring(new_tat), 'PX', math.ceil((new_tat - t) * 1000) + 1000)
   end
   return true, math.floor((t + burst * interval - new_tat) / interval + 1e-6), new_tat - t, 0
 end
 local function count_rejection(tenant, quota, day, retention)
-  local usage = 'warden:usage:' .. tenant .. ':' .. day
+  local usage = key('warden:usage:' .. tenant .. ':' .. day)
   redis.call('HINCRBY', usage, 'rejected:' .. quota, 1)
   redis.call('EXPIRE', usage, retention)
-  redis.call('HINCRBY', 'warden:metrics:rejections', quota .. '|' .. tenant, 1)
+  redis.call('HINCRBY', key('warden:metrics:rejections'), quota .. '|' .. tenant, 1)
 end
 """
 

@@ -16,24 +16,28 @@ from typing import Any, Final
 import redis
 
 from tenancy.keys import NewKey, key_from_secret, new_key
-from tenancy.limits import GCRA
+from tenancy.limits import GCRA, rate_key, rejection_keys
 from tenancy.models import TENANT_ID_PATTERN, Caller, CreatedKey, KeyInfo, TenantInfo
 from tenancy.quotas import Quotas
+from workers.lua import script
 
 PREFIX: Final = "warden:"
 TENANTS: Final = PREFIX + "tenants"
 _TENANT_ID: Final = re.compile(TENANT_ID_PATTERN)
 
-# KEYS[1] = apikey:{id} ARGV: the presented key's digest, rate policy ("reads" or
-# "submissions"), "1" to charge one request to it ("0": only read its state), UTC day,
-# usage retention (s). One round trip: the key's record, its tenant's state and, for a key
-# whose digest matches (so a forged secret cannot spend a tenant's budget), its rate. Lua
-# compares interned strings by identity, not byte by byte; Python compares again in
-# constant time.
-AUTH_SCRIPT: Final = GCRA + """
+# KEYS[1] = apikey:{id}, then the keys of its tenant (auth_keys) ARGV: the presented
+# key's digest, rate policy ("reads" or "submissions"), "1" to charge one request to it
+# ("0": only read its state), UTC day, usage retention (s). One round trip: the key's
+# record, its tenant's state and, for a key whose digest matches (so a forged secret cannot
+# spend a tenant's budget), its rate. A key of another tenant than the one declared answers
+# {tenant} (its caller asks again with that tenant's keys). Lua compares interned strings by
+# identity, not byte by byte; Python compares again in constant time.
+AUTH_SCRIPT: Final = script("auth", GCRA + """
 local k = redis.call('HMGET', KEYS[1], 'tenant', 'digest', 'admin', 'revoked_at')
 if not k[1] then return false end
-local t = redis.call('HMGET', 'warden:tenant:' .. k[1], 'disabled', 'quotas')
+local tenant_key = 'warden:tenant:' .. k[1]
+if not declared(tenant_key) then return {k[1]} end
+local t = redis.call('HMGET', tenant_key, 'disabled', 'quotas')
 local reply = {k[1], k[2], k[3] or '0', k[4] or '', t[1] or '1', t[2] or '', '1', '0', '0', '0'}
 if k[2] ~= ARGV[1] or (k[4] and k[4] ~= '') or t[1] ~= '0' or not t[2] then return reply end
 local q = cjson.decode(t[2])
@@ -43,13 +47,27 @@ if ARGV[2] == 'submissions' then
 end
 local cost = 0
 if ARGV[3] == '1' then cost = 1 end
-local ok, remaining, reset, retry = gcra('warden:rate:' .. k[1] .. ':' .. ARGV[2],
+local ok, remaining, reset, retry = gcra(key('warden:rate:' .. k[1] .. ':' .. ARGV[2]),
                                         60 / per_minute, burst, cost, cost > 0)
 if not ok then count_rejection(k[1], ARGV[2] .. '_per_minute', ARGV[4], tonumber(ARGV[5])) end
 reply[7], reply[8], reply[9], reply[10] = ok and '1' or '0', tostring(remaining),
                                           tostring(reset), tostring(retry)
 return reply
-"""
+""")
+
+
+def auth_keys(key_id: str, tenant: str, policy: str, day: str) -> list[str]:
+    """``AUTH_SCRIPT``'s KEYS for a key believed to be ``tenant``'s."""
+    return [api_key_key(key_id), tenant_key(tenant), rate_key(tenant, policy),
+            *rejection_keys(tenant, day)]
+
+
+def auth_reply_tenant(reply: Any) -> str | None:
+    """The tenant ``AUTH_SCRIPT`` answered with when the declared one was not the key's."""
+    if isinstance(reply, list) and len(reply) == 1:
+        value = reply[0]
+        return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def tenant_key(tenant: str) -> str:

@@ -14,19 +14,24 @@ compile_cache_misses); ``hist:<name>`` hash bucket index → count, plus ``sum``
 from __future__ import annotations
 
 import bisect
+from datetime import date
 from typing import Final
 
 from sandboxes.schema import JobSpec, RunResult
-from tenancy.usage import WASM, utc_day
+from tenancy.limits import fuel_key
+from tenancy.usage import WASM, usage_key, utc_day
 
 METRICS: Final = "warden:metrics:"
 # Upper bounds (seconds) of the queue-wait and run-time histograms' buckets; +Inf is last.
 SECONDS_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                           2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 HISTOGRAMS: Final = ("queue_wait_seconds", "run_seconds")
+METRIC_KEYS: Final = (METRICS + "jobs", METRICS + "totals",
+                      *(f"{METRICS}hist:{name}" for name in HISTOGRAMS))
 
 # Lua: account(job, a) with a = the ARGV index of ACCOUNT_ARGS's first value. Usage of the
-# job's tenant for the day, metrics, and the fuel reservation settled to what was used.
+# job's tenant for the day, metrics, and the fuel reservation settled to what was used; the
+# script declares account_keys.
 ACCOUNT: Final = """
 local function account(job, a)
   local day, retention = ARGV[a], tonumber(ARGV[a + 1])
@@ -36,7 +41,7 @@ local function account(job, a)
   local f = redis.call('HMGET', job, 'tenant', 'fuel_day', 'fuel_reserved', 'created_at',
                        'started_at')
   local tenant = f[1] or 'default'
-  local usage = 'warden:usage:' .. tenant .. ':' .. day
+  local usage = key('warden:usage:' .. tenant .. ':' .. day)
   redis.call('HINCRBY', usage, 'jobs', 1)
   redis.call('HINCRBY', usage, 'status:' .. status, 1)
   redis.call('HINCRBY', usage, 'lang:' .. lang, 1)
@@ -47,16 +52,18 @@ local function account(job, a)
   redis.call('EXPIRE', usage, retention)
   if f[2] and f[3] then
     local refund = tonumber(f[3]) - fuel
-    if refund > 0 then redis.call('DECRBY', 'warden:fuel:' .. tenant .. ':' .. f[2], refund) end
+    if refund > 0 then
+      redis.call('DECRBY', key('warden:fuel:' .. tenant .. ':' .. f[2]), refund)
+    end
     redis.call('HDEL', job, 'fuel_reserved')
   end
-  redis.call('HINCRBY', 'warden:metrics:jobs', status .. '|' .. lang .. '|' .. tenant, 1)
-  redis.call('HINCRBY', 'warden:metrics:totals', 'fuel', fuel)
+  redis.call('HINCRBY', key('warden:metrics:jobs'), status .. '|' .. lang .. '|' .. tenant, 1)
+  redis.call('HINCRBY', key('warden:metrics:totals'), 'fuel', fuel)
   if cached ~= '' then
-    redis.call('HINCRBY', 'warden:metrics:totals', 'compile_cache_' .. cached, 1)
+    redis.call('HINCRBY', key('warden:metrics:totals'), 'compile_cache_' .. cached, 1)
   end
   local function observe(name, value, bucket)
-    local h = 'warden:metrics:hist:' .. name
+    local h = key('warden:metrics:hist:' .. name)
     redis.call('HINCRBY', h, bucket, 1)
     redis.call('HINCRBYFLOAT', h, 'sum', value)
     redis.call('HINCRBY', h, 'count', 1)
@@ -68,6 +75,13 @@ local function account(job, a)
 end
 """
 ACCOUNT_ARGC: Final = 11
+
+
+def account_keys(tenant: str, fuel_day: str | None, day: str) -> list[str]:
+    """The keys ACCOUNT touches for a job of ``tenant`` whose fuel was reserved from
+    ``fuel_day``'s budget (None: none was), ending on ``day``."""
+    keys = [usage_key(tenant, date.fromisoformat(day)), *METRIC_KEYS]
+    return keys if fuel_day is None else [*keys, fuel_key(tenant, fuel_day)]
 
 
 def bucket(seconds: float) -> int:

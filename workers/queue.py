@@ -10,10 +10,28 @@ import redis
 from rq import Queue
 
 from sandboxes.schema import LIMIT_BOUNDS, JobSpec
-from tenancy.limits import GCRA, STORED_BUCKET_S, Admission
+from tenancy.limits import (
+    GCRA,
+    STORED_BUCKET_S,
+    Admission,
+    fuel_key,
+    problem_bytes_key,
+    rate_key,
+    rejection_keys,
+    stored_key,
+)
 from tenancy.quotas import Quotas
-from workers.pools import Pool, pool_of, pool_queue_base
-from workers.scheduling import RING, TAKE, TAKE_SCAN, tenant_queue_name
+from workers.lua import replayed_keys, script, unique
+from workers.pools import Pool, pool_key, pool_of, pool_queue_base
+from workers.scheduling import (
+    RING,
+    TAKE,
+    TAKE_SCAN,
+    TAKEN,
+    ring_keys,
+    tenant_queue_name,
+    tenant_take_keys,
+)
 from workers.store import DEFAULT_TENANT, REPLAY, JobStore, flatten, job_key, new_job_id
 
 _DEFAULTS: Final = Quotas()  # a tenant's scheduling quotas when its record has none
@@ -22,10 +40,12 @@ _INTERNAL_CAP: Final = 1 << 40
 TASK: Final = "workers.tasks.execute"
 # RQ's own timeout is only the backstop: the sandbox enforces wall time itself.
 BACKSTOP_MARGIN_S: Final = 60
+_TAKE_TRIES: Final = 5  # a take whose rings changed between its read and its script
 
 
 # KEYS[1], KEYS[2]=the tenant's RQ queues (sandbox and jail pools: their sum is what it has
-# queued) ARGV: Warden's queue cap, then Admission (tenancy/limits.py):
+# queued), then every other key it touches (guarded_enqueue_args) ARGV: Warden's queue cap,
+# then Admission (tenancy/limits.py):
 # max_queued, jobs, tenant, submission interval (s), burst, fuel to reserve, daily fuel,
 # day, seconds left in it, input bytes, stored-bytes quota, first stored bucket counted,
 # current bucket, usage retention (s), the pools the jobs are queued in (space-separated);
@@ -35,15 +55,15 @@ BACKSTOP_MARGIN_S: Final = 60
 # and nothing of a refused one is charged. Replies: {1, remaining, reset} queued (the
 # submission rate after it); {0} Warden's queue cap; {-1, quota, limit, used, retry,
 # remaining, reset} over a quota (-2: one that waiting will never satisfy).
-_GUARDED_ENQUEUE = REPLAY + RING + GCRA + """
+_GUARDED_ENQUEUE = script("enqueue", REPLAY + RING + GCRA + """
 local n, tenant, day, retention = tonumber(ARGV[3]), ARGV[4], ARGV[9], tonumber(ARGV[15])
 local idem = ARGV[17]  -- an Idempotency-Key's record ('' for none): seen, nothing is queued
 if idem ~= '' then
-  local seen = redis.call('GET', idem)
+  local seen = redis.call('GET', key(idem))
   if seen then return {2, seen} end
 end
 local interval, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
-local rate = 'warden:rate:' .. tenant .. ':submissions'
+local rate = key('warden:rate:' .. tenant .. ':submissions')
 local ok, rem, reset, retry = gcra(rate, interval, burst, n, false)
 local function refuse(code, quota, limit, used, wait)
   count_rejection(tenant, quota, day, retention)
@@ -55,14 +75,14 @@ if not ok then return refuse(-1, 'submissions_per_minute', burst, burst - rem, r
 local queued = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
 if queued + n > tonumber(ARGV[2]) then return refuse(-1, 'max_queued', ARGV[2], queued, 1) end
 if queued + n > tonumber(ARGV[1]) then return {0} end
-local fuel_key = 'warden:fuel:' .. tenant .. ':' .. day
+local fuel_key = key('warden:fuel:' .. tenant .. ':' .. day)
 local reserved, reserve, daily = tonumber(redis.call('GET', fuel_key) or '0'),
                                  tonumber(ARGV[7]), tonumber(ARGV[8])
 if reserve > daily then return refuse(-2, 'daily_fuel', daily, reserved, 0) end
 if reserved + reserve > daily then return refuse(-1, 'daily_fuel', daily, reserved, ARGV[10]) end
-local stored_key, oldest = 'warden:stored:' .. tenant, tonumber(ARGV[13])
+local stored_key, oldest = key('warden:stored:' .. tenant), tonumber(ARGV[13])
 local buckets = redis.call('HGETALL', stored_key)
-local stored = tonumber(redis.call('GET', 'warden:problem-bytes:' .. tenant) or '0')
+local stored = tonumber(redis.call('GET', key('warden:problem-bytes:' .. tenant)) or '0')
 for i = 1, #buckets, 2 do
   if tonumber(buckets[i]) < oldest then redis.call('HDEL', stored_key, buckets[i])
   else stored = stored + tonumber(buckets[i + 1]) end
@@ -76,13 +96,13 @@ redis.call('EXPIRE', fuel_key, 3 * 86400)
 redis.call('HINCRBY', stored_key, ARGV[14], size)
 redis.call('EXPIRE', stored_key, (tonumber(ARGV[14]) - oldest + 2) * 600)
 replay(20)
-if idem ~= '' then redis.call('SET', idem, ARGV[18], 'EX', tonumber(ARGV[19])) end
+if idem ~= '' then redis.call('SET', key(idem), ARGV[18], 'EX', tonumber(ARGV[19])) end
 for pool in string.gmatch(ARGV[16], '%S+') do
   join_ring(tenant, pool)
   ring(n, pool)
 end
 return {1, tostring(rem), tostring(reset)}
-"""
+""")
 
 Submission = tuple[JobSpec, tuple[str, bytes] | None, str]  # spec, module, job id
 
@@ -180,23 +200,40 @@ class JobQueue:
 
     def take_args(self, lease_s: float, pools: tuple[Pool, ...] = (Pool.SANDBOX,)
                   ) -> list[Any]:
-        """``EVALSHA`` arguments of :data:`TAKE` (for a pipeline; scripts loaded first)."""
-        return [self._take.sha, 2, *self._take_keys_args(lease_s, pools)]
+        """``EVALSHA`` arguments of :data:`TAKE` (for a pipeline; scripts loaded first):
+        reads the rings' first places to declare their tenants' keys."""
+        keys, args = self._take_keys_args(lease_s, pools)
+        return [self._take.sha, len(keys), *keys, *args]
 
     def take(self, lease_s: float, pools: tuple[Pool, ...] = (Pool.SANDBOX,)
              ) -> tuple[str, str, str] | None:
         """(rq id, queue name, tenant) of the next job any tenant may run now in one of
         ``pools`` (tried in order), or None."""
-        keys_args = self._take_keys_args(lease_s, pools)
-        return taken_reply(self._take(keys=keys_args[:2], args=keys_args[2:]))
+        for _ in range(_TAKE_TRIES):
+            keys, args = self._take_keys_args(lease_s, pools)
+            reply = self._take(keys=keys, args=args)
+            if not is_stale(reply):
+                return taken_reply(reply)
+        return None  # the rings keep changing under us: the lane comes back in a moment
 
-    def _take_keys_args(self, lease_s: float, pools: tuple[Pool, ...]) -> list[Any]:
+    def _take_keys_args(self, lease_s: float, pools: tuple[Pool, ...]
+                        ) -> tuple[list[str], list[Any]]:
+        pipe = self.client.pipeline(transaction=False)
+        for pool in pools:
+            pipe.zrange(pool_key("ready", pool), 0, TAKE_SCAN - 1)
+        windows: list[list[bytes]] = pipe.execute()
+        keys = [self.rq.key, self.intermediate_key, TAKEN]
+        for pool, tenants in zip(pools, windows, strict=True):
+            keys += ring_keys(pool)
+            base = pool_queue_base(self.name, pool)
+            for tenant in tenants:
+                keys += tenant_take_keys(base, tenant.decode())
         now = time.time()
-        args: list[Any] = [self.rq.key, self.intermediate_key, repr(now), now + lease_s,
-                           self.name, _DEFAULTS.max_running, _DEFAULTS.weight, TAKE_SCAN]
+        args: list[Any] = [repr(now), now + lease_s, self.name, _DEFAULTS.max_running,
+                           _DEFAULTS.weight, TAKE_SCAN]
         for pool in pools:
             args += [pool.value, pool_queue_base(self.name, pool)]
-        return args
+        return unique(keys), args
 
     def queue_names(self) -> list[str]:
         """The base queue and every tenant queue of every pool RQ knows of (RQ's own
@@ -246,15 +283,21 @@ class JobQueue:
         oldest = bucket - a.stored_window_s // STORED_BUCKET_S
         cap = _INTERNAL_CAP if internal else self.max_length
         pools = sorted({pool_of(spec).value for spec, _, _ in submissions})
-        args: list[Any] = [2, *self.queued(tenant), cap, a.max_queued,
+        args: list[Any] = [cap, a.max_queued,
                            len(submissions), tenant, 60 / a.submissions_per_minute,
                            a.submission_burst, fuel, a.daily_fuel, day, a.day_left_s, size,
                            a.stored_bytes, oldest, bucket, a.retention_s, " ".join(pools),
                            *(idempotency or ("", "", 0))]
-        for spec, module, job_id in submissions:
-            args.extend(flatten(self.commands(spec, module, job_id, tenant, day)))
-        args.extend(flatten(extra or []))
-        return args
+        commands = [c for spec, module, job_id in submissions
+                    for c in self.commands(spec, module, job_id, tenant, day)]
+        commands += extra or []
+        args.extend(flatten(commands))
+        keys = [*self.queued(tenant), rate_key(tenant, "submissions"), fuel_key(tenant, day),
+                stored_key(tenant), problem_bytes_key(tenant), *rejection_keys(tenant, day),
+                *([idempotency.key] if idempotency else []), *replayed_keys(commands),
+                *(k for pool in pools for k in ring_keys(pool))]
+        keys = unique(keys)
+        return [len(keys), *keys, *args]
 
     def submit_internal(self, submissions: list[Submission], tenant: str,
                         extra: list[tuple[Any, ...]]) -> None:
@@ -316,9 +359,14 @@ def input_bytes(spec: JobSpec, module: tuple[str, bytes] | None) -> int:
     return size + len(spec.grants.stdin) + sum(len(f) for f in spec.grants.files.values())
 
 
+def is_stale(reply: Any) -> bool:
+    """Whether :data:`TAKE` met a tenant its caller had not declared (take again)."""
+    return isinstance(reply, bytes | str) and reply in (b"stale", "stale")
+
+
 def taken_reply(reply: Any) -> tuple[str, str, str] | None:
     """:data:`TAKE`'s reply as (rq id, queue name, tenant); None when nothing was taken."""
-    if not reply:
+    if not reply or is_stale(reply):
         return None
     rq_id, queue_name, tenant = (v.decode() if isinstance(v, bytes) else str(v) for v in reply)
     return rq_id, queue_name, tenant

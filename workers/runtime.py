@@ -34,6 +34,7 @@ _MODULE_CACHE_BYTES = 32 * 1024 * 1024
 class _Running:
     token: str
     cancel: CancelToken
+    tenant: str | None = None  # None: the renewal reads it from the job's record
 
 
 class WorkerRuntime:
@@ -114,9 +115,10 @@ class WorkerRuntime:
                     self._modules_bytes -= len(old)
         return data
 
-    def track(self, job_id: str, token: str, cancel: CancelToken) -> None:
+    def track(self, job_id: str, token: str, cancel: CancelToken,
+              tenant: str | None = None) -> None:
         with self._lock:
-            self._running[job_id] = _Running(token, cancel)
+            self._running[job_id] = _Running(token, cancel, tenant)
 
     def untrack(self, job_id: str) -> None:
         with self._lock:
@@ -167,7 +169,7 @@ class WorkerRuntime:
                 running = list(self._running.items())
             for job_id, job in running:
                 try:
-                    if self.store.renew(job_id, job.token) == 2:
+                    if self.store.renew(job_id, job.token, job.tenant) == 2:
                         job.cancel.cancel()  # a cancel whose pub/sub message was missed
                 except redis.RedisError:
                     log.warning("could not renew lease of %s", job_id)

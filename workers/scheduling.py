@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from workers.lua import script
 from workers.pools import POOL_KEY, Pool, pool_key
 
 PREFIX: Final = "warden:"
@@ -48,41 +49,61 @@ def taken_member(queue_name: str, rq_id: str) -> str:
     return f"{queue_name} {rq_id}"
 
 
+def ring_keys(pool: Pool | str | None) -> list[str]:
+    """The keys RING's functions touch for ``pool`` (a script that joins a tenant to the
+    pool's ring or rings its doorbell declares them); None or '' is the sandbox pool."""
+    p = Pool(pool) if pool else Pool.SANDBOX
+    return [pool_key(name, p) for name in ("ready", "vtime", "passes", "doorbell")]
+
+
+def tenant_take_keys(base: str, tenant: str) -> list[str]:
+    """The keys TAKE touches for a tenant in the ring of the pool whose queues are named
+    ``<base>.<tenant>``: its queue, the queue's intermediate list, its running slots, its
+    record (quotas)."""
+    queue = f"rq:queue:{tenant_queue_name(base, tenant)}"
+    return [queue, f"{queue}:intermediate", running_key(tenant), f"{PREFIX}tenant:{tenant}"]
+
+
 # Lua: join_ring(tenant, pool) puts a tenant with waiting work in a pool's ring at no less
 # than that ring's virtual time; ring(n, pool) rings the pool's doorbell for n new jobs. Used
-# by every script that queues (a nil pool is the sandbox pool: workers/pools.py).
+# by every script that queues (a nil pool is the sandbox pool: workers/pools.py), which
+# declares ring_keys(pool).
 RING: Final = POOL_KEY + """
 local function join_ring(tenant, pool)
-  local ready = pool_key('ready', pool)
+  local ready = key(pool_key('ready', pool))
   if redis.call('ZSCORE', ready, tenant) then return end
-  local vt = tonumber(redis.call('GET', pool_key('vtime', pool)) or '0')
-  local pass = tonumber(redis.call('HGET', pool_key('passes', pool), tenant) or '0')
+  local vt = tonumber(redis.call('GET', key(pool_key('vtime', pool))) or '0')
+  local pass = tonumber(redis.call('HGET', key(pool_key('passes', pool)), tenant) or '0')
   if pass < vt then pass = vt end
   redis.call('ZADD', ready, pass, tenant)
 end
 local function ring(n, pool)
-  local bell = pool_key('doorbell', pool)
+  local bell = key(pool_key('doorbell', pool))
   for _ = 1, math.min(n, 64) do redis.call('RPUSH', bell, '1') end
   redis.call('LTRIM', bell, -1024, -1)
 end
 """
 
-# KEYS[1]=base RQ queue (jobs queued before per-tenant queues) KEYS[2]=its intermediate list
-# ARGV: now, lease expiry, base queue name, default max_running, default weight, scan, then
-# the pools to take from in order, each as (pool, its queues' base name).
-# Returns {rq id, queue name, tenant} or false (nothing any tenant may run now).
-TAKE: Final = POOL_KEY + """
+# KEYS[1]=base RQ queue (jobs queued before per-tenant queues) KEYS[2]=its intermediate
+# list KEYS[3]=taken, then each pool's ring_keys and tenant_take_keys of the tenants its
+# caller read in the first ``scan`` places of that ring. ARGV: now, lease expiry, base queue
+# name, default max_running, default weight, scan, then the pools to take from in order,
+# each as (pool, its queues' base name).
+# Returns {rq id, queue name, tenant}, false (nothing any tenant may run now) or 'stale' (a
+# tenant its caller did not declare reached the ring's first places: read it again).
+TAKE: Final = script("take", POOL_KEY + """
 local now = tonumber(ARGV[1])
 local function take_from(pool, base)
-  local ready_key, vtime_key = pool_key('ready', pool), pool_key('vtime', pool)
+  local ready_key, vtime_key = key(pool_key('ready', pool)), key(pool_key('vtime', pool))
   local ready = redis.call('ZRANGE', ready_key, 0, tonumber(ARGV[6]) - 1, 'WITHSCORES')
   for i = 1, #ready, 2 do
     local tenant, pass = ready[i], tonumber(ready[i + 1])
     local qname = base .. '.' .. tenant
     local queue = 'rq:queue:' .. qname
-    local running = 'warden:running:' .. tenant
+    if not declared(queue) then return 'stale' end
+    local running = key('warden:running:' .. tenant)
     local max_running, weight = tonumber(ARGV[4]), tonumber(ARGV[5])
-    local quotas = redis.call('HGET', 'warden:tenant:' .. tenant, 'quotas')
+    local quotas = redis.call('HGET', key('warden:tenant:' .. tenant), 'quotas')
     if quotas then
       local q = cjson.decode(quotas)
       max_running = tonumber(q['max_running']) or max_running
@@ -92,21 +113,21 @@ local function take_from(pool, base)
     if redis.call('LLEN', queue) == 0 then
       redis.call('ZREM', ready_key, tenant)
     elseif redis.call('ZCARD', running) < max_running then
-      local rq = redis.call('LMOVE', queue, queue .. ':intermediate', 'LEFT', 'RIGHT')
+      local rq = redis.call('LMOVE', queue, key(queue .. ':intermediate'), 'LEFT', 'RIGHT')
       local vt = tonumber(redis.call('GET', vtime_key) or '0')
       if pass > vt then
         vt = pass
         redis.call('SET', vtime_key, tostring(vt))
       end
       local next_pass = vt + 1 / weight
-      redis.call('HSET', pool_key('passes', pool), tenant, tostring(next_pass))
+      redis.call('HSET', key(pool_key('passes', pool)), tenant, tostring(next_pass))
       if redis.call('LLEN', queue) == 0 then
         redis.call('ZREM', ready_key, tenant)
       else
         redis.call('ZADD', ready_key, next_pass, tenant)
       end
       redis.call('ZADD', running, ARGV[2], string.match(rq, '^[^-]+'))
-      redis.call('ZADD', 'warden:taken', now, qname .. ' ' .. rq)
+      redis.call('ZADD', KEYS[3], now, qname .. ' ' .. rq)
       return {rq, qname, tenant}
     end
   end
@@ -118,6 +139,6 @@ for p = 7, #ARGV, 2 do
 end
 local rq = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not rq then return false end
-redis.call('ZADD', 'warden:taken', now, ARGV[3] .. ' ' .. rq)
+redis.call('ZADD', KEYS[3], now, ARGV[3] .. ' ' .. rq)
 return {rq, ARGV[3], ''}
-"""
+""")

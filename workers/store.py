@@ -18,15 +18,17 @@ import os
 import socket
 import time
 import uuid
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import redis
 
 from sandboxes.schema import JobRecord, JobSpec, JobState, RunResult, RunStatus
-from workers.accounting import ACCOUNT
-from workers.callback_queue import CALLBACK_DUE, callback_status
+from tenancy.limits import fuel_key
+from workers.accounting import ACCOUNT, account_keys
+from workers.callback_queue import CALLBACK_DUE, CALLBACKS, callback_status
+from workers.lua import replayed_keys, script, unique
 from workers.pools import JAIL_SUFFIX
-from workers.scheduling import RING, TAKEN, taken_member
+from workers.scheduling import RING, TAKEN, ring_keys, running_key, taken_member
 
 PREFIX: Final = "warden:"
 LEASES: Final = PREFIX + "leases"
@@ -44,12 +46,14 @@ MODULE_TTL_S: Final = 7 * 86_400
 WORKER_NAME: Final = f"{socket.gethostname()}:{os.getpid()}"
 
 
-# Lua: a function that runs the commands ``flatten`` encoded, from ARGV[first] on.
+# Lua: a function that runs the commands ``flatten`` encoded, from ARGV[first] on; each
+# touches one key, its first argument, which its caller declares (lua.replayed_keys).
 REPLAY: Final = """
 local function replay(first)
   local i = first
   while i <= #ARGV do
     local n = tonumber(ARGV[i])
+    key(ARGV[i + 2])
     redis.call(unpack(ARGV, i + 1, i + n))
     i = i + n + 1
   end
@@ -100,16 +104,17 @@ def module_key(sha256: str) -> str:
 
 
 # Lua: the running-slot key of a job's tenant (workers/scheduling.py); jobs from before
-# tenants are the default tenant's.
+# tenants are the default tenant's. Its caller declares it (running_key of the tenant).
 SLOT: Final = """
 local function slot(job)
-  return 'warden:running:' .. (redis.call('HGET', job, 'tenant') or 'default')
+  return key('warden:running:' .. (redis.call('HGET', job, 'tenant') or 'default'))
 end
 """
 
-# KEYS[1]=job ARGV: token, now, lease_expiry, job_id, worker. The running slot TAKE gave the
-# job now follows its lease; a job that is no longer queued (cancelled in between) frees it.
-_START = SLOT + """
+# KEYS[1]=job KEYS[2]=leases KEYS[3]=the tenant's running slots ARGV: token, now,
+# lease_expiry, job_id, worker. The running slot TAKE gave the job now follows its lease; a
+# job that is no longer queued (cancelled in between) frees it.
+_START = script("start", SLOT + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' then
   if state then redis.call('ZREM', slot(KEYS[1]), ARGV[4]) end
@@ -121,11 +126,13 @@ redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('ZADD', slot(KEYS[1]), 'XX', ARGV[3], ARGV[4])
 return 'ok'
-"""
+""")
 
-# KEYS[1]=job ARGV: token, state, result_json, error, now, ttl, job_id, then ACCOUNT's
-# arguments (workers/accounting.py): the job is counted in the same step, exactly once.
-_FINISH = SLOT + ACCOUNT + CALLBACK_DUE + """
+# KEYS[1]=job KEYS[2]=leases KEYS[3]=events, then the running slots, ACCOUNT's keys and
+# the callbacks (finish_keys) ARGV: token, state, result_json, error, now, ttl, job_id, then
+# ACCOUNT's arguments (workers/accounting.py): the job is counted in the same step, exactly
+# once.
+_FINISH = script("finish", SLOT + ACCOUNT + CALLBACK_DUE + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'error', ARGV[4],
@@ -137,24 +144,26 @@ if #ARGV >= 8 then account(KEYS[1], 8) end
 callback_due(KEYS[1], ARGV[7], ARGV[5])
 redis.call('PUBLISH', KEYS[3], ARGV[7])
 return 1
-"""
+""")
 
 # KEYS[1]=job KEYS[2]=events KEYS[3]=cancel KEYS[4]=base RQ queue KEYS[5]=the jail pool's
-# base ARGV: now, ttl, job_id, result. A queued job also leaves its tenant's RQ queue (of
-# either pool, or the base queue it was put on before queues were per tenant) and its RQ
-# job hash: it no longer takes a queue slot.
-_CANCEL = CALLBACK_DUE + """
+# base, then the job's tenant queues, fuel day, RQ job and the callbacks (cancel_keys)
+# ARGV: now, ttl, job_id, result. A queued job also leaves its tenant's RQ queue (of either
+# pool, or the base queue it was put on before queues were per tenant) and its RQ job hash:
+# it no longer takes a queue slot. 'retry': its RQ id changed since its caller read it.
+_CANCEL = script("cancel", CALLBACK_DUE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'queued' then
   local rq = redis.call('HGET', KEYS[1], 'rq_id')
   if not rq or rq == '' then rq = ARGV[3] end
+  if not declared('rq:job:' .. rq) then return 'retry' end
   local tenant = redis.call('HGET', KEYS[1], 'tenant') or 'default'
-  redis.call('LREM', KEYS[4] .. '.' .. tenant, 0, rq)
+  redis.call('LREM', key(KEYS[4] .. '.' .. tenant), 0, rq)
   redis.call('LREM', KEYS[4], 0, rq)
-  redis.call('LREM', KEYS[5] .. '.' .. tenant, 0, rq)
+  redis.call('LREM', key(KEYS[5] .. '.' .. tenant), 0, rq)
   local fuel = redis.call('HMGET', KEYS[1], 'fuel_day', 'fuel_reserved')
   if fuel[1] and fuel[2] then  -- it will use none of the fuel it reserved
-    redis.call('DECRBY', 'warden:fuel:' .. tenant .. ':' .. fuel[1], fuel[2])
+    redis.call('DECRBY', key('warden:fuel:' .. tenant .. ':' .. fuel[1]), fuel[2])
     redis.call('HDEL', KEYS[1], 'fuel_reserved')
   end
   redis.call('DEL', 'rq:job:' .. rq)
@@ -169,11 +178,13 @@ elseif state == 'running' then
   return 'cancelling'
 end
 return state or 'missing'
-"""
+""")
 
-# KEYS[1]=job ARGV: now, max_attempts, ttl, job_id, cancelled result, then the commands
-# that queue it again (argc, command, args...), run only when it is re-run
-_REAP = REPLAY + SLOT + RING + CALLBACK_DUE + """
+# KEYS[1]=job KEYS[2]=leases KEYS[3]=events, then its running slots, its pool's ring, the
+# callbacks and the requeue commands' keys (reap_keys) ARGV: now, max_attempts, ttl,
+# job_id, cancelled result, then the commands that queue it again (argc, command, args...),
+# run only when it is re-run
+_REAP = script("reap", REPLAY + SLOT + RING + CALLBACK_DUE + """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
 redis.call('ZREM', KEYS[2], ARGV[4])
@@ -198,16 +209,17 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 callback_due(KEYS[1], ARGV[4], ARGV[1])
 redis.call('PUBLISH', KEYS[3], ARGV[4])
 return 'ended'
-"""
+""")
 
-# KEYS[1]=taken KEYS[2]=job KEYS[3]=base RQ queue ARGV: taken member, queue name, rq id,
-# job id. A job taken off its queue by a worker that died (or lost Redis) before starting
-# it: back at the head of its queue if it is still queued (its slot freed), else the stale
-# entries are dropped.
-_UNSTICK = SLOT + RING + """
+# KEYS[1]=taken KEYS[2]=job KEYS[3]=base RQ queue, then the queue, its intermediate list,
+# the running slots and the pool's ring of the job (unstick_keys) ARGV: taken member, queue
+# name, rq id, job id. A job taken off its queue by a worker that died (or lost Redis)
+# before starting it: back at the head of its queue if it is still queued (its slot freed),
+# else the stale entries are dropped.
+_UNSTICK = script("unstick", SLOT + RING + """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-local queue = 'rq:queue:' .. ARGV[2]
-if redis.call('LREM', queue .. ':intermediate', 1, ARGV[3]) == 0 then return 0 end
+local queue = key('rq:queue:' .. ARGV[2])
+if redis.call('LREM', key(queue .. ':intermediate'), 1, ARGV[3]) == 0 then return 0 end
 redis.call('ZREM', slot(KEYS[2]), ARGV[4])
 if redis.call('HGET', KEYS[2], 'state') ~= 'queued' then return 0 end
 redis.call('LPUSH', queue, ARGV[3])
@@ -215,30 +227,31 @@ local pool = redis.call('HGET', KEYS[2], 'pool')
 if queue ~= KEYS[3] then join_ring(redis.call('HGET', KEYS[2], 'tenant') or 'default', pool) end
 ring(1, pool)
 return 1
-"""
+""")
 
-# KEYS[1]=job ARGV: token, expiry, job_id. 2: renewed, and a cancel was asked for (the
-# worker missed the pub/sub message, e.g. while reconnecting): stop the job now.
-_RENEW = SLOT + """
+# KEYS[1]=job KEYS[2]=leases KEYS[3]=the tenant's running slots ARGV: token, expiry,
+# job_id. 2: renewed, and a cancel was asked for (the worker missed the pub/sub message,
+# e.g. while reconnecting): stop the job now.
+_RENEW = script("renew", SLOT + """
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
 redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[3])
 redis.call('ZADD', slot(KEYS[1]), 'XX', ARGV[2], ARGV[3])
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 2 end
 return 1
-"""
+""")
 
 
 # KEYS[1]=job KEYS[2]=all jobs KEYS[3]=the tenant's jobs, then more listings ARGV: job_id.
 # Only an ended job is deleted (a queued or running one still has a worker's or the queue's
 # reference to it): its state is answered instead.
-_DELETE = """
+_DELETE = script("delete", """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if state == 'queued' or state == 'running' then return state end
 redis.call('DEL', KEYS[1])
 for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 'deleted'
-"""
+""")
 
 
 class JobStore:
@@ -262,23 +275,28 @@ class JobStore:
     # answer (Redis restarted, SCRIPT FLUSH) comes back as an exception in the pipeline's
     # results; ``load_scripts`` then reloads them and the caller retries that one script.
     def load_scripts(self) -> None:
-        for script in (self._start, self._finish, self._cancel, self._reap, self._renew):
-            script.sha = self.r.script_load(script.script)
+        for loaded in (self._start, self._finish, self._cancel, self._reap, self._renew):
+            loaded.sha = self.r.script_load(loaded.script)
 
-    def start_args(self, job_id: str) -> tuple[str, list[Any]]:
-        """(token, EVALSHA arguments) of the queued → running transition."""
+    def start_args(self, job_id: str, tenant: str | None = None) -> tuple[str, list[Any]]:
+        """(token, EVALSHA arguments) of the queued → running transition of a job of
+        ``tenant`` (None: read from its record)."""
         token = uuid.uuid4().hex
         now = time.time()
-        return token, [self._start.sha, 2, job_key(job_id), LEASES,
+        tenant = tenant or self.tenant(job_id)
+        return token, [self._start.sha, 3, job_key(job_id), LEASES, running_key(tenant),
                        token, repr(now), now + self.lease_s, job_id, WORKER_NAME]
 
     def finish_args(
         self, job_id: str, token: str, state: JobState, result_json: str, error: str | None = None,
-        account: list[Any] | None = None,
+        account: list[Any] | None = None, tenant: str = DEFAULT_TENANT,
+        fuel_day: str | None = None,
     ) -> list[Any]:
         """EVALSHA arguments of the running → terminal transition (result already JSON;
-        ``account``: ACCOUNT's arguments, see workers/accounting.py)."""
-        return [self._finish.sha, 3, job_key(job_id), LEASES, EVENTS,
+        ``account``: ACCOUNT's arguments, see workers/accounting.py) of a job of
+        ``tenant`` whose fuel was reserved from ``fuel_day`` (both as its record has them)."""
+        keys = finish_keys(job_id, tenant, fuel_day, account)
+        return [self._finish.sha, len(keys), *keys,
                 token, state.value, result_json, error or "", repr(time.time()),
                 self.job_ttl_s, job_id, *(account or [])]
 
@@ -376,6 +394,12 @@ class JobStore:
         raw = self.r.hget(job_key(job_id), "tenant")
         return raw.decode() if isinstance(raw, bytes) else DEFAULT_TENANT
 
+    def context(self, job_id: str) -> JobContext:
+        """What names a job's other keys, as its record has it (what a script that moves
+        the job declares)."""
+        raw = self.r.hmget(job_key(job_id), "tenant", "pool", "fuel_day", "rq_id")
+        return JobContext.of(raw)
+
     def get(self, job_id: str) -> JobRecord | None:
         fields: dict[bytes, bytes] = self.r.hgetall(job_key(job_id))  # type: ignore[assignment]
         return _record(job_id, fields) if fields else None
@@ -394,24 +418,27 @@ class JobStore:
         token = uuid.uuid4().hex
         now = time.time()
         outcome = self._start(
-            keys=[job_key(job_id), LEASES],
+            keys=[job_key(job_id), LEASES, running_key(self.tenant(job_id))],
             args=[token, repr(now), now + self.lease_s, job_id, WORKER_NAME],
         )
         return token if outcome == b"ok" else None
 
-    def renew(self, job_id: str, token: str) -> int:
-        """0: the lease is lost; 1: renewed; 2: renewed, and the job is to be cancelled."""
+    def renew(self, job_id: str, token: str, tenant: str | None = None) -> int:
+        """0: the lease is lost; 1: renewed; 2: renewed, and the job is to be cancelled.
+        ``tenant``: the job's (None: read from its record)."""
         expiry = time.time() + self.lease_s
-        return int(self._renew(keys=[job_key(job_id), LEASES], args=[token, expiry, job_id]))
+        keys = [job_key(job_id), LEASES, running_key(tenant or self.tenant(job_id))]
+        return int(self._renew(keys=keys, args=[token, expiry, job_id]))
 
     def finish(
         self, job_id: str, token: str, state: JobState, result: RunResult | None,
         error: str | None = None, account: list[Any] | None = None,
     ) -> bool:
         """Record the outcome once; False if this worker no longer holds the job."""
+        context = self.context(job_id)
         return bool(
             self._finish(
-                keys=[job_key(job_id), LEASES, EVENTS],
+                keys=finish_keys(job_id, context.tenant, context.fuel_day, account),
                 args=[
                     token, state.value, result.model_dump_json() if result else "",
                     error or "", repr(time.time()), self.job_ttl_s, job_id, *(account or []),
@@ -425,11 +452,19 @@ class JobStore:
         ``rq_queue_key``: the base queue's key (a tenant's queue is ``<key>.<tenant>``, or
         ``<key>-jail.<tenant>`` in the jail pool)."""
         result = RunResult(status=RunStatus.CANCELLED, message="cancelled before it ran")
-        outcome = self._cancel(
-            keys=[job_key(job_id), EVENTS, CANCEL, rq_queue_key, rq_queue_key + JAIL_SUFFIX],
-            args=[repr(time.time()), self.job_ttl_s, job_id, result.model_dump_json()],
-        )
-        return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        for _ in range(_RETRIES):
+            c = self.context(job_id)
+            keys = [job_key(job_id), EVENTS, CANCEL, rq_queue_key, rq_queue_key + JAIL_SUFFIX,
+                    f"{rq_queue_key}.{c.tenant}", f"{rq_queue_key}{JAIL_SUFFIX}.{c.tenant}",
+                    f"rq:job:{c.rq_id or job_id}", CALLBACKS,
+                    *([fuel_key(c.tenant, c.fuel_day)] if c.fuel_day else [])]
+            outcome = self._cancel(
+                keys=unique(keys),
+                args=[repr(time.time()), self.job_ttl_s, job_id, result.model_dump_json()],
+            )
+            if outcome != b"retry":
+                return outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        raise RuntimeError(f"job {job_id}: re-queued {_RETRIES} times while being cancelled")
 
     def delete(self, job_id: str, tenant: str, listings: tuple[str, ...] = ()) -> str:
         """Delete an ended job's record (and its entries in ``listings``): 'deleted', or
@@ -448,8 +483,11 @@ class JobStore:
         cancelled = RunResult(
             status=RunStatus.CANCELLED, message="cancelled; its worker stopped while it ran"
         )
+        c = self.context(job_id)
+        keys = [job_key(job_id), LEASES, EVENTS, running_key(c.tenant), *ring_keys(c.pool),
+                CALLBACKS, *replayed_keys(requeue or [])]
         outcome = self._reap(
-            keys=[job_key(job_id), LEASES, EVENTS],
+            keys=unique(keys),
             args=[time.time(), max_attempts, self.job_ttl_s, job_id, cancelled.model_dump_json(),
                   *flatten(requeue or [])],
         )
@@ -473,8 +511,12 @@ class JobStore:
 
     def unstick(self, base_queue_key: str, queue_name: str, rq_id: str, job_id: str) -> bool:
         """Put a job a dead worker took (but never started) back on its queue; True if so."""
+        c = self.context(job_id)
+        queue = f"rq:queue:{queue_name}"
+        keys = [TAKEN, job_key(job_id), base_queue_key, queue, f"{queue}:intermediate",
+                running_key(c.tenant), *ring_keys(c.pool)]
         return bool(self._unstick(
-            keys=[TAKEN, job_key(job_id), base_queue_key],
+            keys=unique(keys),
             args=[taken_member(queue_name, rq_id), queue_name, rq_id, job_id]))
 
     def heartbeat(self, worker: str, lanes: int = 1,
@@ -519,6 +561,33 @@ class JobStore:
 
 
 _SCAN_FACTOR: Final = 10
+_RETRIES: Final = 5  # a script whose declared keys went stale between its read and its run
+
+
+class JobContext(NamedTuple):
+    """The fields of a job's record that name its other keys (tenant, pool, fuel day, RQ
+    id); never changed once written, but for ``rq_id`` (a re-queue gives a new one)."""
+
+    tenant: str
+    pool: str | None
+    fuel_day: str | None
+    rq_id: str | None
+
+    @classmethod
+    def of(cls, raw: list[Any]) -> JobContext:
+        tenant, pool, fuel_day, rq_id = (
+            v.decode() if isinstance(v, bytes) else None for v in raw)
+        return cls(tenant or DEFAULT_TENANT, pool, fuel_day, rq_id or None)
+
+
+def finish_keys(job_id: str, tenant: str, fuel_day: str | None,
+                account: list[Any] | None) -> list[str]:
+    """FINISH's KEYS for a job of ``tenant`` (``account``: ACCOUNT's arguments; its first
+    is the day the job is counted in)."""
+    keys = [job_key(job_id), LEASES, EVENTS, running_key(tenant), CALLBACKS]
+    if account:
+        keys += account_keys(tenant, fuel_day, str(account[0]))
+    return unique(keys)
 
 
 def record_from_fields(job_id: str, fields: dict[bytes, bytes],

@@ -51,15 +51,18 @@ from sandboxes.schema import LIMIT_BOUNDS, JobSpec, JobState, RunResult, RunStat
 from workers.accounting import account_args
 from workers.judging import JUDGE_FIELD, judge_worker
 from workers.pools import pool_key
-from workers.queue import BACKSTOP_MARGIN_S, taken_reply, warden_id
+from workers.queue import BACKSTOP_MARGIN_S, is_stale, taken_reply, warden_id
 from workers.runtime import WorkerRuntime, runtime
 from workers.scheduling import TAKEN, taken_member
-from workers.store import job_key
+from workers.store import JobContext, job_key
 from workers.tasks import run_spec
 
 log = logging.getLogger(__name__)
 
 _HOUSEKEEPING_S: Final = 1.0
+# What a worker reads of a job's record as it starts it (in the START round trip).
+_RECORD_FIELDS: Final = ("spec", "cancel_requested", "created_at", JUDGE_FIELD, "tenant",
+                         "fuel_day")
 _HEARTBEAT_S: Final = 10.0
 _LANE_BLOCK_S: Final = 1  # doorbell wait: bounds how long a stop waits for an idle lane
 # RQ's execution TTL and started-registry score: the longest a job can run (the sandbox
@@ -199,14 +202,14 @@ class WardenWorker(SimpleWorker):
         finishing MULTI took one. ``carried``: this job was taken by the previous one's
         MULTI (the worker is still marked busy)."""
         store = self.rt.store
-        rq_id, queue_name, _ = taken
+        rq_id, queue_name, tenant = taken
         job_id = warden_id(rq_id)
         job = Job(id=rq_id, connection=self.connection)
         job.origin = queue_name
-        token, start = store.start_args(job_id)
+        token, start = store.start_args(job_id, tenant or None)
         pipe = self.connection.pipeline()
         pipe.evalsha(*start)
-        pipe.hmget(job_key(job_id), "spec", "cancel_requested", "created_at", JUDGE_FIELD)
+        pipe.hmget(job_key(job_id), *_RECORD_FIELDS)
         execution = Execution.create(job, _EXECUTION_TTL_S, pipe, worker_name=self.name)
         job.prepare_for_execution(self.name, pipe)
         pipe.persist(job.key)
@@ -221,10 +224,9 @@ class WardenWorker(SimpleWorker):
             raise
         if isinstance(outcome, redis.exceptions.NoScriptError):
             store.load_scripts()
-            token, start = store.start_args(job_id)
+            token, start = store.start_args(job_id, tenant or None)
             outcome = self.connection.evalsha(*start)
-            fields = self.connection.hmget(job_key(job_id), "spec", "cancel_requested",
-                                           "created_at", JUDGE_FIELD)
+            fields = self.connection.hmget(job_key(job_id), *_RECORD_FIELDS)
         if isinstance(outcome, Exception):
             raise outcome
         if isinstance(fields, Exception):
@@ -232,8 +234,10 @@ class WardenWorker(SimpleWorker):
         started = time.monotonic()
         finish: list[Any] | None = None
         if outcome == b"ok":
-            wait_s = float(start[5]) - float(fields[2]) if fields[2] else None
-            finish = self._run(job_id, token, fields[0], fields[1] == b"1", wait_s, fields[3])
+            wait_s = float(start[6]) - float(fields[2]) if fields[2] else None
+            context = JobContext.of([fields[4], None, fields[5], None])
+            finish = self._run(job_id, token, fields[0], fields[1] == b"1", wait_s, fields[3],
+                               context)
         elif outcome == b"missing" and job_id == rq_id:
             log.warning("job %s: no Warden record (expired or deleted); dropped", job_id)
         elif outcome == b"missing":
@@ -242,14 +246,14 @@ class WardenWorker(SimpleWorker):
 
     def _run(self, job_id: str, token: str, spec_raw: bytes | None,
              cancel_requested: bool, queue_wait_s: float | None,
-             judge_task: bytes | None = None) -> list[Any]:
+             judge_task: bytes | None, context: JobContext) -> list[Any]:
         """Run a job this worker now holds (a judge job through ``workers.judging``); the
-        FINISH script's arguments."""
+        FINISH script's arguments (``context``: its record's, which name FINISH's keys)."""
         store = self.rt.store
         cancel = CancelToken()
         if cancel_requested:
             cancel.cancel()
-        self.rt.track(job_id, token, cancel)
+        self.rt.track(job_id, token, cancel, context.tenant)
         spec: JobSpec | None = None
 
         def finish(state: JobState, result: RunResult | None, error: str | None = None
@@ -257,7 +261,8 @@ class WardenWorker(SimpleWorker):
             account = account_args(spec, result, time.time(), self.rt.usage_retention_s,
                                    queue_wait_s)
             return store.finish_args(job_id, token, state,
-                                     _result_json(result) if result else "", error, account)
+                                     _result_json(result) if result else "", error, account,
+                                     context.tenant, context.fuel_day)
 
         try:
             spec = JobSpec.model_validate_json(spec_raw) if spec_raw else None
@@ -304,6 +309,8 @@ class WardenWorker(SimpleWorker):
         if isinstance(reply, redis.exceptions.NoScriptError):
             self.rt.queue.load_scripts()  # the idle lane's take (a Script object) retries
         taken = None if isinstance(reply, Exception) else taken_reply(reply)
+        if take_next and is_stale(reply):  # the ring changed since take_args read it
+            taken = self.rt.queue.take(self.rt.settings.lease_s, self.rt.pools)
         if take_next and taken is None:
             self._busy_change(-1, self.connection)  # nothing queued: idle
         if finish is not None:
