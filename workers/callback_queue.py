@@ -15,41 +15,46 @@ from typing import Any, Final
 import redis.asyncio
 
 from sandboxes.schema import CallbackAttempt, CallbackStatus
+from workers.lua import script, unique
 
 CALLBACKS: Final = "warden:callbacks"
 
-# Lua, for the scripts that end a job: its callback is due now.
+# Lua, for the scripts that end a job: its callback is due now (they declare CALLBACKS).
 CALLBACK_DUE: Final = """
 local function callback_due(job, id, now)
   if redis.call('HEXISTS', job, 'callback') == 1 then
-    redis.call('ZADD', 'warden:callbacks', now, id)
+    redis.call('ZADD', key('warden:callbacks'), now, id)
   end
 end
 """
 
-# KEYS[1]=callbacks ARGV: now, lease seconds, how many, claim token. Due entries are moved
-# past the lease (the claim), and the token is written on the job: only the latest claimer
-# may record (a claimer that outlived its lease is fenced off). An entry whose claimer died
-# comes due again when its lease ends; one whose job is gone or no longer pending leaves.
-_CLAIM = """
+# KEYS[1]=callbacks, then the job hash of each entry the caller saw due. ARGV: now, lease
+# seconds, how many, claim token. Due entries are moved past the lease (the claim), and the
+# token is written on the job: only the latest claimer may record (a claimer that outlived
+# its lease is fenced off). An entry whose claimer died comes due again when its lease
+# ends; one whose job is gone or no longer pending leaves. An entry due since the caller
+# looked (its job not declared) is left to the next claim.
+_CLAIM = script("claim_callbacks", """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 local claimed = {}
 for _, id in ipairs(due) do
   local job = 'warden:job:' .. id
-  if redis.call('HGET', job, 'callback_state') == 'pending' then
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
-    redis.call('HSET', job, 'callback_claim', ARGV[4])
-    table.insert(claimed, id)
-  else
-    redis.call('ZREM', KEYS[1], id)
+  if declared(job) then
+    if redis.call('HGET', key(job), 'callback_state') == 'pending' then
+      redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+      redis.call('HSET', key(job), 'callback_claim', ARGV[4])
+      table.insert(claimed, id)
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
   end
 end
 return claimed
-"""
+""")
 
 # KEYS[1]=callbacks KEYS[2]=job ARGV: id, attempt JSON, state, next due ('' = done), claim
 # token. The attempt is appended to the job's log (-1: another claim holds it now).
-_RECORD = """
+_RECORD = script("record_callback", """
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 0
@@ -63,7 +68,7 @@ redis.call('HDEL', KEYS[2], 'callback_claim')
 if ARGV[4] == '' then redis.call('ZREM', KEYS[1], ARGV[1])
 else redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1]) end
 return #attempts
-"""
+""")
 
 
 def callback_fields(url: str, method: str, style: str) -> dict[str, str]:
@@ -86,11 +91,20 @@ class CallbackQueue:
     """Claiming and recording callbacks (asyncio: the API's deliverer uses it)."""
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._client = client
         self._claim = client.register_script(_CLAIM)
         self._record = client.register_script(_RECORD)
 
     async def claim(self, now: float, lease_s: float, count: int, token: str) -> list[str]:
-        due: list[bytes] = await self._claim(keys=[CALLBACKS],
+        """Up to ``count`` due callbacks, claimed for ``lease_s``. The due entries are read
+        first: the script must be told their jobs' keys."""
+        from workers.store import job_key  # workers.store imports this module
+
+        seen = await self._client.zrangebyscore(CALLBACKS, "-inf", now, start=0, num=count)
+        if not seen:
+            return []
+        ids = [m.decode() if isinstance(m, bytes) else str(m) for m in seen]
+        due: list[bytes] = await self._claim(keys=[CALLBACKS, *unique(map(job_key, ids))],
                                              args=[now, lease_s, count, token])
         return [member.decode() for member in due]
 

@@ -25,9 +25,13 @@ from judge.grading import Grade
 from judge.problem import GroupResult, Problem, ProblemRecord, SubmissionRecord, TestResult
 from judge.verdicts import Verdict
 from sandboxes.schema import JobState
+from tenancy.limits import problem_bytes_key
+from workers.lua import script
 from workers.store import EVENTS, PREFIX, job_key
 
 MAX_LISTED_SUBMISSIONS: Final = 10_000
+PUT_PROBLEM_TRIES: Final = 5
+BLOB_REFS: Final = f"{PREFIX}blob-refs"
 
 
 def problem_key(tenant: str, problem_id: str) -> str:
@@ -40,6 +44,11 @@ def version_key(tenant: str, problem_id: str, version: int) -> str:
 
 def blob_key(sha256: str) -> str:
     return f"{PREFIX}blob:{sha256}"
+
+
+def tenant_blobs_key(tenant: str) -> str:
+    """Hash sha256 → size of the blobs the tenant owns."""
+    return f"{PREFIX}blobs:{tenant}"
 
 
 def submission_key(submission_id: str) -> str:
@@ -65,79 +74,93 @@ class StorageQuotaError(Exception):
         self.limit, self.used, self.asked = limit, used, asked
 
 
+class ProblemContentionError(Exception):
+    """Other writers kept adding versions between our read of the current one and the
+    write (which must name the new version's key in advance)."""
+
+
+# KEYS: the tenant's blobs, its problem bytes, blob refs, then each blob named in ARGV.
 # ARGV: tenant, quota, then (sha, size, given, data) quads (given 0: already stored). Blobs
 # the tenant does not own yet are charged to it; all or nothing.
-_PUT_BLOBS = """
+_PUT_BLOBS = script("put_blobs", """
 local tenant, quota = ARGV[1], tonumber(ARGV[2])
-local owned, bytes_key = 'warden:blobs:' .. tenant, 'warden:problem-bytes:' .. tenant
+local owned = key('warden:blobs:' .. tenant)
+local bytes_key = key('warden:problem-bytes:' .. tenant)
 local used, new = tonumber(redis.call('GET', bytes_key) or '0'), 0
 for i = 3, #ARGV, 4 do
   if redis.call('HEXISTS', owned, ARGV[i]) == 0 then new = new + tonumber(ARGV[i + 1]) end
 end
 if used + new > quota then return {0, used, new} end
 for i = 3, #ARGV, 4 do
-  if ARGV[i + 2] == '0' and redis.call('EXISTS', 'warden:blob:' .. ARGV[i]) == 0 then
+  if ARGV[i + 2] == '0' and redis.call('EXISTS', key('warden:blob:' .. ARGV[i])) == 0 then
     return {-1, ARGV[i]}
   end
 end
 for i = 3, #ARGV, 4 do
   local sha, size = ARGV[i], ARGV[i + 1]
-  local blob = 'warden:blob:' .. sha
+  local blob = key('warden:blob:' .. sha)
   if ARGV[i + 2] == '1' and redis.call('EXISTS', blob) == 0 then
     redis.call('SET', blob, ARGV[i + 3])
   end
   if redis.call('HSETNX', owned, sha, size) == 1 then
-    redis.call('HINCRBY', 'warden:blob-refs', sha, 1)
+    redis.call('HINCRBY', key('warden:blob-refs'), sha, 1)
     redis.call('INCRBY', bytes_key, size)
   end
 end
 return {1, used + new, new}
-"""
+""")
 
+# KEYS: the tenant's blobs, its problem bytes, blob refs, then each blob named in ARGV.
 # ARGV: tenant, then shas the tenant no longer refers to. A blob no tenant owns is deleted.
-_RELEASE_BLOBS = """
+_RELEASE_BLOBS = script("release_blobs", """
 local tenant = ARGV[1]
-local owned, bytes_key = 'warden:blobs:' .. tenant, 'warden:problem-bytes:' .. tenant
+local owned = key('warden:blobs:' .. tenant)
+local bytes_key = key('warden:problem-bytes:' .. tenant)
+local refs = key('warden:blob-refs')
 for i = 2, #ARGV do
   local size = redis.call('HGET', owned, ARGV[i])
   if size then
     redis.call('HDEL', owned, ARGV[i])
     redis.call('DECRBY', bytes_key, size)
-    if redis.call('HINCRBY', 'warden:blob-refs', ARGV[i], -1) <= 0 then
-      redis.call('HDEL', 'warden:blob-refs', ARGV[i])
-      redis.call('DEL', 'warden:blob:' .. ARGV[i])
+    if redis.call('HINCRBY', refs, ARGV[i], -1) <= 0 then
+      redis.call('HDEL', refs, ARGV[i])
+      redis.call('DEL', key('warden:blob:' .. ARGV[i]))
     end
   end
 end
 return 1
-"""
+""")
 
-# KEYS: problem hash, listing. ARGV: id, now, problem JSON, expected version ("" = any;
-# "0" = must not exist). The new version's number.
-_PUT_PROBLEM = """
+# KEYS: problem hash, listing, the new version's key (read ahead: current + 1). ARGV: id,
+# now, problem JSON, expected version ("" = any; "0" = must not exist). {1, the new
+# version's number}; {0, current} when not expected; {-1, current} when another writer
+# added a version since the caller read it (the new key is not the one declared: retry).
+_PUT_PROBLEM = script("put_problem", """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= current then return {0, current} end
 local version = current + 1
-redis.call('SET', KEYS[1] .. ':v' .. version, ARGV[3])
+local version_key = KEYS[1] .. ':v' .. version
+if not declared(version_key) then return {-1, current} end
+redis.call('SET', key(version_key), ARGV[3])
 if current == 0 then
   redis.call('HSET', KEYS[1], 'created_at', ARGV[2])
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'version', version, 'updated_at', ARGV[2])
 return {1, version}
-"""
+""")
 
 # KEYS: sub hash, tests hash, events. ARGV: test name, TestResult JSON, ttl. A test's first
 # result counts once (a re-run after its worker died overwrites, not adds); the reply is
 # {done, total}.
-_RECORD_TEST = """
+_RECORD_TEST = script("record_test", """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end
 local added = redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
 if added == 1 then done = redis.call('HINCRBY', KEYS[1], 'done', 1) end
 return {done, tonumber(redis.call('HGET', KEYS[1], 'total') or '0')}
-"""
+""")
 
 
 class ProblemStore:
@@ -155,7 +178,7 @@ class ProblemStore:
         if not shas:
             return set()
         ordered = sorted(shas)
-        flags = self.r.hmget(f"{PREFIX}blobs:{tenant}", ordered)
+        flags = self.r.hmget(tenant_blobs_key(tenant), ordered)
         return {sha for sha, size in zip(ordered, flags, strict=True) if size is not None}
 
     def put_blobs(self, tenant: str, quota: int, blobs: dict[str, bytes],
@@ -165,11 +188,12 @@ class ProblemStore:
         args: list[Any] = [tenant, quota]
         for sha, data in blobs.items():
             args += [sha, len(data), 1, data]
-        for sha in owned - set(blobs):
+        taken = sorted(owned - set(blobs))
+        for sha in taken:
             args += [sha, 0, 0, ""]
         if len(args) == 2:
             return 0
-        reply = self._put_blobs(args=args)
+        reply = self._put_blobs(keys=_blob_keys(tenant, [*blobs, *taken]), args=args)
         if int(reply[0]) == 0:
             raise StorageQuotaError(quota, int(reply[1]), int(reply[2]))
         if int(reply[0]) == -1:
@@ -177,7 +201,7 @@ class ProblemStore:
         return int(reply[2])
 
     def problem_bytes(self, tenant: str) -> int:
-        return int(self.r.get(f"{PREFIX}problem-bytes:{tenant}") or 0)
+        return int(self.r.get(problem_bytes_key(tenant)) or 0)
 
     def blob(self, sha256: str) -> bytes | None:
         data = self.r.get(blob_key(sha256))
@@ -187,13 +211,21 @@ class ProblemStore:
     def put_problem(self, tenant: str, problem_id: str, problem: Problem,
                     expect_version: int | None) -> int | None:
         """A new version (1 for a new problem); None when ``expect_version`` (0: must not
-        exist yet) does not match."""
-        now = time.time()
-        reply = self._put_problem(
-            keys=[problem_key(tenant, problem_id), f"{PREFIX}problems:{tenant}"],
-            args=[problem_id, repr(now), problem.model_dump_json(),
-                  "" if expect_version is None else expect_version])
-        return int(reply[1]) if int(reply[0]) == 1 else None
+        exist yet) does not match. The script must be told the new version's key, so the
+        current version is read first, and read again if another writer got in between."""
+        key, listing = problem_key(tenant, problem_id), f"{PREFIX}problems:{tenant}"
+        data = problem.model_dump_json()
+        expected = "" if expect_version is None else expect_version
+        for _ in range(PUT_PROBLEM_TRIES):
+            current = int(self.r.hget(key, "version") or 0)
+            reply = self._put_problem(
+                keys=[key, listing, version_key(tenant, problem_id, current + 1)],
+                args=[problem_id, repr(time.time()), data, expected])
+            if int(reply[0]) != -1:
+                return int(reply[1]) if int(reply[0]) == 1 else None
+        raise ProblemContentionError(
+            f"problem {problem_id!r}: other writers added a version during each of "
+            f"{PUT_PROBLEM_TRIES} tries")
 
     def record(self, tenant: str, problem_id: str,
                version: int | None = None) -> ProblemRecord | None:
@@ -244,7 +276,7 @@ class ProblemStore:
         pipe.execute()
         released = sorted(dropped - kept)
         if released:
-            self._release(args=[tenant, *released])
+            self._release(keys=_blob_keys(tenant, released), args=[tenant, *released])
         return True
 
     # -- submissions ---------------------------------------------------------------------
@@ -340,6 +372,12 @@ class ProblemStore:
         pipe.hset(submission_key(submission_id), mapping=mapping)
         pipe.publish(EVENTS, submission_id)
         pipe.execute()
+
+
+def _blob_keys(tenant: str, shas: list[str]) -> list[str]:
+    """KEYS of the blob scripts: the tenant's blob records, then each blob of ``shas``."""
+    return [tenant_blobs_key(tenant), problem_bytes_key(tenant), BLOB_REFS,
+            *[blob_key(sha) for sha in shas]]
 
 
 def _text(value: Any) -> str:

@@ -29,13 +29,19 @@ from sandboxes.schema import JobState, JobSubmission, Limits
 from service.auth import CallerDep, SubmitterDep
 from service.deps import StateDep
 from service.http_errors import Problem, quota_exceeded
+from service.openapi import problem_responses
 from service.routes.jobs import JsonBody, WaitQuery, enqueue_checked
 from service.state import AppState
 from service.submit import to_spec, within_ceilings
 from service.waiting import wait_until_ended
 from tenancy.models import Caller
 from workers.judging import JUDGE_FIELD, JudgeTask
-from workers.problem_store import StorageQuotaError, sha256_of, submission_view
+from workers.problem_store import (
+    ProblemContentionError,
+    StorageQuotaError,
+    sha256_of,
+    submission_view,
+)
 from workers.store import job_key, new_job_id
 
 router = APIRouter(prefix="/v1", tags=["problems"])
@@ -84,7 +90,9 @@ async def put_blob(request: Request, state: StateDep, caller: SubmitterDep) -> B
 
 # -- problems ------------------------------------------------------------------------------
 @router.put("/problems/{problem_id}", response_model=ProblemRecord,
-            responses={201: {"model": ProblemRecord, "description": "Created"}},
+            responses={201: {"model": ProblemRecord, "description": "Created"},
+                       **problem_responses(409, descriptions={
+                           409: "Other uploads of this problem kept racing this one"})},
             dependencies=[JsonBody])
 async def put_problem(problem_id: ProblemId, upload: ProblemUpload, state: StateDep,
                       caller: SubmitterDep) -> Response:
@@ -111,7 +119,12 @@ def _put_problem(state: AppState, caller: Caller, problem_id: str,
                                  {s: d for s, d in upload.blobs.items() if s in needed}, owned)
     except StorageQuotaError as err:
         raise _storage_full(err) from None
-    version = state.problems.put_problem(caller.tenant, problem_id, upload.problem, None)
+    try:
+        version = state.problems.put_problem(caller.tenant, problem_id, upload.problem, None)
+    except ProblemContentionError:
+        raise Problem(409, "problem-busy", "The problem is being replaced by other uploads",
+                      f"{problem_id}: other uploads kept adding versions; try again",
+                      headers={"Retry-After": "1"}) from None
     record = state.problems.record(caller.tenant, problem_id, version)
     assert record is not None
     return JSONResponse(record.model_dump(mode="json"), status_code=201 if version == 1 else 200,
