@@ -162,7 +162,8 @@ class Settings(BaseSettings):
     )
     worker_health_max_age_s: Seconds = Field(
         default=30.0, gt=0, le=600, description="A health file older than this means the "
-        "worker's main loop is stuck (liveness fails)",
+        "worker's main loop is stuck (liveness fails); a worker's Redis calls give up after "
+        "a third of it (2 to 10 s), so a Redis that stops answering does not stop the loop",
     )
     queue_name: str = Field(default="warden", description="RQ queue the jobs go through")
     job_ttl_s: WholeSeconds = Field(
@@ -229,6 +230,13 @@ class Settings(BaseSettings):
     @property
     def callback_networks(self) -> tuple[IpNetwork, ...]:
         return parse_networks(self.callback_allowed_networks)
+
+    @property
+    def redis_call_timeout_s(self) -> float:
+        """How long a worker's Redis call may take: its main loop must rewrite the health
+        file within ``worker_health_max_age_s`` even when Redis stops answering (blocking
+        calls wait 1 s at most, so 2 s is the floor)."""
+        return min(10.0, max(2.0, self.worker_health_max_age_s / 3))
 
     @property
     def cache_dir(self) -> Path:

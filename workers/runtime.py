@@ -43,7 +43,9 @@ class WorkerRuntime:
             raise RuntimeError("WARDEN_REDIS_URL is not set (warden up sets it for workers)")
         self.settings = settings
         self.usage_retention_s = settings.usage_retention_days * 86_400
-        self.client = redis.Redis.from_url(settings.redis_url)
+        timeout = settings.redis_call_timeout_s
+        self.client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout,
+                                           socket_connect_timeout=timeout)
         self.store = JobStore(self.client, settings.job_ttl_s, settings.lease_s)
         self.queue = JobQueue(
             self.client, self.store, settings.queue_name, settings.max_queue_length
@@ -180,13 +182,20 @@ class WorkerRuntime:
                 # Any: redis-py's typing of pubsub changed between releases (5 to 8)
                 client: Any = self.client
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CANCEL)
-                for message in pubsub.listen():
-                    job_id = message["data"].decode()
-                    with self._lock:
-                        job = self._running.get(job_id)
-                    if job is not None:
-                        job.cancel.cancel()
+                try:
+                    pubsub.subscribe(CANCEL)
+                    while not self._stop.is_set():
+                        # Polled, not listen(): a silent channel is not a socket timeout
+                        message = pubsub.get_message(timeout=1.0)
+                        if message is None:
+                            continue
+                        job_id = message["data"].decode()
+                        with self._lock:
+                            job = self._running.get(job_id)
+                        if job is not None:
+                            job.cancel.cancel()
+                finally:
+                    pubsub.close()
             except redis.RedisError:
                 time.sleep(0.5)
 

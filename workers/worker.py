@@ -121,6 +121,12 @@ class WardenWorker(SimpleWorker):
             self.rt.retire()
         return True
 
+    def _set_connection(self, connection: redis.Redis) -> redis.Redis:
+        """RQ's sets the client's socket timeout past its own 405 s dequeue wait; Warden's
+        lanes block 1 s at most, and the client's own short timeout (WorkerRuntime) keeps
+        the main loop turning while Redis does not answer: live, not ready."""
+        return connection
+
     def _check_suspension(self, burst: bool) -> None:
         if is_suspended(self.connection, self):
             if burst:

@@ -36,8 +36,9 @@ def _until(cluster: Cluster, kind: str, code: int, timeout_s: float) -> str:
 
 def test_probes_follow_the_worker_through_a_redis_outage_and_a_stall(tmp_path: Path) -> None:
     health = tmp_path / "health" / "worker.json"
+    max_age_s = 6.0  # the worker's Redis calls give up after 2 s (a third, at least 2)
     cluster = Cluster(tmp_path, lease_s=2, worker_health_file=health,
-                      worker_health_max_age_s=3)
+                      worker_health_max_age_s=max_age_s)
     try:
         assert _probe(cluster, "live") == (1, f"no health file at {health} yet (the worker "
                                                "has not started its main loop)")
@@ -51,6 +52,20 @@ def test_probes_follow_the_worker_through_a_redis_outage_and_a_stall(tmp_path: P
         assert _probe(cluster, "live") == (0, "")
         cluster.start_redis_again()
         _until(cluster, "ready", 0, 30)
+
+        # A Redis that stops answering (SIGSTOP: connections stay open, nothing comes
+        # back): the worker's calls time out, so its main loop goes on: unready, live.
+        assert cluster.redis.proc is not None
+        cluster.redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert _until(cluster, "ready", 1, 30) == "the worker cannot reach Redis"
+            stalled = time.monotonic()
+            while time.monotonic() - stalled < 2 * max_age_s:
+                assert _probe(cluster, "live") == (0, ""), health.read_text()
+                time.sleep(0.5)
+        finally:
+            cluster.redis.proc.send_signal(signal.SIGCONT)
+        _until(cluster, "ready", 0, 30)  # and it serves again once Redis answers
 
         os.kill(worker.pid, signal.SIGSTOP)  # a main loop that stops turning: not live
         try:
