@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --dev
-python3 -m pytest "$@"
+# Two processes, a whole test module each at a time (a module's cluster fixture starts
+# once): on 2 cores the suite takes about 12 minutes instead of 21.
+python3 -m pytest -n 2 --dist loadfile "$@"
