@@ -76,9 +76,10 @@ local function gcra(bucket, interval, burst, cost, commit)
 end
 local function count_rejection(tenant, quota, day, retention)
   local usage = key('warden:usage:' .. tenant .. ':' .. day)
+  local rejections = key('warden:metrics:rejections')
   redis.call('HINCRBY', usage, 'rejected:' .. quota, 1)
   redis.call('EXPIRE', usage, retention)
-  redis.call('HINCRBY', key('warden:metrics:rejections'), quota .. '|' .. tenant, 1)
+  redis.call('HINCRBY', rejections, quota .. '|' .. tenant, 1)
 end
 """
 

@@ -33,6 +33,17 @@ METRIC_KEYS: Final = (METRICS + "jobs", METRICS + "totals",
 # job's tenant for the day, metrics, and the fuel reservation settled to what was used; the
 # script declares account_keys.
 ACCOUNT: Final = """
+-- The keys account(job, a) will touch, checked before the script's first write.
+local function account_check(job, a)
+  local f = redis.call('HMGET', job, 'tenant', 'fuel_day', 'fuel_reserved')
+  local tenant = f[1]
+  if not tenant or tenant == '' then tenant = 'default' end
+  key('warden:usage:' .. tenant .. ':' .. ARGV[a])
+  if f[2] and f[3] then key('warden:fuel:' .. tenant .. ':' .. f[2]) end
+  for _, name in ipairs({'jobs', 'totals', 'hist:queue_wait_seconds', 'hist:run_seconds'}) do
+    key('warden:metrics:' .. name)
+  end
+end
 local function account(job, a)
   local day, retention = ARGV[a], tonumber(ARGV[a + 1])
   local status, lang = ARGV[a + 2], ARGV[a + 3]
@@ -40,7 +51,8 @@ local function account(job, a)
   local out, cached = ARGV[a + 7], ARGV[a + 8]
   local f = redis.call('HMGET', job, 'tenant', 'fuel_day', 'fuel_reserved', 'created_at',
                        'started_at')
-  local tenant = f[1] or 'default'
+  local tenant = f[1]
+  if not tenant or tenant == '' then tenant = 'default' end
   local usage = key('warden:usage:' .. tenant .. ':' .. day)
   redis.call('HINCRBY', usage, 'jobs', 1)
   redis.call('HINCRBY', usage, 'status:' .. status, 1)

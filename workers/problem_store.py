@@ -86,6 +86,8 @@ _PUT_BLOBS = script("put_blobs", """
 local tenant, quota = ARGV[1], tonumber(ARGV[2])
 local owned = key('warden:blobs:' .. tenant)
 local bytes_key = key('warden:problem-bytes:' .. tenant)
+local refs = key('warden:blob-refs')
+for i = 3, #ARGV, 4 do key('warden:blob:' .. ARGV[i]) end  -- all checked before any write
 local used, new = tonumber(redis.call('GET', bytes_key) or '0'), 0
 for i = 3, #ARGV, 4 do
   if redis.call('HEXISTS', owned, ARGV[i]) == 0 then new = new + tonumber(ARGV[i + 1]) end
@@ -103,7 +105,7 @@ for i = 3, #ARGV, 4 do
     redis.call('SET', blob, ARGV[i + 3])
   end
   if redis.call('HSETNX', owned, sha, size) == 1 then
-    redis.call('HINCRBY', key('warden:blob-refs'), sha, 1)
+    redis.call('HINCRBY', refs, sha, 1)
     redis.call('INCRBY', bytes_key, size)
   end
 end
@@ -117,6 +119,7 @@ local tenant = ARGV[1]
 local owned = key('warden:blobs:' .. tenant)
 local bytes_key = key('warden:problem-bytes:' .. tenant)
 local refs = key('warden:blob-refs')
+for i = 2, #ARGV do key('warden:blob:' .. ARGV[i]) end  -- all checked before any write
 for i = 2, #ARGV do
   local size = redis.call('HGET', owned, ARGV[i])
   if size then

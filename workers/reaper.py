@@ -44,8 +44,14 @@ class Reaper:
         done = 0
         for job_id in self.store.expired_leases():
             dead_run = self.store.rq_id(job_id)  # read before a re-queue gives it a new one
-            outcome = self.store.reap(job_id, self.max_attempts,
-                                      self.queue.requeue_commands(job_id))
+            try:
+                outcome = self.store.reap(job_id, self.max_attempts,
+                                          self.queue.requeue_commands(job_id))
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise  # Redis itself: the pass waits it out (run)
+            except Exception:  # one job's bug must not hold back the others' recovery
+                log.exception("job %s: could not be reaped", job_id)
+                continue
             if outcome == "requeue":
                 log.warning("job %s: its worker died; running it again", job_id)
             if outcome in ("requeue", "ended"):

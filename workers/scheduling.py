@@ -65,7 +65,8 @@ def tenant_take_keys(base: str, tenant: str) -> list[str]:
 
 
 # Lua: join_ring(tenant, pool) puts a tenant with waiting work in a pool's ring at no less
-# than that ring's virtual time; ring(n, pool) rings the pool's doorbell for n new jobs. Used
+# than that ring's virtual time; ring(n, pool) rings the pool's doorbell for n new jobs;
+# ring_check(pool) checks their keys are declared (called before a script's first write). Used
 # by every script that queues (a nil pool is the sandbox pool: workers/pools.py), which
 # declares ring_keys(pool).
 RING: Final = POOL_KEY + """
@@ -76,6 +77,9 @@ local function join_ring(tenant, pool)
   local pass = tonumber(redis.call('HGET', key(pool_key('passes', pool)), tenant) or '0')
   if pass < vt then pass = vt end
   redis.call('ZADD', ready, pass, tenant)
+end
+local function ring_check(pool)  -- stops the script, before it writes, if undeclared
+  for _, name in ipairs({'ready', 'vtime', 'passes', 'doorbell'}) do key(pool_key(name, pool)) end
 end
 local function ring(n, pool)
   local bell = key(pool_key('doorbell', pool))
@@ -89,10 +93,45 @@ end
 # caller read in the first ``scan`` places of that ring. ARGV: now, lease expiry, base queue
 # name, default max_running, default weight, scan, then the pools to take from in order,
 # each as (pool, its queues' base name).
-# Returns {rq id, queue name, tenant}, false (nothing any tenant may run now) or 'stale' (a
-# tenant its caller did not declare reached the ring's first places: read it again).
+# Returns {rq id, queue name, tenant}, false (nothing any tenant may run now) or 'stale'
+# (nothing taken, and a tenant its caller did not declare reached the ring's first places:
+# read it again; such a tenant is passed over, so churn in the ring never stalls a take).
 TAKE: Final = script("take", POOL_KEY + """
 local now = tonumber(ARGV[1])
+local skipped = false
+-- The next job of one tenant of a pool's ring, or nil (nothing waiting, or at its cap).
+local function take_tenant(pool, ready_key, vtime_key, qname, queue, tenant, pass)
+  local running = key('warden:running:' .. tenant)
+  local max_running, weight = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local quotas = redis.call('HGET', key('warden:tenant:' .. tenant), 'quotas')
+  if quotas then
+    local q = cjson.decode(quotas)
+    max_running = tonumber(q['max_running']) or max_running
+    weight = tonumber(q['weight']) or weight
+  end
+  redis.call('ZREMRANGEBYSCORE', running, '-inf', now)  -- slots of dead workers' jobs
+  if redis.call('LLEN', queue) == 0 then
+    redis.call('ZREM', ready_key, tenant)
+    return nil
+  end
+  if redis.call('ZCARD', running) >= max_running then return nil end
+  local rq = redis.call('LMOVE', queue, key(queue .. ':intermediate'), 'LEFT', 'RIGHT')
+  local vt = tonumber(redis.call('GET', vtime_key) or '0')
+  if pass > vt then
+    vt = pass
+    redis.call('SET', vtime_key, tostring(vt))
+  end
+  local next_pass = vt + 1 / weight
+  redis.call('HSET', key(pool_key('passes', pool)), tenant, tostring(next_pass))
+  if redis.call('LLEN', queue) == 0 then
+    redis.call('ZREM', ready_key, tenant)
+  else
+    redis.call('ZADD', ready_key, next_pass, tenant)
+  end
+  redis.call('ZADD', running, ARGV[2], string.match(rq, '^[^-]+'))
+  redis.call('ZADD', KEYS[3], now, qname .. ' ' .. rq)
+  return {rq, qname, tenant}
+end
 local function take_from(pool, base)
   local ready_key, vtime_key = key(pool_key('ready', pool)), key(pool_key('vtime', pool))
   local ready = redis.call('ZRANGE', ready_key, 0, tonumber(ARGV[6]) - 1, 'WITHSCORES')
@@ -100,35 +139,11 @@ local function take_from(pool, base)
     local tenant, pass = ready[i], tonumber(ready[i + 1])
     local qname = base .. '.' .. tenant
     local queue = 'rq:queue:' .. qname
-    if not declared(queue) then return 'stale' end
-    local running = key('warden:running:' .. tenant)
-    local max_running, weight = tonumber(ARGV[4]), tonumber(ARGV[5])
-    local quotas = redis.call('HGET', key('warden:tenant:' .. tenant), 'quotas')
-    if quotas then
-      local q = cjson.decode(quotas)
-      max_running = tonumber(q['max_running']) or max_running
-      weight = tonumber(q['weight']) or weight
-    end
-    redis.call('ZREMRANGEBYSCORE', running, '-inf', now)  -- slots of dead workers' jobs
-    if redis.call('LLEN', queue) == 0 then
-      redis.call('ZREM', ready_key, tenant)
-    elseif redis.call('ZCARD', running) < max_running then
-      local rq = redis.call('LMOVE', queue, key(queue .. ':intermediate'), 'LEFT', 'RIGHT')
-      local vt = tonumber(redis.call('GET', vtime_key) or '0')
-      if pass > vt then
-        vt = pass
-        redis.call('SET', vtime_key, tostring(vt))
-      end
-      local next_pass = vt + 1 / weight
-      redis.call('HSET', key(pool_key('passes', pool)), tenant, tostring(next_pass))
-      if redis.call('LLEN', queue) == 0 then
-        redis.call('ZREM', ready_key, tenant)
-      else
-        redis.call('ZADD', ready_key, next_pass, tenant)
-      end
-      redis.call('ZADD', running, ARGV[2], string.match(rq, '^[^-]+'))
-      redis.call('ZADD', KEYS[3], now, qname .. ' ' .. rq)
-      return {rq, qname, tenant}
+    if not declared(queue) then
+      skipped = true  -- joined since its caller read the ring: the next take has it
+    else
+      local taken = take_tenant(pool, ready_key, vtime_key, qname, queue, tenant, pass)
+      if taken then return taken end
     end
   end
   return nil
@@ -137,6 +152,7 @@ for p = 7, #ARGV, 2 do
   local taken = take_from(ARGV[p], ARGV[p + 1])
   if taken then return taken end
 end
+if skipped then return 'stale' end
 local rq = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not rq then return false end
 redis.call('ZADD', KEYS[3], now, ARGV[3] .. ' ' .. rq)

@@ -58,6 +58,13 @@ local function replay(first)
     i = i + n + 1
   end
 end
+local function replay_check(first)  -- their keys, checked before the script's first write
+  local i = first
+  while i <= #ARGV do
+    key(ARGV[i + 2])
+    i = i + tonumber(ARGV[i]) + 1
+  end
+end
 """
 
 
@@ -106,8 +113,13 @@ def module_key(sha256: str) -> str:
 # Lua: the running-slot key of a job's tenant (workers/scheduling.py); jobs from before
 # tenants are the default tenant's. Its caller declares it (running_key of the tenant).
 SLOT: Final = """
+local function tenant_of(job)
+  local tenant = redis.call('HGET', job, 'tenant')
+  if not tenant or tenant == '' then return 'default' end
+  return tenant
+end
 local function slot(job)
-  return key('warden:running:' .. (redis.call('HGET', job, 'tenant') or 'default'))
+  return key('warden:running:' .. tenant_of(job))
 end
 """
 
@@ -116,15 +128,17 @@ end
 # job that is no longer queued (cancelled in between) frees it.
 _START = script("start", SLOT + """
 local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+local running = slot(KEYS[1])
 if state ~= 'queued' then
-  if state then redis.call('ZREM', slot(KEYS[1]), ARGV[4]) end
-  return state or 'missing'
+  redis.call('ZREM', running, ARGV[4])
+  return state
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'lease', ARGV[1], 'started_at', ARGV[2],
            'worker', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-redis.call('ZADD', slot(KEYS[1]), 'XX', ARGV[3], ARGV[4])
+redis.call('ZADD', running, 'XX', ARGV[3], ARGV[4])
 return 'ok'
 """)
 
@@ -135,11 +149,14 @@ return 'ok'
 _FINISH = script("finish", SLOT + ACCOUNT + CALLBACK_DUE + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+local running = slot(KEYS[1])  -- every key checked before the first write
+if #ARGV >= 8 then account_check(KEYS[1], 8) end
+key('warden:callbacks')
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'error', ARGV[4],
            'finished_at', ARGV[5], 'lease', '')
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[7])
-redis.call('ZREM', slot(KEYS[1]), ARGV[7])
+redis.call('ZREM', running, ARGV[7])
 if #ARGV >= 8 then account(KEYS[1], 8) end
 callback_due(KEYS[1], ARGV[7], ARGV[5])
 redis.call('PUBLISH', KEYS[3], ARGV[7])
@@ -157,13 +174,18 @@ if state == 'queued' then
   local rq = redis.call('HGET', KEYS[1], 'rq_id')
   if not rq or rq == '' then rq = ARGV[3] end
   if not declared('rq:job:' .. rq) then return 'retry' end
-  local tenant = redis.call('HGET', KEYS[1], 'tenant') or 'default'
-  redis.call('LREM', key(KEYS[4] .. '.' .. tenant), 0, rq)
-  redis.call('LREM', KEYS[4], 0, rq)
-  redis.call('LREM', key(KEYS[5] .. '.' .. tenant), 0, rq)
+  local tenant = redis.call('HGET', KEYS[1], 'tenant')
+  if not tenant or tenant == '' then tenant = 'default' end
+  -- every key checked before the first write
+  local queue, jail_queue = key(KEYS[4] .. '.' .. tenant), key(KEYS[5] .. '.' .. tenant)
   local fuel = redis.call('HMGET', KEYS[1], 'fuel_day', 'fuel_reserved')
-  if fuel[1] and fuel[2] then  -- it will use none of the fuel it reserved
-    redis.call('DECRBY', key('warden:fuel:' .. tenant .. ':' .. fuel[1]), fuel[2])
+  local fuel_key = fuel[1] and fuel[2] and key('warden:fuel:' .. tenant .. ':' .. fuel[1])
+  key('warden:callbacks')
+  redis.call('LREM', queue, 0, rq)
+  redis.call('LREM', KEYS[4], 0, rq)
+  redis.call('LREM', jail_queue, 0, rq)
+  if fuel_key then  -- it will use none of the fuel it reserved
+    redis.call('DECRBY', fuel_key, fuel[2])
     redis.call('HDEL', KEYS[1], 'fuel_reserved')
   end
   redis.call('DEL', 'rq:job:' .. rq)
@@ -187,8 +209,13 @@ return state or 'missing'
 _REAP = script("reap", REPLAY + SLOT + RING + CALLBACK_DUE + """
 local expiry = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if not expiry or tonumber(expiry) > tonumber(ARGV[1]) then return 'alive' end
+local running = slot(KEYS[1])  -- every key checked before the first write
+local pool = redis.call('HGET', KEYS[1], 'pool')
+ring_check(pool)
+replay_check(6)
+key('warden:callbacks')
 redis.call('ZREM', KEYS[2], ARGV[4])
-redis.call('ZREM', slot(KEYS[1]), ARGV[4])
+redis.call('ZREM', running, ARGV[4])
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'gone' end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
@@ -197,8 +224,7 @@ if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
 elseif attempts < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'lease', '')
   replay(6)  -- the RQ enqueue, in the same step
-  local pool = redis.call('HGET', KEYS[1], 'pool')
-  join_ring(redis.call('HGET', KEYS[1], 'tenant') or 'default', pool)
+  join_ring(tenant_of(KEYS[1]), pool)
   ring(1, pool)
   return 'requeue'
 else
@@ -217,14 +243,17 @@ return 'ended'
 # before starting it: back at the head of its queue if it is still queued (its slot freed),
 # else the stale entries are dropped.
 _UNSTICK = script("unstick", SLOT + RING + """
+local queue = key('rq:queue:' .. ARGV[2])  -- every key checked before the first write
+local intermediate = key(queue .. ':intermediate')
+local running = slot(KEYS[2])
+local pool = redis.call('HGET', KEYS[2], 'pool')
+ring_check(pool)
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-local queue = key('rq:queue:' .. ARGV[2])
-if redis.call('LREM', key(queue .. ':intermediate'), 1, ARGV[3]) == 0 then return 0 end
-redis.call('ZREM', slot(KEYS[2]), ARGV[4])
+if redis.call('LREM', intermediate, 1, ARGV[3]) == 0 then return 0 end
+redis.call('ZREM', running, ARGV[4])
 if redis.call('HGET', KEYS[2], 'state') ~= 'queued' then return 0 end
 redis.call('LPUSH', queue, ARGV[3])
-local pool = redis.call('HGET', KEYS[2], 'pool')
-if queue ~= KEYS[3] then join_ring(redis.call('HGET', KEYS[2], 'tenant') or 'default', pool) end
+if queue ~= KEYS[3] then join_ring(tenant_of(KEYS[2]), pool) end
 ring(1, pool)
 return 1
 """)
@@ -234,8 +263,9 @@ return 1
 # e.g. while reconnecting): stop the job now.
 _RENEW = script("renew", SLOT + """
 if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+local running = slot(KEYS[1])
 redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[3])
-redis.call('ZADD', slot(KEYS[1]), 'XX', ARGV[2], ARGV[3])
+redis.call('ZADD', running, 'XX', ARGV[2], ARGV[3])
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 2 end
 return 1
 """)
@@ -392,7 +422,7 @@ class JobStore:
 
     def tenant(self, job_id: str) -> str:
         raw = self.r.hget(job_key(job_id), "tenant")
-        return raw.decode() if isinstance(raw, bytes) else DEFAULT_TENANT
+        return (raw.decode() if isinstance(raw, bytes) else "") or DEFAULT_TENANT
 
     def context(self, job_id: str) -> JobContext:
         """What names a job's other keys, as its record has it (what a script that moves

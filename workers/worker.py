@@ -294,6 +294,12 @@ class WardenWorker(SimpleWorker):
         unless the worker is stopping or suspended: one round trip per job saved under load."""
         take_next = not (self._stop_requested or self._lanes_stop.is_set()
                          or self._paused.is_set())
+        take: list[Any] = []
+        if take_next:
+            try:  # reads the rings (their tenants' keys): a failure must not cost the finish
+                take = self.rt.queue.take_args(self.rt.settings.lease_s, self.rt.pools)
+            except redis.RedisError:
+                take_next = False
         pipe = self.connection.pipeline()
         if finish is not None:
             pipe.evalsha(*finish)
@@ -302,7 +308,7 @@ class WardenWorker(SimpleWorker):
         pipe.hincrby(self.key, "successful_job_count", 1)
         pipe.hincrbyfloat(self.key, "total_working_time", elapsed_s)
         if take_next:
-            pipe.evalsha(*self.rt.queue.take_args(self.rt.settings.lease_s, self.rt.pools))
+            pipe.evalsha(*take)
         else:
             self._busy_change(-1, pipe)
         try:
@@ -315,12 +321,15 @@ class WardenWorker(SimpleWorker):
         if isinstance(reply, redis.exceptions.NoScriptError):
             self.rt.queue.load_scripts()  # the idle lane's take (a Script object) retries
         taken = None if isinstance(reply, Exception) else taken_reply(reply)
-        if take_next and is_stale(reply):  # the ring changed since take_args read it
-            taken = self.rt.queue.take(self.rt.settings.lease_s, self.rt.pools)
-        if take_next and taken is None:
-            self._busy_change(-1, self.connection)  # nothing queued: idle
         if finish is not None:
             self._check_recorded(results[0], finish, warden_id(job.id))
+        if take_next and is_stale(reply):  # the ring changed since take_args read it
+            try:
+                taken = self.rt.queue.take(self.rt.settings.lease_s, self.rt.pools)
+            except redis.RedisError:
+                taken = None  # the idle lane takes again
+        if take_next and taken is None:
+            self._busy_change(-1, self.connection)  # nothing queued: idle
         return taken
 
     def _check_recorded(self, recorded: Any, finish: list[Any], job_id: str) -> None:
