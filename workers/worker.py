@@ -291,7 +291,8 @@ class WardenWorker(SimpleWorker):
                 elapsed_s: float) -> tuple[str, str, str] | None:
         """Record the job and clean up RQ's keys in one MULTI, which also takes the next
         job (the TAKE script: the fair choice across tenants, as an idle lane makes it)
-        unless the worker is stopping or suspended: one round trip per job saved under load."""
+        unless the worker is stopping or suspended: one round trip per job saved under load
+        (the take's read of the rings, which declares their tenants' keys, is one more)."""
         take_next = not (self._stop_requested or self._lanes_stop.is_set()
                          or self._paused.is_set())
         take: list[Any] = []
