@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import random
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import workers.redis_server
 from sandboxes.runtime.sandbox import Sandbox
 from sandboxes.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _worker_free_port(ports: range) -> int:
+    """A free port of this test process's own range. Tests kill and restart Redis on its
+    port while their API and workers keep reconnecting to it: with the kernel's ports, a
+    test in the other process could get that port meanwhile and have the first test's
+    workers write into its Redis (seen once). Below the kernel's ephemeral range
+    (32768-), so no process's own port-0 choice lands in it either."""
+    for _ in range(200):
+        port = random.choice(ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports}")
+
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1... under pytest-xdist
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    _PORTS = range(12000 + 2500 * int(_WORKER[2:]), 12000 + 2500 * (int(_WORKER[2:]) + 1))
+    workers.redis_server.free_port = lambda: _worker_free_port(_PORTS)
 
 
 @pytest.fixture(scope="session")
