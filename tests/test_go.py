@@ -30,7 +30,7 @@ from sandboxes.languages.toolchains.go import (
     go_available,
 )
 from sandboxes.languages.toolchains.wasm_tools import WORK
-from sandboxes.schema import Grants, Limits, MiB, RunResult, RunStatus
+from sandboxes.schema import LIMIT_BOUNDS, Grants, Limits, MiB, RunResult, RunStatus
 from tests.test_compile_jail import run_at_once
 from tests.test_languages import leaked, make_runner
 
@@ -421,7 +421,10 @@ def test_concurrent_compiles_stay_separate(runner: SourceRunner) -> None:
         "a": f'package main\n\nimport "fmt"\n\n{slow}func main() {{ fmt.Println("a", f1(1)) }}\n',
         "b": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("b") }\n',
     }
-    outcomes = run_at_once(lambda src: go(runner, src), srcs)
+    # the whole compile budget: 8,000 functions take most of the default 20 s on a loaded
+    # 2-core machine (once only 0.85 s was left for the module's own compile)
+    limits = Limits(compile_time_s=LIMIT_BOUNDS["compile_time_s"].maximum)
+    outcomes = run_at_once(lambda src: go(runner, src, limits), srcs)
     (a0, a1, a), (b0, b1, b) = outcomes["a"], outcomes["b"]
     assert a.stdout == b"a 2\n", (a.status, a.message, a.compile_output)
     assert b.stdout == b"b\n", (b.status, b.compile_output)

@@ -110,6 +110,12 @@ def test_judge_judge0_and_piston_submissions_are_idempotent(cluster: Cluster) ->
     assert judged[0].json()["id"] == judged[1].json()["id"]
     listed = http.get("/v1/problems/sum/submissions").json()["submissions"]
     assert len(listed) == 1
+    # judged to its end first: its tests' jobs are queued when its compile ends, which
+    # would change the job counts below at a moment of its own
+    judging = f"/v1/problems/sum/submissions/{judged[0].json()['id']}"
+    deadline = time.monotonic() + 180
+    while http.get(judging, params={"wait": 20}).status_code != 200:
+        assert time.monotonic() < deadline, "the judge submission did not end"
 
     echo = ('#include <stdio.h>\n'
             'int main(void) { char s[64]; if (scanf("%63s", s) == 1) puts(s); }\n')
