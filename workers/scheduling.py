@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from tenancy.registry import tenant_key
 from workers.lua import script
 from workers.pools import POOL_KEY, Pool, pool_key
 
@@ -61,7 +62,7 @@ def tenant_take_keys(base: str, tenant: str) -> list[str]:
     ``<base>.<tenant>``: its queue, the queue's intermediate list, its running slots, its
     record (quotas)."""
     queue = f"rq:queue:{tenant_queue_name(base, tenant)}"
-    return [queue, f"{queue}:intermediate", running_key(tenant), f"{PREFIX}tenant:{tenant}"]
+    return [queue, f"{queue}:intermediate", running_key(tenant), tenant_key(tenant)]
 
 
 # Lua: join_ring(tenant, pool) puts a tenant with waiting work in a pool's ring at no less

@@ -55,7 +55,8 @@ def _passed(done: subprocess.CompletedProcess[str], who: str) -> None:
     assert "generated" in summary, summary  # it did run its test cases
 
 
-def test_no_server_error_no_schema_violation_no_cross_tenant_read(tmp_path: Path) -> None:
+def _two_tenants(tmp_path: Path) -> tuple[Cluster, str, httpx.Client, httpx.Client]:
+    """A running Warden (API and one worker) with tenants A (id, client) and B (client)."""
     cluster = Cluster(tmp_path / "service", lease_s=2)
     try:
         cluster.start_api()
@@ -63,6 +64,23 @@ def test_no_server_error_no_schema_violation_no_cross_tenant_read(tmp_path: Path
         cluster.wait_ready(1)
         a_id, a = cluster.new_tenant("fuzz-a")
         _, b = cluster.new_tenant("fuzz-b")
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster, a_id, a, b
+
+
+def _jobs_of(cluster: Cluster, tenant: str) -> list[str]:
+    """The ids of every job of ``tenant``, read from Redis directly (not through the API
+    whose isolation is under test)."""
+    client = cluster.client
+    return [k.decode().rsplit(":", 1)[1] for k in client.scan_iter("warden:job:*")
+            if client.hget(k, "tenant") == tenant.encode()]
+
+
+def test_no_server_error_no_schema_violation_no_cross_tenant_read(tmp_path: Path) -> None:
+    cluster, a_id, a, b = _two_tenants(tmp_path)
+    try:
         a_key = a.headers["Authorization"].removeprefix("Bearer ")
         # Tenant A's own resources before the fuzzing (random bodies rarely make valid
         # wasm): jobs and a problem with a submission, for the sweep below.
@@ -76,9 +94,7 @@ def test_no_server_error_no_schema_violation_no_cross_tenant_read(tmp_path: Path
         for name, key in (("tenant", a_key), ("admin", cluster.admin_key)):
             _passed(_fuzz(cluster, key, tmp_path / f"report-{name}"), name)
 
-        client = cluster.client
-        jobs = [k.decode().rsplit(":", 1)[1] for k in client.scan_iter("warden:job:*")
-                if client.hget(k, "tenant") == a_id.encode()]
+        jobs = _jobs_of(cluster, a_id)
         problems = a.get("/v1/problems").json()["problems"]
         assert jobs, "the fuzzing as tenant A made no job: the sweep would prove nothing"
         reads = 0
@@ -103,13 +119,8 @@ def test_no_server_error_no_schema_violation_no_cross_tenant_read(tmp_path: Path
 
 def test_the_judge0_piston_and_dashboard_surfaces_answer_no_server_error(
         tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path / "service", lease_s=2)
+    cluster, a_id, a, b = _two_tenants(tmp_path)
     try:
-        cluster.start_api()
-        cluster.start_worker()
-        cluster.wait_ready(1)
-        a_id, a = cluster.new_tenant("fuzz-a")
-        _, b = cluster.new_tenant("fuzz-b")
         a_key = a.headers["Authorization"].removeprefix("Bearer ")
         # Signed in to the dashboard as tenant A, and the sign-in form's token for its nonce
         page = httpx.get(f"http://127.0.0.1:{cluster.port}/dashboard/login")
@@ -131,9 +142,7 @@ def test_the_judge0_piston_and_dashboard_surfaces_answer_no_server_error(
         operations = re.search(r"(\d+) selected", done.stdout)
         assert operations is not None and int(operations.group(1)) >= 20, done.stdout[-3000:]
 
-        client = cluster.client
-        jobs = [k.decode().rsplit(":", 1)[1] for k in client.scan_iter("warden:job:*")
-                if client.hget(k, "tenant") == a_id.encode()]
+        jobs = _jobs_of(cluster, a_id)
         assert jobs, "the fuzzing as tenant A made no job: the sweep would prove nothing"
         for job_id in jobs:
             assert b.get(f"/judge0/submissions/{job_id}").status_code == 404, job_id

@@ -4,8 +4,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.service.cluster import Cluster
+from workers.queue import JobQueue
+from workers.redis_server import EmbeddedRedis
+from workers.store import JobStore
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +39,16 @@ def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> Iterator[JobQueue]:
+    """Warden's queue and store on a Redis of its own (no API, no workers): for tests of
+    the scripts themselves."""
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        yield JobQueue(client, JobStore(client, 3600, 2), "warden", 100)
+    finally:
+        client.close()
+        server.stop()

@@ -4,31 +4,16 @@ the ring is out of date answers 'stale' (touching nothing) and is taken again.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import redis
 
 from sandboxes.schema import Grants, JobSpec, JobState, Limits
 from workers.pools import Pool
 from workers.queue import JobQueue, is_stale
-from workers.redis_server import EmbeddedRedis
 from workers.scheduling import running_key
-from workers.store import LEASES, JobStore, job_key
+from workers.store import LEASES, job_key
 
 WASM = JobSpec(module_sha256="0" * 64, limits=Limits(), grants=Grants())
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> Iterator[JobQueue]:
-    server = EmbeddedRedis(tmp_path / "redis").start()
-    client = redis.Redis.from_url(server.url)
-    try:
-        yield JobQueue(client, JobStore(client, 3600, 2), "warden", 100)
-    finally:
-        client.close()
-        server.stop()
 
 
 def _snapshot(client: redis.Redis) -> dict[bytes, object]:

@@ -5,20 +5,16 @@ Checked on the queue's own scripts against a real Redis."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
 from sandboxes.schema import Grants, JobSpec, Limits
 from tenancy.limits import Admission
 from tenancy.quotas import Quotas
 from workers.pools import Pool, pool_key, pool_of, served_pools
 from workers.queue import JobQueue, QuotaExceededError
-from workers.redis_server import EmbeddedRedis
 from workers.scheduling import running_key
-from workers.store import JobStore, job_key
+from workers.store import job_key
 
 RUST = JobSpec(language="rust", source='fn main() { println!("hi"); }\n', limits=Limits(),
                grants=Grants())
@@ -26,17 +22,6 @@ CPP = JobSpec(language="cpp", source="int main() {}\n", limits=Limits(), grants=
 WASM = JobSpec(module_sha256="0" * 64, limits=Limits(), grants=Grants())
 SANDBOX_ONLY = (Pool.SANDBOX,)
 BOTH = (Pool.JAIL, Pool.SANDBOX)
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> Iterator[JobQueue]:
-    server = EmbeddedRedis(tmp_path / "redis").start()
-    client = redis.Redis.from_url(server.url)
-    try:
-        yield JobQueue(client, JobStore(client, 3600, 2), "warden", 100)
-    finally:
-        client.close()
-        server.stop()
 
 
 def test_each_job_is_queued_for_the_pool_that_can_run_it() -> None:
